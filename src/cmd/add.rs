@@ -1,0 +1,116 @@
+//! `add`: create a host profile and store its secret.
+
+use std::fs;
+
+use zeroize::Zeroizing;
+
+use super::{read_stdin_value, stdin_is_tty, Context};
+use crate::cli::AddArgs;
+use crate::config::{validate_address, validate_host_name, HostProfile};
+use crate::error::UserError;
+use crate::otpauth::OtpauthUri;
+use crate::secret::SecretKey;
+use crate::store;
+use crate::totp::{Algorithm, DEFAULT_PERIOD};
+
+pub fn run(ctx: &Context, args: AddArgs) -> anyhow::Result<()> {
+    validate_host_name(&args.name).map_err(UserError::usage)?;
+    validate_address(&args.address).map_err(UserError::usage)?;
+
+    // Fail on a duplicate before asking for a secret.
+    let existing = ctx.paths.load()?;
+    if existing.hosts.contains_key(&args.name) && !args.force {
+        return Err(duplicate(&args.name).into());
+    }
+
+    let (secret, from_uri) = read_secret(ctx, &args)?;
+    let mut profile = HostProfile::new(args.address.clone());
+    profile.port = args.port;
+    profile.user = args.user.clone();
+    profile.delay_ms = args.delay_ms;
+    profile.algorithm = args
+        .algorithm
+        .or(from_uri.as_ref().map(|u| u.0))
+        .unwrap_or(Algorithm::Sha1);
+    profile.period = args
+        .period
+        .or(from_uri.as_ref().map(|u| u.1))
+        .unwrap_or(DEFAULT_PERIOD);
+    profile.store = args.store;
+    profile.validate(&args.name).map_err(UserError::usage)?;
+
+    ctx.paths.update(|hosts| {
+        if hosts.hosts.contains_key(&args.name) && !args.force {
+            return Err(duplicate(&args.name).into());
+        }
+        let kind = args.store.unwrap_or_else(|| hosts.store_for(&profile));
+        let previous_kind = hosts.hosts.get(&args.name).map(|p| hosts.store_for(p));
+        // The secret goes in first: a profile without its secret would be useless.
+        store::open(kind, &ctx.paths)
+            .set(&args.name, &secret)
+            .map_err(UserError::from)?;
+        if let Some(previous) = previous_kind.filter(|p| *p != kind) {
+            let _ = store::open(previous, &ctx.paths).delete(&args.name);
+        }
+        hosts.hosts.insert(args.name.clone(), profile.clone());
+        ctx.note(format_args!(
+            "added {} ({}:{}), secret in the {}",
+            args.name,
+            profile.address,
+            profile.port,
+            store::open(kind, &ctx.paths).describe()
+        ));
+        Ok(())
+    })
+}
+
+fn duplicate(name: &str) -> UserError {
+    UserError::usage(format!("host {name} already exists"))
+        .with_hint("pass --force to replace it, or `knock-totp remove` it first")
+}
+
+/// The secret, and the algorithm and period when it came from a URI.
+fn read_secret(
+    ctx: &Context,
+    args: &AddArgs,
+) -> anyhow::Result<(SecretKey, Option<(Algorithm, u64)>)> {
+    let source = &args.source;
+    if let Some(uri) = &source.uri {
+        let text = if uri == "-" {
+            read_stdin_value("otpauth URI")?
+        } else {
+            ctx.note(
+                "warning: a URI on the command line lands in your shell history; prefer --uri -",
+            );
+            Zeroizing::new(uri.clone())
+        };
+        let parsed = OtpauthUri::parse(&text).map_err(|e| UserError::usage(e.to_string()))?;
+        return Ok((parsed.secret, Some((parsed.algorithm, parsed.period))));
+    }
+    let text = if let Some(value) = &source.secret {
+        if value == "-" {
+            read_stdin_value("secret")?
+        } else {
+            ctx.note("warning: a secret on the command line lands in your shell history; prefer --secret -");
+            Zeroizing::new(value.clone())
+        }
+    } else if let Some(path) = &source.secret_file {
+        Zeroizing::new(fs::read_to_string(path).map_err(|e| {
+            UserError::usage(format!("cannot read secret file {}: {e}", path.display()))
+        })?)
+    } else if stdin_is_tty() {
+        Zeroizing::new(
+            dialoguer::Password::new()
+                .with_prompt(format!("Base32 secret for {}", args.name))
+                .interact()?,
+        )
+    } else {
+        return Err(
+            UserError::usage("no secret given and stdin is not a terminal to ask on")
+                .with_hint("pipe it in with `--secret -`, or use --uri -, or --secret-file PATH")
+                .into(),
+        );
+    };
+    let secret = SecretKey::from_base32(&text).map_err(|e| UserError::usage(e.to_string()))?;
+    Ok((secret, None))
+}

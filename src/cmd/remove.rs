@@ -1,0 +1,37 @@
+//! `remove`: delete a host profile and its secret.
+
+use super::{confirm, stdin_is_tty, Context};
+use crate::cli::RemoveArgs;
+use crate::config::no_such_host;
+use crate::error::UserError;
+use crate::store;
+
+pub fn run(ctx: &Context, args: RemoveArgs) -> anyhow::Result<()> {
+    ctx.host(&args.name)?;
+    if !args.yes {
+        if !stdin_is_tty() {
+            return Err(UserError::usage(format!(
+                "not removing {} without confirmation",
+                args.name
+            ))
+            .with_hint("pass --yes")
+            .into());
+        }
+        if !confirm(&format!("Remove host {} and its secret?", args.name))? {
+            return Err(UserError::usage("cancelled").into());
+        }
+    }
+    ctx.paths.update(|hosts| {
+        let profile = hosts
+            .hosts
+            .get(&args.name)
+            .ok_or_else(|| no_such_host(&args.name))?;
+        store::open(hosts.store_for(profile), &ctx.paths)
+            .delete(&args.name)
+            .map_err(UserError::from)?;
+        hosts.hosts.remove(&args.name);
+        Ok(())
+    })?;
+    ctx.note(format_args!("removed {}", args.name));
+    Ok(())
+}

@@ -1,0 +1,441 @@
+//! Host profiles in `hosts.toml`: where the file lives, validation, and atomic, locked updates.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ExitKind, UserError};
+use crate::totp::{validate_period, Algorithm, DEFAULT_PERIOD};
+
+/// Environment variable that overrides the path of `hosts.toml`.
+pub const CONFIG_ENV: &str = "KNOCK_TOTP_CONFIG";
+pub const DEFAULT_SSH_PORT: u16 = 22;
+pub const DEFAULT_DELAY_MS: u64 = 100;
+
+/// Where a host's secret is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// The OS keyring (Secret Service, macOS Keychain, Windows Credential Manager)
+    Keyring,
+    /// One 0600 file per host under the config directory
+    File,
+}
+
+impl StoreKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Keyring => "keyring",
+            Self::File => "file",
+        }
+    }
+}
+
+/// One protected server as the client knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostProfile {
+    pub address: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default = "default_delay_ms")]
+    pub delay_ms: u64,
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    #[serde(default = "default_period")]
+    pub period: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreKind>,
+    /// Keys written by newer versions or by hand, kept as they are.
+    #[serde(flatten)]
+    pub extra: toml::Table,
+}
+
+fn default_port() -> u16 {
+    DEFAULT_SSH_PORT
+}
+fn default_delay_ms() -> u64 {
+    DEFAULT_DELAY_MS
+}
+fn default_period() -> u64 {
+    DEFAULT_PERIOD
+}
+
+impl HostProfile {
+    pub fn new(address: String) -> Self {
+        Self {
+            address,
+            port: DEFAULT_SSH_PORT,
+            user: None,
+            delay_ms: DEFAULT_DELAY_MS,
+            algorithm: Algorithm::Sha1,
+            period: DEFAULT_PERIOD,
+            store: None,
+            extra: toml::Table::new(),
+        }
+    }
+
+    pub fn validate(&self, name: &str) -> Result<(), String> {
+        validate_host_name(name)?;
+        validate_address(&self.address).map_err(|e| format!("host {name}: {e}"))?;
+        if self.port == 0 {
+            return Err(format!(
+                "host {name}: port 0 is not a usable TCP port (1-65535)"
+            ));
+        }
+        if self.delay_ms > 60_000 {
+            return Err(format!(
+                "host {name}: delay_ms {} is over a minute",
+                self.delay_ms
+            ));
+        }
+        validate_period(self.period).map_err(|e| format!("host {name}: {e}"))?;
+        if let Some(user) = &self.user {
+            validate_user(user).map_err(|e| format!("host {name}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The whole `hosts.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostsFile {
+    /// Default store for hosts that do not name one (`keyring` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_store: Option<StoreKind>,
+    #[serde(default)]
+    pub hosts: BTreeMap<String, HostProfile>,
+    #[serde(flatten)]
+    pub extra: toml::Table,
+}
+
+impl HostsFile {
+    pub fn host(&self, name: &str) -> Result<&HostProfile, UserError> {
+        self.hosts.get(name).ok_or_else(|| no_such_host(name))
+    }
+
+    pub fn store_for(&self, profile: &HostProfile) -> StoreKind {
+        profile
+            .store
+            .or(self.secret_store)
+            .unwrap_or(StoreKind::Keyring)
+    }
+
+    /// Parses the file's text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, UserError> {
+        let file: Self = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+            let place = match line {
+                Some(line) => format!("{}:{line}", origin.display()),
+                None => origin.display().to_string(),
+            };
+            UserError::usage(format!("{place}: {}", e.message().trim())).with_hint(
+                "fix or move the file; knock-totp will not overwrite it while it is malformed",
+            )
+        })?;
+        for (name, profile) in &file.hosts {
+            profile
+                .validate(name)
+                .map_err(|e| UserError::usage(format!("{}: {e}", origin.display())))?;
+        }
+        Ok(file)
+    }
+
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+}
+
+pub fn no_such_host(name: &str) -> UserError {
+    UserError::new(ExitKind::NoSuchHost, format!("no such host: {name}")).with_hint(
+        "`knock-totp list` shows the hosts; `knock-totp add NAME --address ADDR` adds one",
+    )
+}
+
+/// Where the configuration and file-store secrets live.
+#[derive(Debug, Clone)]
+pub struct ConfigPaths {
+    pub hosts_file: PathBuf,
+}
+
+impl ConfigPaths {
+    /// `$KNOCK_TOTP_CONFIG`, else the platform config dir (`~/.config/knock-totp/hosts.toml`).
+    pub fn from_env() -> anyhow::Result<Self> {
+        if let Some(path) = std::env::var_os(CONFIG_ENV).filter(|p| !p.is_empty()) {
+            return Ok(Self {
+                hosts_file: PathBuf::from(path),
+            });
+        }
+        let dirs = directories::ProjectDirs::from("", "", "knock-totp").ok_or_else(|| {
+            UserError::runtime("cannot find a home directory for the configuration")
+                .with_hint(format!("set {CONFIG_ENV} to the path of hosts.toml"))
+        })?;
+        Ok(Self {
+            hosts_file: dirs.config_dir().join("hosts.toml"),
+        })
+    }
+
+    pub fn config_dir(&self) -> PathBuf {
+        match self.hosts_file.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// Directory of the file store: one 0600 file per host.
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.config_dir().join("secrets")
+    }
+
+    fn lock_file(&self) -> PathBuf {
+        let mut name = self
+            .hosts_file
+            .file_name()
+            .unwrap_or_default()
+            .to_os_string();
+        name.push(".lock");
+        self.config_dir().join(name)
+    }
+
+    /// Reads hosts.toml; a missing file is an empty configuration.
+    pub fn load(&self) -> anyhow::Result<HostsFile> {
+        let path = &self.hosts_file;
+        match fs::read(path) {
+            Ok(bytes) => {
+                let text = String::from_utf8(bytes).map_err(|_| {
+                    UserError::usage(format!("{}: not UTF-8 text", path.display()))
+                        .with_hint("fix or move the file; knock-totp will not overwrite it")
+                })?;
+                Ok(HostsFile::parse(&text, path)?)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HostsFile::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::IsADirectory || path.is_dir() => {
+                Err(UserError::usage(format!(
+                    "{} is a directory, not a hosts file",
+                    path.display()
+                ))
+                .with_hint(format!("move it away or point {CONFIG_ENV} at a file"))
+                .into())
+            }
+            Err(e) => {
+                Err(UserError::runtime(format!("cannot read {}: {e}", path.display())).into())
+            }
+        }
+    }
+
+    /// Loads, changes and saves hosts.toml under an exclusive lock, so that concurrent
+    /// invocations do not lose each other's changes. Nothing is written if `change` fails.
+    pub fn update<T>(
+        &self,
+        change: impl FnOnce(&mut HostsFile) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let dir = self.config_dir();
+        create_private_dir(&dir)?;
+        let lock_path = self.lock_file();
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| UserError::runtime(format!("cannot write in {}: {e}", dir.display())))?;
+        lock.lock()
+            .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+        let mut hosts = self.load()?;
+        let result = change(&mut hosts)?;
+        write_atomically(&self.hosts_file, hosts.to_toml()?.as_bytes(), 0o600)?;
+        drop(lock);
+        Ok(result)
+    }
+}
+
+/// Creates a directory (and parents) readable only by its owner.
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| UserError::runtime(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(())
+}
+
+/// Writes `contents` to a temporary file beside `path` (created with `mode`), syncs it and
+/// renames it over `path`: readers see the old file or the new one, never half of one.
+pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let file_name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut options = OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+        let mut file = options.open(&tmp)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
+        file.write_all(contents)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        if let Ok(dir) = File::open(dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(UserError::runtime(format!("cannot write {}: {e}", path.display())).into());
+    }
+    Ok(())
+}
+
+pub fn validate_host_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid host name {:?}: use letters, digits, '.', '_' and '-' only",
+            name.chars().take(64).collect::<String>()
+        ))
+    }
+}
+
+/// An IP literal (v4, or v6 with or without brackets) or a DNS name.
+pub fn validate_address(address: &str) -> Result<(), String> {
+    let bare = address.trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let name = address.strip_suffix('.').unwrap_or(address);
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid address {:?}: give a DNS name or an IPv4/IPv6 address",
+            address.chars().take(64).collect::<String>()
+        ))
+    }
+}
+
+fn validate_user(user: &str) -> Result<(), String> {
+    // The user goes to ssh's -l: nothing that ssh could read as an option or a second word.
+    if user.is_empty()
+        || user.starts_with('-')
+        || user.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        Err(format!(
+            "invalid user name {:?}",
+            user.chars().take(64).collect::<String>()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names() {
+        for ok in ["web", "web-1.example_a", "A.B"] {
+            assert!(validate_host_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a/b", "..", ".", "a b", "ü", "a:b"] {
+            assert!(validate_host_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        for ok in [
+            "10.0.0.1",
+            "::1",
+            "[2001:db8::1]",
+            "example.com",
+            "web",
+            "a-b.example.com.",
+        ] {
+            assert!(validate_address(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "a..b",
+            "-a.com",
+            "a b",
+            "http://x",
+            "a/b",
+            "999.1.1.1..",
+        ] {
+            assert!(validate_address(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parse_defaults_and_unknown_keys_survive() {
+        let text = "future_key = 1\n[hosts.web]\naddress = \"example.com\"\ncolour = \"blue\"\n";
+        let file = HostsFile::parse(text, Path::new("hosts.toml")).unwrap();
+        let web = file.host("web").unwrap();
+        assert_eq!((web.port, web.delay_ms, web.period), (22, 100, 30));
+        assert_eq!(file.store_for(web), StoreKind::Keyring);
+        let again = HostsFile::parse(&file.to_toml().unwrap(), Path::new("x")).unwrap();
+        assert_eq!(again, file);
+        assert_eq!(again.extra["future_key"].as_integer(), Some(1));
+        assert_eq!(again.hosts["web"].extra["colour"].as_str(), Some("blue"));
+    }
+
+    #[test]
+    fn parse_errors_name_file_and_line() {
+        let err = HostsFile::parse(
+            "[hosts.web]\naddress = \"x\"\nport = 70000\n",
+            Path::new("h.toml"),
+        )
+        .unwrap_err();
+        assert!(err.message.starts_with("h.toml:3:"), "{}", err.message);
+        let err = HostsFile::parse(
+            "[hosts.web]\naddress = \"x\"\nport = 0\n",
+            Path::new("h.toml"),
+        )
+        .unwrap_err();
+        assert!(err.message.contains("port 0"), "{}", err.message);
+        let err = HostsFile::parse("[hosts.\"a/b\"]\naddress = \"x\"\n", Path::new("h.toml"))
+            .unwrap_err();
+        assert!(err.message.contains("invalid host name"), "{}", err.message);
+        assert!(HostsFile::parse("[hosts.web\n", Path::new("h.toml")).is_err());
+    }
+}

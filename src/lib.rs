@@ -1,0 +1,13 @@
+//! knock-totp: time-based port knocking. A pure core (codes, ports, URIs) and thin adapters.
+
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod error;
+pub mod otpauth;
+pub mod ports;
+pub mod qr;
+pub mod secret;
+pub mod store;
+pub mod totp;
+pub mod window;

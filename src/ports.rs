@@ -1,0 +1,162 @@
+//! The knock sequence: a six-digit code turned into two ports in 1000..=9999.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Lowest port a knock can use; `widen` never yields less.
+pub const MIN_KNOCK_PORT: u16 = 1000;
+/// Highest port a knock can use.
+pub const MAX_KNOCK_PORT: u16 = 9999;
+
+/// A six-digit TOTP code, shown zero-padded as authenticator apps do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Code(u32);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodeError {
+    #[error(
+        "a code has exactly six digits (as the authenticator app shows it, e.g. 081804), got {0:?}"
+    )]
+    NotSixDigits(String),
+}
+
+impl Code {
+    /// Wraps a number below 1,000,000.
+    pub fn new(value: u32) -> Option<Self> {
+        (value < 1_000_000).then_some(Self(value))
+    }
+
+    pub fn value(self) -> u32 {
+        self.0
+    }
+
+    pub fn ports(self) -> PortPair {
+        port_pair(self.0)
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:06}", self.0)
+    }
+}
+
+impl FromStr for Code {
+    type Err = CodeError;
+
+    /// Accepts six ASCII digits, optionally split in two groups of three by a space
+    /// (`081 804`, as some apps display it).
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let digits: String = input.trim().chars().filter(|c| *c != ' ').collect();
+        if digits.len() != 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CodeError::NotSixDigits(input.chars().take(20).collect()));
+        }
+        Ok(Self(digits.parse().expect("six ASCII digits fit in u32")))
+    }
+}
+
+/// The two ports of one window's knock, in knock order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortPair(pub [u16; 2]);
+
+impl PortPair {
+    pub fn first(self) -> u16 {
+        self.0[0]
+    }
+
+    pub fn second(self) -> u16 {
+        self.0[1]
+    }
+}
+
+impl fmt::Display for PortPair {
+    /// `A B`: the form scripts read (`knock host $(knock-totp ports web)`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.0[0], self.0[1])
+    }
+}
+
+/// Scales a four-digit group into 1000..=9999: values below 1000 are multiplied by ten until
+/// they reach it, and 0 (which would never get there) is defined as 1000.
+pub fn widen(group: u32) -> u16 {
+    debug_assert!(group <= 9999);
+    let mut port = group;
+    if port == 0 {
+        return MIN_KNOCK_PORT;
+    }
+    while port < u32::from(MIN_KNOCK_PORT) {
+        port *= 10;
+    }
+    port as u16
+}
+
+/// Port A is the first four digits of the zero-padded code, port B the last four, each widened.
+pub fn port_pair(code: u32) -> PortPair {
+    let code = code % 1_000_000;
+    PortPair([widen(code / 100), widen(code % 10_000)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_derivation_vectors() {
+        let vectors = [
+            (970113, [9701, 1130]),
+            (0, [1000, 1000]),
+            (100000, [1000, 1000]),
+            (1000, [1000, 1000]),
+            (111111, [1111, 1111]),
+            (999999, [9999, 9999]),
+            (287082, [2870, 7082]),
+            (81804, [8180, 1804]),
+            (50471, [5040, 4710]),
+            (5924, [5900, 5924]),
+            (770000, [7700, 1000]),
+            (418, [4000, 4180]),
+            (24, [1000, 2400]),
+        ];
+        for (code, ports) in vectors {
+            assert_eq!(port_pair(code), PortPair(ports), "code {code:06}");
+        }
+    }
+
+    #[test]
+    fn widen_edges() {
+        assert_eq!(widen(0), 1000);
+        assert_eq!(widen(1), 1000);
+        assert_eq!(widen(9), 9000);
+        assert_eq!(widen(10), 1000);
+        assert_eq!(widen(99), 9900);
+        assert_eq!(widen(999), 9990);
+        assert_eq!(widen(1000), 1000);
+        assert_eq!(widen(9999), 9999);
+    }
+
+    #[test]
+    fn every_code_gives_ports_in_range() {
+        for code in 0..1_000_000 {
+            let PortPair([a, b]) = port_pair(code);
+            assert!((MIN_KNOCK_PORT..=MAX_KNOCK_PORT).contains(&a), "{code}");
+            assert!((MIN_KNOCK_PORT..=MAX_KNOCK_PORT).contains(&b), "{code}");
+        }
+    }
+
+    #[test]
+    fn code_parses_and_displays_zero_padded() {
+        let code: Code = "081804".parse().unwrap();
+        assert_eq!(code.value(), 81804);
+        assert_eq!(code.to_string(), "081804");
+        assert_eq!("970 113".parse::<Code>().unwrap().value(), 970113);
+        for bad in ["81804", "0818045", "08180a", "", "-81804", "+81804"] {
+            assert!(bad.parse::<Code>().is_err(), "{bad:?}");
+        }
+        assert_eq!(Code::new(1_000_000), None);
+    }
+
+    #[test]
+    fn pair_displays_for_scripts() {
+        assert_eq!(port_pair(970113).to_string(), "9701 1130");
+    }
+}

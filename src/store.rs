@@ -1,0 +1,255 @@
+//! Where host secrets are kept: the OS keyring, 0600 files, or memory (tests).
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use zeroize::Zeroizing;
+
+use crate::config::{create_private_dir, write_atomically, ConfigPaths, StoreKind};
+use crate::error::{ExitKind, UserError};
+use crate::secret::SecretKey;
+
+/// Keyring service name; the account is the host name.
+pub const KEYRING_SERVICE: &str = "knock-totp";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no secret stored for host {host} in the {store}")]
+    NotFound { host: String, store: &'static str },
+    #[error("the OS keyring is unavailable: {reason}")]
+    KeyringUnavailable { reason: String },
+    #[error("the stored secret for host {host} is unusable: {reason}")]
+    Corrupt { host: String, reason: String },
+    #[error("{0}")]
+    Io(String),
+}
+
+impl From<StoreError> for UserError {
+    fn from(error: StoreError) -> Self {
+        match &error {
+            StoreError::KeyringUnavailable { .. } => UserError::new(
+                ExitKind::StoreUnavailable,
+                error.to_string(),
+            )
+            .with_hint(
+                "start a Secret Service (e.g. gnome-keyring) and unlock it, or keep secrets in \
+                     0600 files instead: add the host with `--store file`, or set \
+                     `secret_store = \"file\"` in hosts.toml",
+            ),
+            StoreError::NotFound { host, .. } => UserError::runtime(error.to_string()).with_hint(
+                format!("re-enroll it: `knock-totp add {host} --address ADDR --force --secret -`"),
+            ),
+            _ => UserError::runtime(error.to_string()),
+        }
+    }
+}
+
+pub trait SecretStore {
+    fn get(&self, host: &str) -> Result<SecretKey, StoreError>;
+    fn set(&self, host: &str, secret: &SecretKey) -> Result<(), StoreError>;
+    /// Removes the secret; removing one that is not there is not an error.
+    fn delete(&self, host: &str) -> Result<(), StoreError>;
+    fn describe(&self) -> &'static str;
+}
+
+/// Opens the store of the given kind for this configuration.
+pub fn open(kind: StoreKind, paths: &ConfigPaths) -> Box<dyn SecretStore> {
+    match kind {
+        StoreKind::Keyring => Box::new(KeyringStore),
+        StoreKind::File => Box::new(FileStore::new(paths.secrets_dir())),
+    }
+}
+
+/// The platform keyring through the `keyring` crate.
+pub struct KeyringStore;
+
+impl KeyringStore {
+    fn entry(host: &str) -> Result<keyring::Entry, StoreError> {
+        keyring::Entry::new(KEYRING_SERVICE, host).map_err(keyring_error)
+    }
+}
+
+fn keyring_error(error: keyring::Error) -> StoreError {
+    match error {
+        keyring::Error::PlatformFailure(e) => StoreError::KeyringUnavailable {
+            reason: one_line(&e.to_string()),
+        },
+        keyring::Error::NoStorageAccess(e) => StoreError::KeyringUnavailable {
+            reason: one_line(&e.to_string()),
+        },
+        other => StoreError::Io(format!("keyring: {}", one_line(&other.to_string()))),
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl SecretStore for KeyringStore {
+    fn get(&self, host: &str) -> Result<SecretKey, StoreError> {
+        match Self::entry(host)?.get_password() {
+            Ok(value) => {
+                let value = Zeroizing::new(value);
+                SecretKey::from_base32(&value).map_err(|e| StoreError::Corrupt {
+                    host: host.to_owned(),
+                    reason: e.to_string(),
+                })
+            }
+            Err(keyring::Error::NoEntry) => Err(StoreError::NotFound {
+                host: host.to_owned(),
+                store: "OS keyring",
+            }),
+            Err(e) => Err(keyring_error(e)),
+        }
+    }
+
+    fn set(&self, host: &str, secret: &SecretKey) -> Result<(), StoreError> {
+        Self::entry(host)?
+            .set_password(&secret.to_base32())
+            .map_err(keyring_error)
+    }
+
+    fn delete(&self, host: &str) -> Result<(), StoreError> {
+        match Self::entry(host)?.delete_credential() {
+            Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+            Err(e) => Err(keyring_error(e)),
+        }
+    }
+
+    fn describe(&self) -> &'static str {
+        "OS keyring"
+    }
+}
+
+/// One file per host, mode 0600, in a 0700 directory.
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+impl FileStore {
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    pub fn path_for(&self, host: &str) -> PathBuf {
+        self.dir.join(host)
+    }
+}
+
+impl SecretStore for FileStore {
+    fn get(&self, host: &str) -> Result<SecretKey, StoreError> {
+        let path = self.path_for(host);
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                let text = Zeroizing::new(text);
+                SecretKey::from_base32(&text).map_err(|e| StoreError::Corrupt {
+                    host: host.to_owned(),
+                    reason: format!("{}: {e}", path.display()),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound {
+                host: host.to_owned(),
+                store: "file store",
+            }),
+            Err(e) => Err(StoreError::Io(format!(
+                "cannot read {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    fn set(&self, host: &str, secret: &SecretKey) -> Result<(), StoreError> {
+        create_private_dir(&self.dir).map_err(|e| StoreError::Io(e.to_string()))?;
+        let mut contents = Zeroizing::new(secret.to_base32().to_string());
+        contents.push('\n');
+        write_atomically(&self.path_for(host), contents.as_bytes(), 0o600)
+            .map_err(|e| StoreError::Io(e.to_string()))
+    }
+
+    fn delete(&self, host: &str) -> Result<(), StoreError> {
+        match fs::remove_file(self.path_for(host)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::Io(format!(
+                "cannot remove {}: {e}",
+                self.path_for(host).display()
+            ))),
+        }
+    }
+
+    fn describe(&self) -> &'static str {
+        "file store"
+    }
+}
+
+/// A process-local store for tests.
+#[derive(Default)]
+pub struct MemoryStore {
+    secrets: Mutex<HashMap<String, SecretKey>>,
+}
+
+impl SecretStore for MemoryStore {
+    fn get(&self, host: &str) -> Result<SecretKey, StoreError> {
+        self.secrets
+            .lock()
+            .expect("store lock")
+            .get(host)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound {
+                host: host.to_owned(),
+                store: "memory store",
+            })
+    }
+
+    fn set(&self, host: &str, secret: &SecretKey) -> Result<(), StoreError> {
+        self.secrets
+            .lock()
+            .expect("store lock")
+            .insert(host.to_owned(), secret.clone());
+        Ok(())
+    }
+
+    fn delete(&self, host: &str) -> Result<(), StoreError> {
+        self.secrets.lock().expect("store lock").remove(host);
+        Ok(())
+    }
+
+    fn describe(&self) -> &'static str {
+        "memory store"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exercise(store: &dyn SecretStore) {
+        let key = SecretKey::generate();
+        assert!(matches!(store.get("web"), Err(StoreError::NotFound { .. })));
+        store.set("web", &key).unwrap();
+        assert_eq!(store.get("web").unwrap(), key);
+        store.delete("web").unwrap();
+        store.delete("web").unwrap();
+        assert!(matches!(store.get("web"), Err(StoreError::NotFound { .. })));
+    }
+
+    #[test]
+    fn memory_store() {
+        exercise(&MemoryStore::default());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn file_store_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().join("secrets"));
+        exercise(&store);
+        store.set("web", &SecretKey::generate()).unwrap();
+        let mode = |p: PathBuf| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(dir.path().join("secrets")), 0o700);
+        assert_eq!(mode(store.path_for("web")), 0o600);
+    }
+}
