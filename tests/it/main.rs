@@ -1,0 +1,4 @@
+//! The integration tests: they drive the real `knock-totp` binary with an isolated config.
+
+mod client;
+mod support;

@@ -1,0 +1,101 @@
+//! Shared test plumbing: isolated environments for the binary, root checks.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use tempfile::TempDir;
+
+pub const RFC_SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+/// A private HOME and hosts.toml for one test.
+pub struct Env {
+    pub dir: TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("config").join("hosts.toml")
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `knock-totp` with this environment; no session bus unless the caller adds one.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::cargo_bin("knock-totp").expect("binary built");
+        std::fs::create_dir_all(self.home()).ok();
+        cmd.env("KNOCK_TOTP_CONFIG", self.config())
+            .env("HOME", self.home())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("KNOCK_TOTP_SSH");
+        cmd
+    }
+
+    /// Adds `name` with the file store and the given secret.
+    pub fn add_file_host(&self, name: &str, address: &str, secret: &str) {
+        self.cmd()
+            .args([
+                "add",
+                name,
+                "--address",
+                address,
+                "--store",
+                "file",
+                "--secret",
+                "-",
+            ])
+            .write_stdin(secret)
+            .assert()
+            .success();
+    }
+}
+
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Returns false (after printing why) when a test cannot run here. Under CI
+/// (`KNOCK_TOTP_CI=1`) a skip is a failure instead: CI must run every test.
+pub fn can_run(reason_if_not: &str, ok: bool) -> bool {
+    if ok {
+        return true;
+    }
+    if std::env::var_os("KNOCK_TOTP_CI").is_some() {
+        panic!("KNOCK_TOTP_CI is set but this test cannot run: {reason_if_not}");
+    }
+    eprintln!("skipped: {reason_if_not}");
+    false
+}
+
+pub fn have(program: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+pub fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn stdout_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
