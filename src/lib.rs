@@ -2,8 +2,10 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod completions;
 pub mod config;
 pub mod error;
+pub mod manpages;
 pub mod otpauth;
 pub mod ports;
 pub mod qr;

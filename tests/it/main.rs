@@ -1,5 +1,7 @@
 //! The integration tests: they drive the real `knock-totp` binary with an isolated config.
 
 mod client;
+mod generated;
 mod keyring;
+mod packaging;
 mod support;

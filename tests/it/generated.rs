@@ -1,0 +1,140 @@
+//! Committed generated files (completions/, man/) match what the code generates now.
+//! `KNOCK_TOTP_BLESS=1 cargo test` rewrites them.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::support::{can_run, have, stdout_of, Env, RFC_SECRET};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn blessing() -> bool {
+    std::env::var_os("KNOCK_TOTP_BLESS").is_some()
+}
+
+/// Compares (or, when blessing, rewrites) every file of `dir` against `expected`; a file in
+/// `dir` that is no longer generated is drift too.
+fn check_dir(dir: &Path, expected: &[(String, String)]) {
+    if blessing() {
+        fs::create_dir_all(dir).unwrap();
+        for entry in fs::read_dir(dir).unwrap() {
+            fs::remove_file(entry.unwrap().path()).unwrap();
+        }
+        for (name, text) in expected {
+            fs::write(dir.join(name), text).unwrap();
+        }
+        return;
+    }
+    let mut stale: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}; run KNOCK_TOTP_BLESS=1 cargo test", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for (name, text) in expected {
+        let path = dir.join(name);
+        let committed = fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == *text,
+            "{} is out of date; run KNOCK_TOTP_BLESS=1 cargo test",
+            path.display()
+        );
+        stale.retain(|s| s != name);
+    }
+    assert!(stale.is_empty(), "not generated any more: {stale:?}");
+}
+
+#[test]
+fn completions_are_current() {
+    let expected: Vec<(String, String)> = knock_totp::completions::SHELLS
+        .iter()
+        .map(|(shell, file)| (file.to_string(), knock_totp::completions::script(*shell)))
+        .collect();
+    check_dir(&root().join("completions"), &expected);
+}
+
+#[test]
+fn man_pages_are_current() {
+    check_dir(&root().join("man"), &knock_totp::manpages::pages());
+}
+
+#[test]
+fn man_pages_render_without_warnings() {
+    if !can_run(
+        "mandoc is not installed (apt-get install mandoc)",
+        have("mandoc"),
+    ) {
+        return;
+    }
+    for (name, text) in knock_totp::manpages::pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(&name);
+        fs::write(&path, text).unwrap();
+        let out = std::process::Command::new("mandoc")
+            .args(["-Tlint", "-W", "warning"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let report = stdout_of(&out) + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && report.trim().is_empty(),
+            "{name}:\n{report}"
+        );
+    }
+}
+
+/// Runs the bash completion function as bash would for the given words.
+fn complete_in_bash(env: &Env, words: &[&str]) -> Vec<String> {
+    let script = root().join("completions/knock-totp.bash");
+    let bin_dir = assert_cmd::cargo::cargo_bin("knock-totp")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    let program = format!(
+        "source '{}'\n\
+         complete -p knock-totp >/dev/null || exit 9\n\
+         COMP_WORDS=({})\n\
+         COMP_CWORD={}\n\
+         COMP_LINE=\"${{COMP_WORDS[*]}}\"; COMP_POINT=${{#COMP_LINE}}\n\
+         _knock_totp_hosts_or_default knock-totp \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\n\
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+        script.display(),
+        quoted.join(" "),
+        words.len() - 1
+    );
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(program)
+        .env(
+            "PATH",
+            format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
+        )
+        .env("KNOCK_TOTP_CONFIG", env.config())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout_of(&out).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn bash_completes_subcommands_and_host_names() {
+    if !can_run("bash is not installed", have("bash")) {
+        return;
+    }
+    let env = Env::new();
+    env.add_file_host("web", "127.0.0.1", RFC_SECRET);
+    env.add_file_host("db", "127.0.0.1", RFC_SECRET);
+    let subcommands = complete_in_bash(&env, &["knock-totp", "k"]);
+    assert_eq!(subcommands, ["knock"]);
+    let hosts = complete_in_bash(&env, &["knock-totp", "ssh", ""]);
+    assert_eq!(hosts, ["db", "web"]);
+    let hosts = complete_in_bash(&env, &["knock-totp", "-v", "code", "w"]);
+    assert_eq!(hosts, ["web"]);
+    let flags = complete_in_bash(&env, &["knock-totp", "ports", "--ne"]);
+    assert_eq!(flags, ["--next"]);
+}
