@@ -250,3 +250,39 @@ mod tests {
         assert!(!err.to_string().contains("GEZD"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn build_then_parse_round_trips(
+            bytes in proptest::collection::vec(any::<u8>(), 10..64),
+            issuer in proptest::option::of("[A-Za-z0-9 ._@-]{1,20}"),
+            account in "[A-Za-z0-9 ._@+-]{1,30}",
+            algorithm in prop_oneof![Just(Algorithm::Sha1), Just(Algorithm::Sha256), Just(Algorithm::Sha512)],
+            period in 1u64..=86_400,
+        ) {
+            let issuer = issuer.map(|i| i.trim().to_owned()).filter(|i| !i.is_empty());
+            let account = account.trim().to_owned();
+            prop_assume!(!account.is_empty());
+            let original = OtpauthUri {
+                issuer,
+                account,
+                secret: SecretKey::from_bytes(bytes).unwrap(),
+                algorithm,
+                period,
+            };
+            prop_assert_eq!(OtpauthUri::parse(&original.to_uri()).unwrap(), original);
+        }
+
+        #[test]
+        fn parser_never_panics(input in ".{0,200}") {
+            let _ = OtpauthUri::parse(&input);
+            let _ = SecretKey::from_base32(&input);
+        }
+    }
+}

@@ -160,3 +160,43 @@ mod tests {
         assert_eq!(port_pair(970113).to_string(), "9701 1130");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The SPEC formula, written the slow and obvious way on the six-character string.
+    fn by_spec(code: u32) -> [u16; 2] {
+        let digits = format!("{code:06}");
+        let widen_text = |group: &str| -> u16 {
+            let mut value: u32 = group.parse().unwrap();
+            if value == 0 {
+                return 1000;
+            }
+            while value < 1000 {
+                value *= 10;
+            }
+            value as u16
+        };
+        [widen_text(&digits[0..4]), widen_text(&digits[2..6])]
+    }
+
+    proptest! {
+        #[test]
+        fn port_pair_follows_the_spec_and_stays_in_range(code in 0u32..1_000_000) {
+            let PortPair(ports) = port_pair(code);
+            prop_assert_eq!(ports, by_spec(code));
+            for port in ports {
+                prop_assert!((MIN_KNOCK_PORT..=MAX_KNOCK_PORT).contains(&port));
+            }
+        }
+
+        #[test]
+        fn code_text_round_trips(code in 0u32..1_000_000) {
+            let parsed: Code = Code::new(code).unwrap().to_string().parse().unwrap();
+            prop_assert_eq!(parsed.value(), code);
+        }
+    }
+}

@@ -2,6 +2,7 @@
 
 mod client;
 mod generated;
+mod hardening;
 mod keyring;
 mod packaging;
 mod support;
