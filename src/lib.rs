@@ -4,6 +4,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod error;
+pub mod knock;
 pub mod otpauth;
 pub mod ports;
 pub mod qr;
