@@ -204,3 +204,41 @@ fn ssh_execs_ssh_at_the_knocked_ip() {
     );
     assert!(lab.client_can_connect(PROTECTED));
 }
+
+#[test]
+fn each_knock_is_a_single_syn() {
+    if !lab_available() {
+        return;
+    }
+    let lab = guarded_lab("syn");
+    let env = Env::new();
+    let server = lab.server_ip.to_string();
+    env.add_file_host("lab", &server, RFC_SECRET);
+    let out = env
+        .cmd_via(&lab.client_prefix())
+        .args(["-v", "knock", "lab"])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "{stderr}");
+    let ports: Vec<u16> = stderr
+        .split("on ports ")
+        .nth(1)
+        .and_then(|rest| rest.split(" (").next())
+        .map(|pair| pair.split(' ').map(|p| p.parse().unwrap()).collect())
+        .unwrap_or_else(|| panic!("no ports in: {stderr}"));
+    assert_eq!(ports.len(), 2, "{stderr}");
+    // The kernel would retransmit an unanswered SYN after about one second (the knock ports
+    // are DROPped, so nothing answers); knockd -D prints every packet its filter passes.
+    std::thread::sleep(Duration::from_millis(1500));
+    let log = lab.knockd_output();
+    for port in &ports {
+        let seen = log
+            .lines()
+            .filter(|l| l.contains(&format!("-> {server}:{port} ")))
+            .count();
+        let expected = ports.iter().filter(|p| *p == port).count();
+        assert_eq!(seen, expected, "port {port}:\n{log}");
+    }
+    assert!(lab.client_can_connect(PROTECTED), "{log}");
+}
