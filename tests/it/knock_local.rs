@@ -266,3 +266,61 @@ fn ssh_reports_a_missing_ssh_program() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr_of(&out).contains("cannot run /nonexistent/ssh"));
 }
+
+#[test]
+fn near_the_end_of_a_window_knock_waits_for_the_next_one() {
+    let env = Env::new();
+    let port = closed_port().to_string();
+    // With a 2 s period and a 2 s margin, every moment is too close to the window's end.
+    let started = std::time::Instant::now();
+    let out = env
+        .cmd()
+        .args(["knock", "--address", "127.0.0.1", "--port", &port])
+        .args(["--secret", "-", "--period", "2", "--margin", "2"])
+        .write_stdin(RFC_SECRET)
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("waiting for the next one"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[test]
+fn verify_knocks_once_more_after_the_code_changed() {
+    let env = Env::new();
+    let port = closed_port().to_string();
+    // A 1 s period: the code surely changes during a 1.2 s wait.
+    let out = env
+        .cmd()
+        .args(["knock", "--address", "127.0.0.1", "--port", &port])
+        .args(["--secret", "-", "--period", "1", "--margin", "0"])
+        .args(["--verify", "--timeout", "1.2"])
+        .write_stdin(RFC_SECRET)
+        .timeout(Duration::from_secs(10))
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.matches("knocking again").count(), 1, "{stderr}");
+    assert!(stderr.contains("did not open within 1.2 s"), "{stderr}");
+}
+
+#[test]
+fn knock_and_verify_over_ipv6_loopback() {
+    let Ok(listener) = TcpListener::bind("[::1]:0") else {
+        can_run("needs IPv6 on loopback", false);
+        return;
+    };
+    let env = Env::new();
+    let port = listener.local_addr().unwrap().port().to_string();
+    env.add_file_host_with("lo6", "[::1]", RFC_SECRET, &["--port", &port]);
+    let out = env
+        .cmd()
+        .args(["-v", "knock", "lo6", "--verify", "--margin", "0"])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("knocking ::1 on ports"), "{stderr}");
+}
