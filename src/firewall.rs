@@ -424,6 +424,8 @@ impl Firewall {
                 ));
             }
         }
+        s.truncate(s.trim_end().len());
+        s.push('\n');
         s
     }
 }
