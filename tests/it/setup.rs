@@ -474,3 +474,102 @@ fn bad_input_writes_nothing() {
     assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
     assert!(!png.exists());
 }
+
+/// A throwaway network namespace, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Option<Self> {
+        let name = format!("kt-{tag}-{}", std::process::id());
+        let ok = Std::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Self(name))
+    }
+
+    /// Runs `command` through sh in the namespace, as knockd would, with `%IP%` replaced.
+    fn sh(&self, command: &str, ip: &str) -> String {
+        let out = Std::new("ip")
+            .args(["netns", "exec", &self.0, "sh", "-c"])
+            .arg(command.replace("%IP%", ip))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command}: {}", stderr_of(&out));
+        stdout_of(&out)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Std::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn iptables_doors_delete_exactly_their_rule() {
+    use knock_totp::firewall::{Firewall, ProtectedPort};
+    if !can_run(
+        "needs root, ip and iptables for a network namespace",
+        is_root() && have("ip") && have("iptables"),
+    ) {
+        return;
+    }
+    let Some(ns) = Netns::new("ipt") else {
+        can_run("cannot create a network namespace", false);
+        return;
+    };
+    let target = ProtectedPort {
+        server: "web".into(),
+        port: 22,
+        open_seconds: 30,
+    };
+    let door = Firewall::Iptables.door_commands(&target);
+    ns.sh("iptables -w -A INPUT -p tcp --dport 9 -j DROP", "");
+    let rules = |ns: &Netns| ns.sh("iptables -w -S INPUT", "");
+    let ours = |ns: &Netns| rules(ns).matches("10.213.0.9/32").count();
+    // The same address knocking twice gets two rules; each close removes one.
+    ns.sh(&door.start, "10.213.0.9");
+    ns.sh(&door.start, "10.213.0.9");
+    ns.sh(&door.start, "10.213.0.10");
+    assert_eq!(ours(&ns), 2);
+    ns.sh(door.stop.as_deref().unwrap(), "10.213.0.9");
+    assert_eq!(ours(&ns), 1);
+    ns.sh(door.stop.as_deref().unwrap(), "10.213.0.9");
+    assert_eq!(ours(&ns), 0);
+    let left = rules(&ns);
+    assert!(left.contains("10.213.0.10/32"), "{left}");
+    assert!(left.contains("--dport 9 -j DROP"), "{left}");
+}
+
+#[test]
+fn nft_doors_add_timed_elements() {
+    use knock_totp::firewall::{nft_ruleset, Firewall, ProtectedPort};
+    if !can_run(
+        "needs root, ip and nft for a network namespace",
+        is_root() && have("ip") && have("nft"),
+    ) {
+        return;
+    }
+    let Some(ns) = Netns::new("nft") else {
+        can_run("cannot create a network namespace", false);
+        return;
+    };
+    let target = ProtectedPort {
+        server: "web".into(),
+        port: 22,
+        open_seconds: 30,
+    };
+    let door = Firewall::Nftables.door_commands(&target);
+    let ruleset = nft_ruleset(22);
+    // Applying it twice replaces the table rather than doubling its rules.
+    for _ in 0..2 {
+        ns.sh(&format!("nft -f - <<'EOF'\n{ruleset}EOF"), "");
+    }
+    ns.sh(&door.start, "10.213.0.9");
+    ns.sh(door.start_6.as_deref().unwrap(), "2001:db8::9");
+    let table = ns.sh("nft list table inet knock_totp", "");
+    assert!(table.contains("10.213.0.9 timeout 30s"), "{table}");
+    assert!(table.contains("2001:db8::9 timeout 30s"), "{table}");
+    assert_eq!(table.matches("tcp dport 22 drop").count(), 1, "{table}");
+}
