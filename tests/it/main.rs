@@ -7,4 +7,5 @@ mod keyring;
 mod knock_e2e;
 mod knock_local;
 mod packaging;
+mod setup;
 mod support;
