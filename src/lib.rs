@@ -8,6 +8,7 @@ pub mod otpauth;
 pub mod ports;
 pub mod qr;
 pub mod secret;
+pub mod server;
 pub mod store;
 pub mod totp;
 pub mod window;
