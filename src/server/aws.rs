@@ -43,7 +43,9 @@ pub fn rule_description(name: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AwsError {
     /// The CLI cannot be started at all: retrying will not help.
-    #[error("cannot run the aws CLI ({0}): install it (e.g. `pip install awscli`) or put it on PATH")]
+    #[error(
+        "cannot run the aws CLI ({0}): install it (e.g. `pip install awscli`) or put it on PATH"
+    )]
     Missing(String),
     /// The call ran and failed; the text is the CLI's own error message.
     #[error("{0}")]
@@ -79,7 +81,11 @@ impl AwsCommand {
     /// The command line, for `--dry-run` and `-v` (it never holds a secret).
     pub fn display(&self, args: &[String]) -> String {
         let mut words = vec![self.program.display().to_string()];
-        words.extend(self.global_args().into_iter().map(|a| a.to_string_lossy().into()));
+        words.extend(
+            self.global_args()
+                .into_iter()
+                .map(|a| a.to_string_lossy().into()),
+        );
         words.extend(args.iter().map(|a| shell_quote(a)));
         words.join(" ")
     }
@@ -292,14 +298,21 @@ impl<C: AwsCli> KnockPortRules<C> {
 pub fn own_ports(json: &str, group: &str, description: &str) -> Result<BTreeSet<u16>, AwsError> {
     let value: Value = serde_json::from_str(json)
         .map_err(|e| AwsError::Failed(format!("cannot parse describe-security-groups: {e}")))?;
-    let groups = value["SecurityGroups"].as_array().cloned().unwrap_or_default();
+    let groups = value["SecurityGroups"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let Some(found) = groups.iter().find(|g| g["GroupId"] == group) else {
-        return Err(AwsError::Failed(format!("security group {group} not found")));
+        return Err(AwsError::Failed(format!(
+            "security group {group} not found"
+        )));
     };
     let mut ports = BTreeSet::new();
     for permission in found["IpPermissions"].as_array().into_iter().flatten() {
-        let (Some(from), Some(to)) = (permission["FromPort"].as_u64(), permission["ToPort"].as_u64())
-        else {
+        let (Some(from), Some(to)) = (
+            permission["FromPort"].as_u64(),
+            permission["ToPort"].as_u64(),
+        ) else {
             continue;
         };
         if permission["IpProtocol"] != "tcp"
@@ -445,7 +458,15 @@ mod tests {
     fn arguments_carry_ports_and_description_only() {
         let rules = KnockPortRules::new(FakeGroup::default(), "sg-1", "web");
         let args = rules.change_args(false, &set(&[4000, 4180]));
-        assert_eq!(args[..4], ["ec2", "authorize-security-group-ingress", "--group-id", "sg-1"]);
+        assert_eq!(
+            args[..4],
+            [
+                "ec2",
+                "authorize-security-group-ingress",
+                "--group-id",
+                "sg-1"
+            ]
+        );
         assert_eq!(
             args[5],
             r#"[{"FromPort":4000,"IpProtocol":"tcp","IpRanges":[{"CidrIp":"0.0.0.0/0","Description":"knock-totp:web"}],"ToPort":4000},{"FromPort":4180,"IpProtocol":"tcp","IpRanges":[{"CidrIp":"0.0.0.0/0","Description":"knock-totp:web"}],"ToPort":4180}]"#
@@ -482,7 +503,10 @@ mod tests {
         let plan = rules.plan(&set(&[]));
         assert_eq!(plan.revoke, set(&[4000]));
         rules.revoke(&plan.revoke).unwrap();
-        assert_eq!(rules.cli().rules.keys().copied().collect::<Vec<_>>(), [5000]);
+        assert_eq!(
+            rules.cli().rules.keys().copied().collect::<Vec<_>>(),
+            [5000]
+        );
         rules.revoke(&set(&[4000, 4001])).unwrap();
         assert!(rules.owned().is_empty());
     }
@@ -510,10 +534,7 @@ mod tests {
         );
         assert_eq!(result, Ok(4));
         assert_eq!(reports, ["RequestLimitExceeded"]);
-        assert_eq!(
-            pauses,
-            [1, 2, 4].map(Duration::from_secs).to_vec()
-        );
+        assert_eq!(pauses, [1, 2, 4].map(Duration::from_secs).to_vec());
     }
 
     #[test]

@@ -46,14 +46,17 @@ pub fn door_ports(doors: &[ActiveDoor]) -> BTreeSet<u16> {
 }
 
 /// Turns the doors into the text of knockd.conf.
-pub type RenderConf = Box<dyn Fn(&[ActiveDoor]) -> String>;
+pub type RenderConf = Box<dyn Fn(&[ActiveDoor]) -> anyhow::Result<String>>;
 
 /// Reads the server's secret from a file that only its owner may read.
 pub fn load_secret_file(path: &Path) -> anyhow::Result<SecretKey> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|e| {
-        UserError::usage(format!("cannot read the secret file {}: {e}", path.display()))
-            .with_hint("`knock-totp setup NAME --out DIR` writes one; point secret_file at it")
+        UserError::usage(format!(
+            "cannot read the secret file {}: {e}",
+            path.display()
+        ))
+        .with_hint("`knock-totp setup NAME --out DIR` writes one; point secret_file at it")
     })?;
     if !meta.is_file() {
         return Err(UserError::usage(format!(
@@ -75,11 +78,13 @@ pub fn load_secret_file(path: &Path) -> anyhow::Result<SecretKey> {
         .into());
     }
     let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-        UserError::usage(format!("cannot read the secret file {}: {e}", path.display()))
+        UserError::usage(format!(
+            "cannot read the secret file {}: {e}",
+            path.display()
+        ))
     })?);
-    SecretKey::from_base32(text.trim()).map_err(|e| {
-        UserError::usage(format!("the secret file {}: {e}", path.display())).into()
-    })
+    SecretKey::from_base32(text.trim())
+        .map_err(|e| UserError::usage(format!("the secret file {}: {e}", path.display())).into())
 }
 
 /// Where the daemon's messages go: stderr, one line each (journald adds the time).
@@ -216,7 +221,7 @@ pub struct Server<C> {
 fn is_fatal(error: &anyhow::Error) -> bool {
     matches!(
         error.downcast_ref::<ReloadError>(),
-        Some(ReloadError::DiedNotRestarted { .. } | ReloadError::NotRunning(_))
+        Some(ReloadError::DiedNotRestarted(_) | ReloadError::NotRunning(_))
     )
 }
 
@@ -265,7 +270,9 @@ impl<C: AwsCli> Server<C> {
                 Ok(())
             }
             Err(e) => Err(UserError::runtime(e.to_string())
-                .with_hint("start knockd in daemon mode first (systemctl start knockd) and check pid_file")
+                .with_hint(
+                    "start knockd in daemon mode first (systemctl start knockd) and check pid_file",
+                )
                 .into()),
         }
     }
@@ -386,7 +393,7 @@ impl<C: AwsCli> Server<C> {
         let started = Instant::now();
         let doors = active_doors(&self.totp, window);
         let desired = door_ports(&doors);
-        let text = (self.render)(&doors);
+        let text = (self.render)(&doors)?;
         if self.dry_run {
             self.print_dry_run(window, &doors, &desired, &text);
             self.rendered = Some((window, desired));
@@ -394,8 +401,7 @@ impl<C: AwsCli> Server<C> {
         }
         let now = wall_clock()?.as_secs();
         // Retry AWS calls until the window ends (at least a few seconds, after a late start).
-        let deadline =
-            Instant::now() + Duration::from_secs(window.seconds_left(now).max(5));
+        let deadline = Instant::now() + Duration::from_secs(window.seconds_left(now).max(5));
         let log = self.log;
         let mut aws_trouble: Option<AwsError> = None;
 
@@ -423,9 +429,9 @@ impl<C: AwsCli> Server<C> {
         }
 
         let installed = self.knockd.install(&text)?;
-        if let Some(died) = installed.died {
+        if let Some(died) = &installed.died {
             self.log.alarm(format!(
-                "KNOCKD DIED after the reload (pid {died}); restarted it, now pid {}",
+                "KNOCKD WAS GONE ({died}); restarted it, now pid {}",
                 installed.pid
             ));
         }
@@ -527,7 +533,7 @@ impl<C: AwsCli> Server<C> {
         }
         match &self.knockd.reload_command {
             Some(command) => {
-                let _ = writeln!(out, "would reload knockd: {command}");
+                let _ = writeln!(out, "would reload knockd: {}", command.join(" "));
             }
             None => {
                 let pid = self
@@ -536,8 +542,8 @@ impl<C: AwsCli> Server<C> {
                     .map_or_else(|_| "PID".to_string(), |p| p.to_string());
                 let _ = writeln!(
                     out,
-                    "would reload knockd: kill -HUP {pid} (from {})",
-                    self.knockd.pid_file.display()
+                    "would reload knockd: kill -HUP {pid} (from its {})",
+                    self.knockd.pid_source
                 );
             }
         }
@@ -594,12 +600,13 @@ mod tests {
 
     #[test]
     fn doors_around_a_window_whose_code_starts_with_zeros() {
-        // 1740012930 -> 000418 -> 4000 4180 (the 0000 group widened).
+        // 1740012930 -> 000418 -> 4000 4180 (the 0000 group widened). Neighbours checked
+        // with `oathtool --totp -b LPI3UVRWMUTRNDBD -N @T`.
         let doors = active_doors(&totp(), Window::at(1_740_012_930, 30));
         assert_eq!(doors[1].ports, PortPair([4000, 4180]));
         insta_like(
             &snapshot(&doors),
-            "58000430 3574 7421\n58000431 4000 4180\n58000432 8512 1249",
+            "58000430 2332 3279\n58000431 4000 4180\n58000432 1015 1537",
         );
     }
 
@@ -609,7 +616,7 @@ mod tests {
         assert_eq!(doors[1].ports, PortPair([1000, 2400]));
         insta_like(
             &snapshot(&doors),
-            "58004486 9606 6062\n58004487 1000 2400\n58004488 6327 3279",
+            "58004486 7374 7437\n58004487 1000 2400\n58004488 4979 7937",
         );
     }
 

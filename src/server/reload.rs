@@ -21,6 +21,24 @@ pub const REPARSE_GRACE: Duration = Duration::from_millis(250);
 /// How long a restarted knockd has to write its pid file.
 pub const RESTART_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Where the running knockd's process id comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PidSource {
+    /// knockd's own pid file (written in daemon mode, `-d`).
+    File(PathBuf),
+    /// The main process of a systemd unit (knockd in the foreground under systemd).
+    SystemdUnit(String),
+}
+
+impl std::fmt::Display for PidSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "pid file {}", path.display()),
+            Self::SystemdUnit(unit) => write!(f, "systemd unit {unit}"),
+        }
+    }
+}
+
 /// How to reach the running knockd.
 #[derive(Debug, Clone)]
 pub struct Knockd {
@@ -28,12 +46,12 @@ pub struct Knockd {
     pub program: PathBuf,
     /// The config file knockd reads.
     pub conf: PathBuf,
-    /// knockd's pid file (written in daemon mode).
-    pub pid_file: PathBuf,
-    /// Shell command that reloads knockd instead of `kill -HUP PID`.
-    pub reload_command: Option<String>,
-    /// Shell command that starts knockd again if it died.
-    pub restart_command: Option<String>,
+    /// Where to find knockd's process id.
+    pub pid_source: PidSource,
+    /// Command (argv, no shell) that reloads knockd instead of `kill -HUP PID`.
+    pub reload_command: Option<Vec<String>>,
+    /// Command (argv, no shell) that starts knockd again if it died.
+    pub restart_command: Option<Vec<String>>,
 }
 
 /// Why a config could not be installed.
@@ -47,8 +65,8 @@ pub enum ReloadError {
     Io(String),
     #[error("knockd is not running: {0}")]
     NotRunning(String),
-    #[error("KNOCKD DIED after the reload (pid {pid}) and could not be restarted: {detail}")]
-    DiedNotRestarted { pid: u32, detail: String },
+    #[error("KNOCKD IS GONE and could not be restarted: {0}")]
+    DiedNotRestarted(String),
 }
 
 /// What happened when a config was installed.
@@ -56,8 +74,9 @@ pub enum ReloadError {
 pub struct Installed {
     /// The knockd that now runs the config.
     pub pid: u32,
-    /// Set when knockd died after the reload and was restarted: the pid that died.
-    pub died: Option<u32>,
+    /// Set when knockd was gone (after the reload, or already before it) and was restarted:
+    /// what happened to it.
+    pub died: Option<String>,
 }
 
 /// The verdict on a candidate config, from knockd's own output.
@@ -127,24 +146,39 @@ impl Knockd {
         judge_validation(&text).map_err(ReloadError::Invalid)
     }
 
-    /// The pid of the running knockd, from the pid file.
+    /// The pid of the running knockd.
     pub fn running_pid(&self) -> Result<u32, ReloadError> {
-        let text = fs::read_to_string(&self.pid_file).map_err(|e| {
-            ReloadError::NotRunning(format!(
-                "cannot read its pid file {}: {e}",
-                self.pid_file.display()
-            ))
-        })?;
-        let pid: u32 = text.trim().parse().map_err(|_| {
-            ReloadError::NotRunning(format!(
-                "{} does not hold a process id",
-                self.pid_file.display()
-            ))
-        })?;
-        if !is_knockd(pid) {
+        let pid = match &self.pid_source {
+            PidSource::File(path) => {
+                let text = fs::read_to_string(path).map_err(|e| {
+                    ReloadError::NotRunning(format!(
+                        "cannot read its pid file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                text.trim().parse::<u32>().map_err(|_| {
+                    ReloadError::NotRunning(format!(
+                        "{} does not hold a process id",
+                        path.display()
+                    ))
+                })?
+            }
+            PidSource::SystemdUnit(unit) => {
+                let output = Command::new("systemctl")
+                    .args(["show", "--property=MainPID", "--value", unit])
+                    .stdin(Stdio::null())
+                    .output()
+                    .map_err(|e| ReloadError::NotRunning(format!("cannot run systemctl: {e}")))?;
+                String::from_utf8_lossy(&output.stdout)
+                    .trim()
+                    .parse::<u32>()
+                    .unwrap_or(0)
+            }
+        };
+        if pid == 0 || !is_knockd(pid) {
             return Err(ReloadError::NotRunning(format!(
-                "no knockd process has pid {pid} (from {}): a stale pid file",
-                self.pid_file.display()
+                "no live knockd process found through its {}",
+                self.pid_source
             )));
         }
         Ok(pid)
@@ -163,10 +197,22 @@ impl Knockd {
 
     /// Validates `text`, puts it in place atomically and makes knockd load it. The old file
     /// stays untouched unless knockd accepted the new one.
+    /// If knockd vanished since the last rotation, it is started again on the new config.
     pub fn install(&self, text: &str) -> Result<Installed, ReloadError> {
-        let pid = self.running_pid()?;
+        let before = self.running_pid();
         self.write_validated(text)?;
-        self.reload(pid)
+        match before {
+            Ok(pid) => self.reload(pid),
+            Err(gone) => {
+                let pid = self
+                    .restart()
+                    .map_err(|detail| ReloadError::DiedNotRestarted(format!("{gone}; {detail}")))?;
+                Ok(Installed {
+                    pid,
+                    died: Some(gone.to_string()),
+                })
+            }
+        }
     }
 
     /// Writes and validates the candidate, then renames it over the config.
@@ -200,7 +246,7 @@ impl Knockd {
     /// Signals knockd (or runs the reload command) and restarts it if it died of the reload.
     pub fn reload(&self, pid: u32) -> Result<Installed, ReloadError> {
         let sent = match &self.reload_command {
-            Some(command) => run_shell(command),
+            Some(command) => run_argv(command),
             None => Command::new("kill")
                 .args(["-HUP", &pid.to_string()])
                 .stdin(Stdio::null())
@@ -234,13 +280,10 @@ impl Knockd {
         };
         let new_pid = self
             .restart()
-            .map_err(|detail| ReloadError::DiedNotRestarted {
-                pid,
-                detail: format!("{reason}; {detail}"),
-            })?;
+            .map_err(|detail| ReloadError::DiedNotRestarted(format!("{reason}; {detail}")))?;
         Ok(Installed {
             pid: new_pid,
-            died: Some(pid),
+            died: Some(reason),
         })
     }
 
@@ -249,7 +292,8 @@ impl Knockd {
         let Some(command) = &self.restart_command else {
             return Err("no restart_command is configured".into());
         };
-        run_shell(command).map_err(|e| format!("`{command}` failed: {e}"))?;
+        let shown = command.join(" ");
+        run_argv(command).map_err(|e| format!("`{shown}` failed: {e}"))?;
         let deadline = Instant::now() + RESTART_TIMEOUT;
         loop {
             // running_pid only answers for a live knockd, so a stale pid file does not count.
@@ -259,8 +303,8 @@ impl Knockd {
             }
             if Instant::now() > deadline {
                 return Err(format!(
-                    "no live knockd in {} {} s after `{command}`",
-                    self.pid_file.display(),
+                    "no live knockd through its {} {} s after `{shown}`",
+                    self.pid_source,
                     RESTART_TIMEOUT.as_secs()
                 ));
             }
@@ -269,20 +313,19 @@ impl Knockd {
     }
 }
 
-fn run_shell(command: &str) -> Result<(), String> {
-    let output = Command::new("sh")
-        .args(["-c", command])
+fn run_argv(argv: &[String]) -> Result<(), String> {
+    let (program, args) = argv.split_first().ok_or("the command is empty")?;
+    // No pipes: a command that starts a daemon must not keep us waiting for their end.
+    let status = Command::new(program)
+        .args(args)
         .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run sh: {e}"))?;
-    if output.status.success() {
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "{} ({})",
-            String::from_utf8_lossy(&output.stderr).trim(),
-            output.status
-        ))
+        Err(format!("it failed ({status})"))
     }
 }
 
@@ -335,7 +378,9 @@ mod tests {
             Ok(())
         );
         assert_eq!(
-            judge_validation("usage: knockd [options]\noptions:\n  -i ...\nconfig: line 5: syntax error\n"),
+            judge_validation(
+                "usage: knockd [options]\noptions:\n  -i ...\nconfig: line 5: syntax error\n"
+            ),
             Err("config: line 5: syntax error".into())
         );
         assert_eq!(
@@ -356,10 +401,13 @@ mod tests {
         let k = Knockd {
             program: "knockd".into(),
             conf: "/etc/knockd.conf".into(),
-            pid_file: "/run/knockd.pid".into(),
+            pid_source: PidSource::File("/run/knockd.pid".into()),
             reload_command: None,
             restart_command: None,
         };
-        assert_eq!(k.candidate_path(), Path::new("/etc/.knockd.conf.knock-totp-new"));
+        assert_eq!(
+            k.candidate_path(),
+            Path::new("/etc/.knockd.conf.knock-totp-new")
+        );
     }
 }
