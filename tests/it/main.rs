@@ -1,4 +1,5 @@
 //! The integration tests: they drive the real `knock-totp` binary with an isolated config.
 
 mod client;
+mod server;
 mod support;
