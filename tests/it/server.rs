@@ -38,11 +38,15 @@ impl ServerDir {
         self.path("knockd/knockd.pid")
     }
 
-    /// Writes server.toml with `extra` lines appended (TOML tables go last).
+    /// Writes server.toml with a 5 s period and `extra` lines appended (tables go last).
     fn config(&self, extra: &str) -> PathBuf {
+        self.config_with_period(5, extra)
+    }
+
+    fn config_with_period(&self, period: u64, extra: &str) -> PathBuf {
         let text = format!(
             "name = \"web\"\nsecret_file = \"{}\"\nport = 22\ninterface = \"lo\"\n\
-             knockd_conf = \"{}\"\nknockd_pid_file = \"{}\"\nperiod = 5\n{extra}\n",
+             knockd_conf = \"{}\"\nknockd_pid_file = \"{}\"\nperiod = {period}\n{extra}\n",
             self.path("secret").display(),
             self.conf().display(),
             self.pid_file().display(),
@@ -94,7 +98,10 @@ fn refuses_a_missing_or_readable_secret_file() {
     let out = dir.server(&config).arg("--once").output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
     let err = stderr_of(&out);
-    assert!(err.contains("refusing the secret file") && err.contains("644"), "{err}");
+    assert!(
+        err.contains("refusing the secret file") && err.contains("644"),
+        "{err}"
+    );
     assert!(err.contains("chmod 600"), "{err}");
     assert!(!err.contains(SECRET), "{err}");
 
@@ -250,7 +257,11 @@ fn restarts_knockd_when_a_reload_kills_it() {
     let pid = knockd.pid().unwrap();
     let out = dir.server(&config).arg("--once").output().unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
-    assert!(stderr_of(&out).contains("KNOCKD WAS GONE"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("KNOCKD WAS GONE"),
+        "{}",
+        stderr_of(&out)
+    );
     let new_pid = knockd.pid().expect("knockd restarted");
     assert_ne!(new_pid, pid);
 }
@@ -295,7 +306,11 @@ fn a_failing_or_missing_aws_cli_stops_the_server_before_anything_changes() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
     let err = stderr_of(&out);
     assert!(err.contains("cannot read the security group"), "{err}");
-    assert_eq!(err.matches("AuthFailure").count(), 2, "logged once, then the error: {err}");
+    assert_eq!(
+        err.matches("AuthFailure").count(),
+        2,
+        "logged once, then the error: {err}"
+    );
     assert_eq!(std::fs::read_to_string(dir.conf()).unwrap(), before);
     let argv = std::fs::read_to_string(dir.path("aws-argv.log")).unwrap();
     assert!(argv.lines().count() >= 2, "retried: {argv}");
@@ -357,7 +372,10 @@ impl Moto {
             ("AWS_ACCESS_KEY_ID", "testing".into()),
             ("AWS_SECRET_ACCESS_KEY", "testing".into()),
             ("AWS_DEFAULT_REGION", "us-east-1".into()),
-            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port)),
+            (
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", self.port),
+            ),
             ("AWS_CONFIG_FILE", "/dev/null".into()),
             ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
         ]
@@ -444,12 +462,17 @@ fn logged_ports(line: &str) -> Option<BTreeSet<u16>> {
 /// Ports none of the next `windows` windows' doors use, so a planted rule cannot collide.
 fn port_unused_for(windows: u64) -> u16 {
     use knock_totp::{secret::SecretKey, totp::Algorithm, totp::Totp, window::Window};
-    let totp = Totp::new(&SecretKey::from_base32(SECRET).unwrap(), Algorithm::Sha1, 5).unwrap();
+    let totp = Totp::new(
+        &SecretKey::from_base32(SECRET).unwrap(),
+        Algorithm::Sha1,
+        PERIOD,
+    )
+    .unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let start = Window::at(now, 5);
+    let start = Window::at(now, PERIOD);
     let used: BTreeSet<u16> = (0..windows + 2)
         .flat_map(|i| {
             let mut w = start.previous();
@@ -462,6 +485,8 @@ fn port_unused_for(windows: u64) -> u16 {
     (1000..=9999).find(|p| !used.contains(p)).unwrap()
 }
 
+const PERIOD: u64 = 10;
+
 #[test]
 fn aws_knock_port_rules_follow_the_doors() {
     if !can_run(
@@ -473,9 +498,12 @@ fn aws_knock_port_rules_follow_the_doors() {
     let moto = Moto::start();
     let group = moto.create_group();
     let dir = ServerDir::new();
-    let config = dir.config(&format!(
-        "firewall = \"aws\"\n[aws]\nsecurity_group = \"{group}\"\nregion = \"us-east-1\""
-    ));
+    // Each aws call takes 0.5-1.5 s and a rotation makes two or three: with a 10 s period
+    // the group can be read between rotations without racing the next one.
+    let config = dir.config_with_period(
+        PERIOD,
+        &format!("firewall = \"aws\"\n[aws]\nsecurity_group = \"{group}\"\nregion = \"us-east-1\""),
+    );
     let _knockd = LoopbackKnockd::start(&dir);
     let ours = "knock-totp:web";
     let other = "knock-totp:db";
@@ -511,7 +539,7 @@ fn aws_knock_port_rules_follow_the_doors() {
     });
     let mut rotations = 0;
     let mut log = Vec::new();
-    while rotations < 3 {
+    while rotations < 2 {
         let line = rx
             .recv_timeout(Duration::from_secs(20))
             .unwrap_or_else(|_| panic!("no rotation: {log:#?}"));
@@ -546,7 +574,7 @@ fn aws_knock_port_rules_follow_the_doors() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(moto.ports(&group, ours), first);
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(PERIOD));
     moto.authorize(&group, stale_port, ours);
     let out = dir
         .server_process(&config, &moto.envs())
