@@ -397,6 +397,36 @@ mod tests {
     }
 
     #[test]
+    fn a_config_knockd_rejects_never_replaces_the_last_good_one() {
+        let have_knockd = Command::new("knockd").arg("-V").output().is_ok();
+        if !have_knockd {
+            eprintln!("skipped: knockd is not installed (apt-get install knockd)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let k = Knockd {
+            program: "knockd".into(),
+            conf: dir.path().join("knockd.conf"),
+            pid_source: PidSource::File(dir.path().join("knockd.pid")),
+            reload_command: None,
+            restart_command: None,
+        };
+        let good = "[options]\n\tUseSyslog\n\tInterface = lo\n\n[d]\n\tsequence = 4000:tcp,4180:tcp\n\tstart_command = /bin/true %IP%\n";
+        k.write_validated(good).unwrap();
+        let err = k
+            .write_validated(
+                "[options]\n\tInterface = lo\n[d]\n\tsequence = 1:tcp\n\tno_such_key = 1\n",
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, ReloadError::Invalid(line) if line.contains("config: line 5")),
+            "{err}"
+        );
+        assert_eq!(fs::read_to_string(&k.conf).unwrap(), good);
+        assert!(!k.candidate_path().exists());
+    }
+
+    #[test]
     fn candidate_sits_beside_the_config() {
         let k = Knockd {
             program: "knockd".into(),
