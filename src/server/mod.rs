@@ -399,6 +399,13 @@ impl<C: AwsCli> Server<C> {
             self.rendered = Some((window, desired));
             return Ok(());
         }
+        let previous = match &self.rendered {
+            Some((_, ports)) => ports.clone(),
+            // A fresh start: compare with the doors of the file knockd runs now.
+            None => std::fs::read_to_string(&self.knockd.conf)
+                .map(|text| sequence_ports(&text))
+                .unwrap_or_default(),
+        };
         let now = wall_clock()?.as_secs();
         // Retry AWS calls until the window ends (at least a few seconds, after a late start).
         let deadline = Instant::now() + Duration::from_secs(window.seconds_left(now).max(5));
@@ -450,11 +457,6 @@ impl<C: AwsCli> Server<C> {
             }
         }
 
-        let previous = self
-            .rendered
-            .as_ref()
-            .map(|(_, p)| p.clone())
-            .unwrap_or_default();
         let added: BTreeSet<u16> = desired.difference(&previous).copied().collect();
         let removed: BTreeSet<u16> = previous.difference(&desired).copied().collect();
         self.log.note(format!(
@@ -559,6 +561,18 @@ impl<C: AwsCli> Server<C> {
     }
 }
 
+/// The ports of every `sequence = P:tcp,...` line of a knockd.conf.
+pub fn sequence_ports(text: &str) -> BTreeSet<u16> {
+    text.lines()
+        .filter_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            (key.trim().eq_ignore_ascii_case("sequence")).then_some(value)
+        })
+        .flat_map(|value| value.split(','))
+        .filter_map(|knock| knock.trim().split(':').next()?.trim().parse().ok())
+        .collect()
+}
+
 fn aws_failure(what: &str, error: AwsError) -> anyhow::Error {
     UserError::runtime(format!("{what}: {error}"))
         .with_hint("check the aws CLI, its credentials, the region and the security group id")
@@ -635,6 +649,16 @@ mod tests {
     /// Compares with an inline snapshot and prints the actual text when it differs.
     fn insta_like(actual: &str, expected: &str) {
         assert_eq!(actual, expected, "\nactual snapshot:\n{actual}\n");
+    }
+
+    #[test]
+    fn ports_are_read_back_from_a_knockd_conf() {
+        let text = "[options]\n\tInterface = eth0\n[a]\n\tsequence        = 4000:tcp,4180:tcp\n\
+                    [b]\n  Sequence=1000:tcp, 2400:udp\n\tstart_command = x\n";
+        assert_eq!(
+            sequence_ports(text),
+            BTreeSet::from([1000, 2400, 4000, 4180])
+        );
     }
 
     #[test]
