@@ -282,6 +282,12 @@ impl<C: AwsCli> Server<C> {
     pub fn run(&mut self, once: bool, stop: &mut StopSignal) -> anyhow::Result<()> {
         let mut window = Window::at(wall_clock()?.as_secs(), self.totp.period());
         if let Err(e) = self.rotate(window, stop, true) {
+            if let Some(signal) = stop.received() {
+                // Interrupted while retrying: a stop, not a failure.
+                self.log
+                    .note(format!("{signal}: revoking the knock ports and stopping"));
+                return self.revoke_all();
+            }
             return Err(self.cleanup_after(e));
         }
         if once {
