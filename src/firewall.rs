@@ -254,9 +254,8 @@ impl Firewall {
             }
             Self::Gcp(gcp) => {
                 // Rule names allow [a-z0-9-] only: dots and colons of the address become dashes.
-                let rule = |suffix: &str| {
-                    format!("kt-{}-$(printf %s %IP% | tr .: --){suffix}", target.slug())
-                };
+                let rule =
+                    |suffix: &str| format!("kt-{}-$(echo %IP% | tr .: --){suffix}", target.slug());
                 let create = |suffix: &str, bits: u8| {
                     format!(
                         "gcloud compute firewall-rules create {} --network={} --direction=INGRESS \
@@ -282,18 +281,18 @@ impl Firewall {
                 }
             }
             Self::Azure(azure) => {
-                let rule = |suffix: &str| {
-                    format!("kt-{}-$(printf %s %IP% | tr .: --){suffix}", target.slug())
-                };
+                let rule =
+                    |suffix: &str| format!("kt-{}-$(echo %IP% | tr .: --){suffix}", target.slug());
                 let group = format!(
                     "--resource-group {} --nsg-name {}",
                     azure.resource_group, azure.nsg
                 );
-                // Priorities must be unique in the group: derive one from the address.
+                // Priorities must be unique in the group: derive one from the address. No '%'
+                // other than %IP% anywhere: knockd substitutes it in the text.
                 let create = |suffix: &str, bits: u8, base: u32| {
                     format!(
                         "az network nsg rule create {group} --name {} \
-                         --priority $(( $(printf %s %IP% | cksum | cut -d' ' -f1) % 1000 + {base} )) \
+                         --priority $(( $(echo %IP% | cksum | cut -c1-3) + {base} )) \
                          --direction Inbound --access Allow --protocol Tcp \
                          --source-address-prefixes %IP%/{bits} --destination-port-ranges {port} \
                          --description {} --output none",
@@ -424,6 +423,8 @@ impl Firewall {
                 ));
             }
         }
+        s.truncate(s.trim_end().len());
+        s.push('\n');
         s
     }
 }
@@ -565,6 +566,19 @@ mod tests {
     }
 
     #[test]
+    fn no_percent_sign_but_the_ip_placeholder() {
+        for fw in all() {
+            let c = fw.door_commands(&target());
+            for command in [Some(c.start), c.stop, c.start_6, c.stop_6]
+                .into_iter()
+                .flatten()
+            {
+                assert!(!command.replace("%IP%", "").contains('%'), "{command}");
+            }
+        }
+    }
+
+    #[test]
     fn iptables_stop_deletes_exactly_the_inserted_rule() {
         let c = Firewall::Iptables.door_commands(&target());
         assert_eq!(
@@ -624,7 +638,7 @@ mod tests {
     fn gcp_and_azure_rules_are_per_address() {
         let c = all()[3].door_commands(&target());
         assert!(c.start.contains("--source-ranges=%IP%/32"), "{}", c.start);
-        assert!(c.start.contains("kt-web-1-$(printf %s %IP% | tr .: --)"));
+        assert!(c.start.contains("kt-web-1-$(echo %IP% | tr .: --)"));
         assert!(c
             .stop
             .unwrap()

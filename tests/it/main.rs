@@ -2,4 +2,5 @@
 
 mod client;
 mod server;
+mod setup;
 mod support;
