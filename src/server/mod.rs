@@ -270,9 +270,16 @@ impl<C: AwsCli> Server<C> {
                 Ok(())
             }
             Err(e) => Err(UserError::runtime(e.to_string())
-                .with_hint(
-                    "start knockd in daemon mode first (systemctl start knockd) and check pid_file",
-                )
+                .with_hint(match self.knockd.pid_source {
+                    reload::PidSource::File(_) => {
+                        "start knockd in daemon mode first (knockd -d, with PidFile in its \
+                         config) and check knockd_pid_file"
+                    }
+                    reload::PidSource::SystemdUnit(_) => {
+                        "start knockd first (systemctl start knockd) and check \
+                         knockd_reload_command"
+                    }
+                })
                 .into()),
         }
     }
