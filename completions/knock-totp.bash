@@ -557,7 +557,7 @@ _knock__totp() {
             return 0
             ;;
         knock__totp__subcmd__setup)
-            opts="-a -p -i -f -v -q -h --address --port --interface --firewall --security-group --region --secret --period --open-seconds --out --force --qr-png --qr-svg --verbose --quiet --help"
+            opts="-a -p -i -f -v -q -h --address --port --interface --firewall --security-group --region --resource-group --network --secret --period --open-seconds --out --force --qr-png --qr-svg --at --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -599,6 +599,14 @@ _knock__totp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --resource-group)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --network)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --secret)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -620,6 +628,10 @@ _knock__totp() {
                     return 0
                     ;;
                 --qr-svg)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --at)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -116,14 +116,17 @@ nftables\t'an nftables set whose elements time out by themselves'
 aws\t'AWS security group rules through the aws CLI'
 gcp\t'Google Cloud firewall rules through gcloud'
 azure\t'Azure network security group rules through az'"
-complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l security-group -d 'AWS security group (sg-...), for --firewall aws' -r
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l security-group -d 'AWS security group (sg-...) for --firewall aws; the NSG name for --firewall azure' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l region -d 'Cloud region, for --firewall aws' -r
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l resource-group -d 'Azure resource group of the network security group (--security-group), for --firewall azure' -r
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l network -d 'VPC network for the firewall rules, for --firewall gcp' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l secret -d '- reads the Base32 secret from stdin instead of generating one' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l period -d 'TOTP period in seconds (authenticator apps assume 30)' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l open-seconds -d 'Seconds a door stays open for the knocking address' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l out -d 'Write the files into this directory instead of printing them' -r -F
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l qr-png -d 'Also write the QR code as a PNG image' -r -F
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l qr-svg -d 'Also write the QR code as an SVG image' -r -F
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l at -d 'Render the example doors for this moment instead of now (for tests and previews)' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -s f -l force -d 'Overwrite existing files under --out'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -s v -l verbose -d 'Say more on stderr (repeat for more detail); never shows secrets'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -s q -l quiet -d 'Print only results and errors'

@@ -13,6 +13,7 @@ pub mod otpauth;
 pub mod ports;
 pub mod qr;
 pub mod secret;
+pub mod server;
 pub mod server_config;
 pub mod store;
 pub mod totp;

@@ -63,13 +63,13 @@ impl OtpauthUri {
     /// `otpauth://totp/ISSUER:ACCOUNT?secret=...&issuer=ISSUER&algorithm=..&digits=6&period=..`
     /// The result holds the secret, so it is wiped on drop.
     pub fn to_uri(&self) -> Zeroizing<String> {
-        let account = utf8_percent_encode(&self.account, URI_COMPONENT);
+        let account = utf8_percent_encode(&self.account, URI_COMPONENT).to_string();
         let mut uri = String::from("otpauth://totp/");
         if let Some(issuer) = &self.issuer {
             uri.push_str(&utf8_percent_encode(issuer, URI_COMPONENT).to_string());
             uri.push(':');
         }
-        uri.push_str(&account.to_string());
+        uri.push_str(&account);
         uri.push_str("?secret=");
         uri.push_str(&self.secret.to_base32());
         if let Some(issuer) = &self.issuer {
@@ -268,7 +268,8 @@ mod properties {
         ) {
             let issuer = issuer.map(|i| i.trim().to_owned()).filter(|i| !i.is_empty());
             let account = account.trim().to_owned();
-            prop_assume!(!account.is_empty());
+            // A bare "." or ".." label is a dot segment that URL parsers drop, even encoded.
+            prop_assume!(!account.is_empty() && account != "." && account != "..");
             let original = OtpauthUri {
                 issuer,
                 account,
