@@ -185,6 +185,21 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
             }
         }
     }
+    let knockd_conf = artifacts
+        .iter()
+        .find(|a| a.file_name == "knockd.conf")
+        .and_then(|a| a.server_path.as_ref())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "knockd.conf".to_owned());
+    let _ = writeln!(
+        text,
+        "\n# Then, on the server:\n\
+         #   1. put the files in place and run firewall-setup.sh once;\n\
+         #   2. point knockd at the doors: in /etc/default/knockd set START_KNOCKD=1 and\n\
+         #      KNOCKD_OPTS=\"-i {} -c {knockd_conf}\", then `systemctl enable --now knockd`;\n\
+         #   3. `systemctl daemon-reload && systemctl enable --now knock-totp-{}`.",
+        args.interface, args.name
+    );
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
     stdout.flush()?;
