@@ -7,6 +7,7 @@ mod keyring;
 mod knock_e2e;
 mod knock_local;
 mod packaging;
+mod readme;
 mod server;
 mod setup;
 mod support;

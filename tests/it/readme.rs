@@ -1,0 +1,166 @@
+//! Every knock-totp command in README.md's shell blocks is one the CLI accepts, the blocks are
+//! valid shell, and the set-up command prints what the README says it prints.
+
+use clap::Parser;
+use knock_totp::cli::Cli;
+
+use crate::support::Env;
+
+fn readme() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap()
+}
+
+/// The fenced blocks of the given language tag (`""` for untagged ones).
+fn blocks(text: &str, lang: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        match (&mut current, line.strip_prefix("```")) {
+            (None, Some(tag)) => {
+                if tag.trim() == lang {
+                    current = Some(String::new());
+                } else {
+                    current = Some("\u{0}skip".into());
+                }
+            }
+            (Some(block), Some(_)) => {
+                if !block.starts_with('\u{0}') {
+                    out.push(block.clone());
+                }
+                current = None;
+            }
+            (Some(block), None) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            (None, None) => {}
+        }
+    }
+    out
+}
+
+/// Splits a shell line into words, honouring simple quotes (enough for the README).
+fn words(segment: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    for c in segment.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => quote = Some(c),
+            (None, c) if c.is_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            (None, c) => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+/// The knock-totp invocations in a block of shell.
+fn invocations(block: &str) -> Vec<Vec<String>> {
+    let mut found = Vec::new();
+    for line in block.lines() {
+        let line = match line.find(" #") {
+            Some(at) => &line[..at],
+            None => line,
+        };
+        if line.trim_start().starts_with('#') {
+            continue;
+        }
+        for segment in line
+            .split("&&")
+            .flat_map(|s| s.split('|'))
+            .flat_map(|s| s.split(';'))
+        {
+            let words = words(segment);
+            if words.first().map(String::as_str) == Some("knock-totp") {
+                found.push(words);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn readme_commands_parse() {
+    let text = readme();
+    let mut checked = 0;
+    for block in blocks(&text, "sh") {
+        for argv in invocations(&block) {
+            if let Err(e) = Cli::try_parse_from(&argv) {
+                panic!("README command {argv:?} does not parse:\n{e}");
+            }
+            checked += 1;
+        }
+        let syntax = std::process::Command::new("bash")
+            .args(["-n", "-c", &block])
+            .output()
+            .unwrap();
+        assert!(syntax.status.success(), "not valid shell:\n{block}");
+    }
+    for block in blocks(&text, "") {
+        for line in block.lines() {
+            if let Some(command) = line.trim().strip_prefix("ProxyCommand ") {
+                // ssh expands these tokens before running the command.
+                let command = command
+                    .replace("%n", "web")
+                    .replace("%h", "web.example.com")
+                    .replace("%p", "22");
+                let argv = words(&command);
+                Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "only {checked} README commands found");
+}
+
+#[test]
+fn setup_command_output_is_as_documented() {
+    let env = Env::new();
+    env.cmd()
+        .args(["ports", "--from-code", "970113"])
+        .assert()
+        .success()
+        .stdout("9701 1130\n");
+    assert!(readme().contains("knock-totp ports --from-code 970113"));
+    assert!(readme().contains("it prints `9701 1130`"));
+}
+
+#[test]
+fn readme_quick_start_runs_against_a_file_store() {
+    // The user quick start, with the file store and a fixed time so that it is checkable.
+    let env = Env::new();
+    let uri = "otpauth://totp/knock-totp:web?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=knock-totp&algorithm=SHA1&digits=6&period=30";
+    env.cmd()
+        .args([
+            "add",
+            "web",
+            "--address",
+            "web.example.com",
+            "--store",
+            "file",
+            "--uri",
+            "-",
+        ])
+        .write_stdin(uri)
+        .assert()
+        .success();
+    env.cmd()
+        .args(["code", "web", "--at", "1111111109"])
+        .assert()
+        .stdout("081804\n");
+    env.cmd()
+        .args(["ports", "web", "--at", "1111111109"])
+        .assert()
+        .stdout("8180 1804\n");
+    assert!(readme().contains("knock-totp code web          # 081804"));
+    assert!(readme().contains("knock-totp ports web         # 8180 1804"));
+}
