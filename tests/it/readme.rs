@@ -119,7 +119,20 @@ fn readme_commands_parse() {
             }
         }
     }
-    assert!(checked >= 10, "only {checked} README commands found");
+    // Commands quoted inline in the prose too.
+    for span in text.split('`').skip(1).step_by(2) {
+        if span.starts_with("knock-totp ") {
+            let span = span
+                .replace("%n", "web")
+                .replace("%h", "web.example.com")
+                .replace("%p", "22");
+            for argv in invocations(&span) {
+                Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("README `{span}`: {e}"));
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 15, "only {checked} README commands found");
 }
 
 #[test]
