@@ -218,10 +218,9 @@ impl Knockd {
     /// Writes and validates the candidate, then renames it over the config.
     pub fn write_validated(&self, text: &str) -> Result<(), ReloadError> {
         let candidate = self.candidate_path();
-        let mode = fs::metadata(&self.conf)
-            .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
-            .unwrap_or(0o600);
-        write_atomically(&candidate, text.as_bytes(), mode)
+        // Root-only whatever the old file's mode: the doors hold the current knock ports,
+        // which would let any local user knock.
+        write_atomically(&candidate, text.as_bytes(), 0o600)
             .map_err(|e| ReloadError::Io(format!("{e:#}")))?;
         if let Err(e) = self.validate(&candidate) {
             let _ = fs::remove_file(&candidate);

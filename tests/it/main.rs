@@ -3,6 +3,7 @@
 mod client;
 mod generated;
 mod hardening;
+mod hygiene;
 mod keyring;
 mod knock_e2e;
 mod knock_local;
