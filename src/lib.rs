@@ -8,6 +8,7 @@ pub mod error;
 pub mod firewall;
 pub mod knock;
 pub mod knockd;
+pub mod log;
 pub mod manpages;
 pub mod otpauth;
 pub mod ports;

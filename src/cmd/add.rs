@@ -53,7 +53,7 @@ pub fn run(ctx: &Context, args: AddArgs) -> anyhow::Result<()> {
             let _ = store::open(previous, &ctx.paths).delete(&args.name);
         }
         hosts.hosts.insert(args.name.clone(), profile.clone());
-        ctx.note(format_args!(
+        ctx.log.note(format_args!(
             "added {} ({}:{}), secret in the {}",
             args.name,
             profile.address,
@@ -79,7 +79,7 @@ fn read_secret(
         let text = if uri == "-" {
             read_stdin_value("otpauth URI")?
         } else {
-            ctx.note(
+            ctx.log.note(
                 "warning: a URI on the command line lands in your shell history; prefer --uri -",
             );
             Zeroizing::new(uri.clone())
@@ -91,7 +91,7 @@ fn read_secret(
         if value == "-" {
             read_stdin_value("secret")?
         } else {
-            ctx.note("warning: a secret on the command line lands in your shell history; prefer --secret -");
+            ctx.log.note("warning: a secret on the command line lands in your shell history; prefer --secret -");
             Zeroizing::new(value.clone())
         }
     } else if let Some(path) = &source.secret_file {

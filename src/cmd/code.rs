@@ -18,7 +18,8 @@ pub fn run(ctx: &Context, args: CodeArgs) -> anyhow::Result<()> {
         None => {
             let file = ctx.paths.load()?;
             if file.hosts.is_empty() {
-                ctx.note("no hosts yet: `knock-totp add NAME --address ADDR` adds one");
+                ctx.log
+                    .note("no hosts yet: `knock-totp add NAME --address ADDR` adds one");
                 return Ok(());
             }
             file.hosts

@@ -46,7 +46,7 @@ pub fn run(ctx: &Context, args: KnockArgs) -> anyhow::Result<()> {
     };
     let opened = knock_host(ctx, &target, &totp, &args.options, args.verify)?;
     if opened.is_some() {
-        ctx.note(format!(
+        ctx.log.note(format!(
             "{}: port {} on {} is open",
             target.label,
             target.addr.port(),
@@ -103,7 +103,8 @@ pub fn knock_host(
     let mut knocked_again = false;
     loop {
         if let Some(stream) = knock::wait_until_open(target.addr, timeout).map_err(network)? {
-            ctx.detail(format!("port {} accepted a connection", target.addr.port()));
+            ctx.log
+                .detail(format!("port {} accepted a connection", target.addr.port()));
             return Ok(Some(stream));
         }
         let current = totp.window_at(unix_now()?.as_secs());
@@ -111,7 +112,7 @@ pub fn knock_host(
             break;
         }
         knocked_again = true;
-        ctx.note(format!(
+        ctx.log.note(format!(
             "{}: port {} did not open and the code has changed since; knocking again",
             target.label,
             target.addr.port()
@@ -147,7 +148,7 @@ fn knock_window(
 ) -> anyhow::Result<Window> {
     let now = unix_now()?;
     if let Some(wait) = knock::edge_wait(now, totp.period(), margin) {
-        ctx.note(format!(
+        ctx.log.note(format!(
             "{}: the code changes in {:.1} s; waiting for the next one",
             target.label,
             wait.as_secs_f64()
@@ -156,7 +157,7 @@ fn knock_window(
     }
     let window = totp.window_at(unix_now()?.as_secs());
     let ports = totp.ports_for(window);
-    ctx.detail(format!(
+    ctx.log.detail(format!(
         "knocking {} on ports {} ({} ms apart), then port {}",
         target.addr.ip(),
         ports,

@@ -35,7 +35,8 @@ pub fn run(ctx: &Context, args: ListArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     if hosts.hosts.is_empty() {
-        ctx.note("no hosts yet: `knock-totp add NAME --address ADDR` adds one");
+        ctx.log
+            .note("no hosts yet: `knock-totp add NAME --address ADDR` adds one");
         return Ok(());
     }
     let width = hosts

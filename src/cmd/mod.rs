@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 use crate::cli::{Cli, Command};
 use crate::config::{ConfigPaths, HostProfile, HostsFile};
 use crate::error::UserError;
+use crate::log::Log;
 use crate::secret::SecretKey;
 use crate::store;
 use crate::totp::Totp;
@@ -28,8 +29,7 @@ use crate::totp::Totp;
 /// What every subcommand may need: where the configuration is, and how chatty to be.
 pub struct Context {
     pub paths: ConfigPaths,
-    pub verbose: u8,
-    pub quiet: bool,
+    pub log: Log,
 }
 
 impl Context {
@@ -61,27 +61,15 @@ impl Context {
             .map_err(|e| UserError::usage(format!("host {name}: {e}")))?;
         Ok((profile, totp))
     }
-
-    /// Prints a progress or warning line on stderr unless --quiet.
-    pub fn note(&self, message: impl std::fmt::Display) {
-        if !self.quiet {
-            eprintln!("knock-totp: {message}");
-        }
-    }
-
-    /// Prints a detail line on stderr with -v.
-    pub fn detail(&self, message: impl std::fmt::Display) {
-        if self.verbose > 0 {
-            eprintln!("knock-totp: {message}");
-        }
-    }
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Context {
         paths: ConfigPaths::from_env()?,
-        verbose: cli.verbose,
-        quiet: cli.quiet,
+        log: Log {
+            verbose: cli.verbose,
+            quiet: cli.quiet,
+        },
     };
     match cli.command {
         Command::Add(args) => add::run(&ctx, args),

@@ -19,7 +19,7 @@ pub fn run(ctx: &Context, args: ProxyArgs) -> anyhow::Result<()> {
     let port = args.port.unwrap_or(profile.port);
     if let Some(host) = args.host.as_deref() {
         if host != profile.address && host != args.name {
-            ctx.detail(format!(
+            ctx.log.detail(format!(
                 "ssh asked for {host}; connecting to the profile's address {}",
                 profile.address
             ));

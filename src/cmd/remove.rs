@@ -32,6 +32,6 @@ pub fn run(ctx: &Context, args: RemoveArgs) -> anyhow::Result<()> {
         hosts.hosts.remove(&args.name);
         Ok(())
     })?;
-    ctx.note(format_args!("removed {}", args.name));
+    ctx.log.note(format_args!("removed {}", args.name));
     Ok(())
 }

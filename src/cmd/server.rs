@@ -9,7 +9,7 @@ use crate::firewall::FirewallKind;
 use crate::knockd::{render_knockd_conf, KnockdDoor};
 use crate::server::aws::{AwsCommand, KnockPortRules};
 use crate::server::reload::{Knockd, PidSource};
-use crate::server::{load_secret_file, ActiveDoor, Log, RenderConf, Server, StopSignal};
+use crate::server::{load_secret_file, ActiveDoor, RenderConf, Server, StopSignal};
 use crate::server_config::ServerConfig;
 use crate::totp::Totp;
 
@@ -33,7 +33,7 @@ pub fn run(ctx: &Context, args: ServerArgs) -> anyhow::Result<()> {
             &config.name,
         )),
         (FirewallKind::Gcp | FirewallKind::Azure, _) => {
-            ctx.note(format!(
+            ctx.log.note(format!(
                 "firewall = \"{}\": the knock ports are not managed; allow TCP 1000-9999 to \
                  reach knockd in the cloud firewall",
                 config.firewall.as_str()
@@ -43,10 +43,7 @@ pub fn run(ctx: &Context, args: ServerArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let render = renderer(config.clone());
-    let log = Log {
-        verbose: ctx.verbose,
-        quiet: ctx.quiet,
-    };
+    let log = ctx.log;
     let mut server = Server::new(totp, knockd, rules, render, log, args.dry_run);
     server.preflight()?;
     let mut stop = StopSignal::install()?;

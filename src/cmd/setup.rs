@@ -130,7 +130,8 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
         args.name, args.port
     );
     if stdout_is_tty() {
-        ctx.note("this output holds the new secret: do not paste it into logs or tickets");
+        ctx.log
+            .note("this output holds the new secret: do not paste it into logs or tickets");
     }
     let mut text = Zeroizing::new(String::new());
     let _ = writeln!(

@@ -23,7 +23,7 @@ pub fn run(ctx: &Context, args: SshArgs) -> anyhow::Result<()> {
         profile.user.as_deref(),
         &args.ssh_args,
     );
-    ctx.detail(format!(
+    ctx.log.detail(format!(
         "running {} {}",
         args.ssh_bin.display(),
         argv.iter()

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use zeroize::Zeroizing;
 
 use crate::error::UserError;
+pub use crate::log::Log;
 use crate::ports::PortPair;
 use crate::secret::SecretKey;
 use crate::totp::Totp;
@@ -85,34 +86,6 @@ pub fn load_secret_file(path: &Path) -> anyhow::Result<SecretKey> {
     })?);
     SecretKey::from_base32(text.trim())
         .map_err(|e| UserError::usage(format!("the secret file {}: {e}", path.display())).into())
-}
-
-/// Where the daemon's messages go: stderr, one line each (journald adds the time).
-#[derive(Debug, Clone, Copy)]
-pub struct Log {
-    pub verbose: u8,
-    pub quiet: bool,
-}
-
-impl Log {
-    /// A normal line, suppressed by --quiet.
-    pub fn note(&self, message: impl std::fmt::Display) {
-        if !self.quiet {
-            eprintln!("knock-totp: {message}");
-        }
-    }
-
-    /// A detail line for -v.
-    pub fn detail(&self, message: impl std::fmt::Display) {
-        if self.verbose > 0 {
-            eprintln!("knock-totp: {message}");
-        }
-    }
-
-    /// Something an operator must see, even with --quiet.
-    pub fn alarm(&self, message: impl std::fmt::Display) {
-        eprintln!("knock-totp: WARNING: {message}");
-    }
 }
 
 /// SIGTERM and SIGINT, turned into a channel the loop can sleep on.
