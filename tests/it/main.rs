@@ -8,5 +8,6 @@ mod knock_e2e;
 mod knock_local;
 mod packaging;
 mod server;
+mod server_e2e;
 mod setup;
 mod support;
