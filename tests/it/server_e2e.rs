@@ -475,7 +475,29 @@ fn rotating_doors_open_in_each_window_and_stale_ones_do_not() {
         rig.knockd_pid.to_string()
     );
 
-    // 6. The server logged exactly one line per rotation, for consecutive windows, and never
+    // 6. The server stops on SIGTERM and leaves knockd running.
+    let servers = rig.lab.server_pids("knock-totp");
+    assert_eq!(servers.len(), 1, "server processes: {servers:?}");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &servers[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !rig
+        .server_log()
+        .contains("SIGTERM: revoking the knock ports and stopping")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop on SIGTERM\n{}",
+            rig.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(knockd_alive(rig.knockd_pid), "{}", rig.logs());
+
+    // 7. The server logged exactly one line per rotation, for consecutive windows, and never
     //    the secret or a code.
     let log = rig.server_log();
     let rotations = rotation_lines(&log);
@@ -488,8 +510,8 @@ fn rotating_doors_open_in_each_window_and_stale_ones_do_not() {
     assert!(last > first + 5, "too few rotations: {rotations:?}");
     assert_eq!(
         log.lines().count(),
-        rotations.len(),
-        "lines other than rotations (warnings, restarts?)\n{log}"
+        rotations.len() + 1,
+        "lines other than rotations and the stop (warnings, restarts?)\n{log}"
     );
     assert!(!log.contains(RFC_SECRET), "the secret leaked:\n{log}");
     let tokens: Vec<&str> = log.split(|c: char| !c.is_ascii_digit()).collect();
