@@ -336,6 +336,10 @@ fn rotating_doors_open_in_each_window_and_stale_ones_do_not() {
     }
     let started = Instant::now();
     let rig = Rig::start();
+    // The start-up rotation (to whichever window it is now); knocks begin at the next one,
+    // when the server is surely in its loop. Completed sequences leave no half-finished
+    // attempt behind, and every rotation's SIGHUP drops any stray one, so the scenarios need
+    // no seq_timeout pauses between them.
     rig.wait_rotation(0);
     let first = rig.server_window().unwrap();
 
