@@ -10,5 +10,6 @@ mod knock_local;
 mod packaging;
 mod readme;
 mod server;
+mod server_e2e;
 mod setup;
 mod support;

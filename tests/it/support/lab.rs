@@ -154,6 +154,20 @@ impl Lab {
         path
     }
 
+    /// Process ids of the programs named `name` (their `/proc/PID/comm`) running in the
+    /// server namespace, e.g. a knockd started in the foreground (which writes no pid file).
+    pub fn server_pids(&self, name: &str) -> Vec<u32> {
+        let out = run_ok(Command::new("ip").args(["netns", "pids", &self.server_ns]));
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|pid| pid.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|comm| comm.trim_end() == name)
+            })
+            .collect()
+    }
+
     /// Server firewall: established connections pass, `port` is refused with a reset, every
     /// other TCP port (the knock ports) is dropped silently. knockd sees packets before this.
     pub fn protect_port(&self, port: u16) {
