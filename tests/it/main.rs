@@ -12,4 +12,5 @@ mod readme;
 mod server;
 mod server_e2e;
 mod setup;
+mod setup_e2e;
 mod support;
