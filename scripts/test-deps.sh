@@ -3,9 +3,9 @@
 # they are all present.
 set -euo pipefail
 packages=(oathtool dbus gnome-keyring libsecret-tools knockd iptables nftables iproute2
-    zbar-tools mandoc socat procps)
+    zbar-tools mandoc socat procps bsdutils)
 programs=(oathtool dbus-run-session gnome-keyring-daemon secret-tool knockd iptables nft ip
-    zbarimg mandoc socat pgrep)
+    zbarimg mandoc socat pgrep script knock)
 if [ "${1:-}" = "--check" ]; then
     for p in "${programs[@]}"; do command -v "$p" >/dev/null || exit 1; done
     exit 0

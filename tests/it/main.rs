@@ -14,3 +14,4 @@ mod server_e2e;
 mod setup;
 mod setup_e2e;
 mod support;
+mod tty;
