@@ -6,14 +6,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{read_stdin_value, Context};
 use crate::cli::{KnockArgs, KnockOptions};
+use crate::config::DEFAULT_DELAY_MS;
 use crate::error::UserError;
 use crate::knock::{self, KnockError};
 use crate::secret::SecretKey;
 use crate::totp::{Algorithm, Totp, DEFAULT_PERIOD};
 use crate::window::Window;
-
-/// Default pause between the two knocks when neither the profile nor the flag says.
-const DEFAULT_DELAY_MS: u64 = 100;
 
 pub fn run(ctx: &Context, args: KnockArgs) -> anyhow::Result<()> {
     let (target, totp) = match (&args.name, &args.address) {
