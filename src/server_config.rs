@@ -352,6 +352,19 @@ impl ServerConfig {
             secret = self.secret_file.display(),
         )
     }
+
+    /// The packaged template unit `knock-totp-server@.service`: instance NAME runs
+    /// `/etc/knock-totp/NAME.toml` with the secret `/etc/knock-totp/NAME.secret`.
+    pub fn systemd_template_unit(executable: &str) -> String {
+        let template = Self::new("%i", 22, "eth0", &Firewall::Iptables);
+        let config = Path::new(SERVER_DIR).join("%i.toml");
+        template.systemd_unit(&config, executable).replace(
+            "Install as /etc/systemd/system/knock-totp-%i.service, then\n\
+                 # `systemctl daemon-reload && systemctl enable --now knock-totp-%i`.",
+            "Packaged template: for server NAME (/etc/knock-totp/NAME.toml), run\n\
+                 # `systemctl enable --now knock-totp-server@NAME`.",
+        )
+    }
 }
 
 /// Line of the first `key = ...` in a TOML text, for errors that name a key.

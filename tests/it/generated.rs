@@ -54,6 +54,22 @@ fn completions_are_current() {
 }
 
 #[test]
+fn packaged_systemd_unit_is_current() {
+    let unit =
+        knock_totp::server_config::ServerConfig::systemd_template_unit("/usr/bin/knock-totp");
+    assert!(unit.contains("ExecStart=/usr/bin/knock-totp server --config /etc/knock-totp/%i.toml"));
+    assert!(unit.contains("LoadCredential=secret:/etc/knock-totp/%i.secret"));
+    assert!(
+        unit.contains("systemctl enable --now knock-totp-server@NAME"),
+        "{unit}"
+    );
+    check_dir(
+        &root().join("contrib"),
+        &[("knock-totp-server@.service".to_owned(), unit)],
+    );
+}
+
+#[test]
 fn man_pages_are_current() {
     check_dir(&root().join("man"), &knock_totp::manpages::pages());
 }
