@@ -154,3 +154,52 @@ fn bash_completes_subcommands_and_host_names() {
     let flags = complete_in_bash(&env, &["knock-totp", "ports", "--ne"]);
     assert_eq!(flags, ["--next"]);
 }
+
+#[test]
+fn systemd_accepts_the_units() {
+    if !can_run("systemd-analyze is not installed", have("systemd-analyze")) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let exe = assert_cmd::cargo::cargo_bin("knock-totp");
+    let template =
+        knock_totp::server_config::ServerConfig::systemd_template_unit(&exe.display().to_string());
+    let env = Env::new();
+    let out = env
+        .cmd()
+        .args(["setup", "web", "--out"])
+        .arg(dir.path().join("setup"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let per_host = fs::read_to_string(dir.path().join("setup/knock-totp-web.service"))
+        .unwrap()
+        .replace("/usr/local/bin/knock-totp", &exe.display().to_string());
+    for (name, text) in [
+        ("knock-totp-server@.service", template),
+        ("knock-totp-web.service", per_host),
+    ] {
+        // The man page is not installed here; everything else must verify cleanly.
+        let text: String = text
+            .lines()
+            .filter(|l| !l.starts_with("Documentation="))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let path = dir.path().join(name);
+        fs::write(&path, text).unwrap();
+        let out = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let report = stdout_of(&out) + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && report.trim().is_empty(),
+            "{name}:\n{report}"
+        );
+    }
+}
