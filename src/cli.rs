@@ -165,7 +165,7 @@ pub struct RemoveArgs {
 #[derive(Debug, Args, Default, Clone)]
 pub struct TimeArgs {
     /// Compute for this moment: unix seconds or RFC 3339 (2026-01-02T03:04:05Z)
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    #[arg(long, value_name = "TIME", value_parser = parse_time, allow_negative_numbers = true)]
     pub at: Option<u64>,
 }
 

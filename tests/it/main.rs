@@ -1,5 +1,6 @@
 //! The integration tests: they drive the real `knock-totp` binary with an isolated config.
 
+mod bad_input;
 mod client;
 mod generated;
 mod hardening;
