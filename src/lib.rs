@@ -5,6 +5,7 @@ pub mod cmd;
 pub mod completions;
 pub mod config;
 pub mod error;
+pub mod knock;
 pub mod manpages;
 pub mod otpauth;
 pub mod ports;

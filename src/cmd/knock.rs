@@ -1,9 +1,181 @@
-//! `knock`: not implemented yet.
+//! `knock`: knock a host's current sequence, optionally waiting until the port opens.
+//! Also the knock-and-verify step that `ssh` and `proxy` share.
 
-use super::Context;
-use crate::cli::KnockArgs;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{read_stdin_value, Context};
+use crate::cli::{KnockArgs, KnockOptions};
 use crate::error::UserError;
+use crate::knock::{self, KnockError};
+use crate::secret::SecretKey;
+use crate::totp::{Algorithm, Totp, DEFAULT_PERIOD};
+use crate::window::Window;
 
-pub fn run(_ctx: &Context, _args: KnockArgs) -> anyhow::Result<()> {
-    Err(UserError::runtime("`knock` is not implemented yet").into())
+/// Default pause between the two knocks when neither the profile nor the flag says.
+const DEFAULT_DELAY_MS: u64 = 100;
+
+pub fn run(ctx: &Context, args: KnockArgs) -> anyhow::Result<()> {
+    let (target, totp) = match (&args.name, &args.address) {
+        (Some(name), None) => {
+            let (profile, totp) = ctx.totp(name)?;
+            let addr = resolve(&profile.address, profile.port)?;
+            let delay = args.delay_ms.unwrap_or(profile.delay_ms);
+            (Target::new(name, addr, delay), totp)
+        }
+        (None, Some(address)) => {
+            if args.secret.as_deref() != Some("-") {
+                return Err(UserError::usage("--secret only takes - (read the secret from stdin)")
+                    .with_hint("pipe the secret in: `printf %s \"$SECRET\" | knock-totp knock --address A --port P --secret -`")
+                    .into());
+            }
+            let value = read_stdin_value("secret")?;
+            let secret = SecretKey::from_base32(&value)
+                .map_err(|e| UserError::usage(format!("the secret on stdin: {e}")))?;
+            let totp = Totp::new(
+                &secret,
+                args.algorithm.unwrap_or(Algorithm::Sha1),
+                args.period.unwrap_or(DEFAULT_PERIOD),
+            )
+            .map_err(|e| UserError::usage(e.to_string()))?;
+            let addr = resolve(address, args.port)?;
+            let delay = args.delay_ms.unwrap_or(DEFAULT_DELAY_MS);
+            (Target::new(address, addr, delay), totp)
+        }
+        _ => unreachable!("clap makes NAME and --address exclusive and requires one"),
+    };
+    let opened = knock_host(ctx, &target, &totp, &args.options, args.verify)?;
+    if opened.is_some() {
+        ctx.note(format!(
+            "{}: port {} on {} is open",
+            target.label,
+            target.addr.port(),
+            target.addr.ip()
+        ));
+    }
+    Ok(())
+}
+
+/// Where to knock: the resolved protected address, a label for messages, the knock spacing.
+pub struct Target {
+    pub label: String,
+    pub addr: SocketAddr,
+    pub delay: Duration,
+}
+
+impl Target {
+    pub fn new(label: &str, addr: SocketAddr, delay_ms: u64) -> Self {
+        Self {
+            label: label.to_owned(),
+            addr,
+            delay: Duration::from_millis(delay_ms),
+        }
+    }
+}
+
+/// Resolves a profile's address once, mapping failures to a runtime error with a hint.
+pub fn resolve(address: &str, port: u16) -> anyhow::Result<SocketAddr> {
+    knock::resolve_once(address, port).map_err(|e| {
+        UserError::runtime(e.to_string())
+            .with_hint(
+                "check the name and your DNS, or store an IP address in the profile \
+                 (`knock-totp add NAME --address IP --force ...`)",
+            )
+            .into()
+    })
+}
+
+/// Knocks the current window's sequence at `target`. With `verify`, polls the protected port
+/// until it accepts (returning that connection), knocking once more if the window changed while
+/// waiting; fails with the likely causes when it never opens.
+pub fn knock_host(
+    ctx: &Context,
+    target: &Target,
+    totp: &Totp,
+    options: &KnockOptions,
+    verify: bool,
+) -> anyhow::Result<Option<TcpStream>> {
+    let timeout = Duration::from_secs_f64(options.timeout);
+    let mut window = knock_window(ctx, target, totp, options.margin)?;
+    if !verify {
+        return Ok(None);
+    }
+    let mut knocked_again = false;
+    loop {
+        if let Some(stream) = knock::wait_until_open(target.addr, timeout).map_err(network)? {
+            ctx.detail(format!("port {} accepted a connection", target.addr.port()));
+            return Ok(Some(stream));
+        }
+        let current = totp.window_at(unix_now()?.as_secs());
+        if !knock::should_knock_again(window.counter, current.counter, knocked_again) {
+            break;
+        }
+        knocked_again = true;
+        ctx.note(format!(
+            "{}: port {} did not open and the code has changed since; knocking again",
+            target.label,
+            target.addr.port()
+        ));
+        window = knock_window(ctx, target, totp, options.margin)?;
+    }
+    Err(UserError::runtime(format!(
+        "{}: port {} on {} did not open within {} s of knocking; likely causes: the clock is \
+         off (TOTP needs it within a few seconds of the server's), the secret is wrong, or the \
+         knock ports (1000-9999) are filtered before they reach knockd (a cloud firewall or \
+         security group)",
+        target.label,
+        target.addr.port(),
+        target.addr.ip(),
+        options.timeout
+    ))
+    .with_hint(format!(
+        "compare `knock-totp ports {}` with the ports knockd expects (its log, or the \
+         authenticator app's code), sync the clock (e.g. `timedatectl set-ntp true`), and let \
+         TCP 1000-9999 reach the server",
+        target.label
+    ))
+    .into())
+}
+
+/// Waits out the end of a window when fewer than `margin` seconds are left, then knocks that
+/// window's ports. Returns the window knocked.
+fn knock_window(
+    ctx: &Context,
+    target: &Target,
+    totp: &Totp,
+    margin: u64,
+) -> anyhow::Result<Window> {
+    let now = unix_now()?;
+    if let Some(wait) = knock::edge_wait(now, totp.period(), margin) {
+        ctx.note(format!(
+            "{}: the code changes in {:.1} s; waiting for the next one",
+            target.label,
+            wait.as_secs_f64()
+        ));
+        std::thread::sleep(wait);
+    }
+    let window = totp.window_at(unix_now()?.as_secs());
+    let ports = totp.ports_for(window);
+    ctx.detail(format!(
+        "knocking {} on ports {} ({} ms apart), then port {}",
+        target.addr.ip(),
+        ports,
+        target.delay.as_millis(),
+        target.addr.port()
+    ));
+    knock::knock_sequence(target.addr.ip(), ports, target.delay).map_err(network)?;
+    Ok(window)
+}
+
+fn network(error: KnockError) -> anyhow::Error {
+    UserError::runtime(error.to_string()).into()
+}
+
+/// Time since the unix epoch with sub-second precision (window edges need it).
+fn unix_now() -> anyhow::Result<Duration> {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_err(|_| {
+        UserError::runtime("the system clock is set before 1970")
+            .with_hint("fix the clock (TOTP needs it within a few seconds of the server's)")
+            .into()
+    })
 }

@@ -1,9 +1,153 @@
-//! `proxy`: not implemented yet.
+//! `proxy`: knock, connect to the knocked IP, and relay stdin/stdout over it (ssh ProxyCommand).
+//!
+//! stdout carries the relayed bytes only; every message goes to stderr.
 
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use super::knock::{knock_host, resolve, Target};
 use super::Context;
 use crate::cli::ProxyArgs;
 use crate::error::UserError;
 
-pub fn run(_ctx: &Context, _args: ProxyArgs) -> anyhow::Result<()> {
-    Err(UserError::runtime("`proxy` is not implemented yet").into())
+/// EBADF: a stdin that was closed before we started reads as an empty one.
+const EBADF: i32 = 9;
+
+pub fn run(ctx: &Context, args: ProxyArgs) -> anyhow::Result<()> {
+    let (profile, totp) = ctx.totp(&args.name)?;
+    let port = args.port.unwrap_or(profile.port);
+    if let Some(host) = args.host.as_deref() {
+        if host != profile.address && host != args.name {
+            ctx.detail(format!(
+                "ssh asked for {host}; connecting to the profile's address {}",
+                profile.address
+            ));
+        }
+    }
+    let addr = resolve(&profile.address, port)?;
+    let target = Target::new(&args.name, addr, profile.delay_ms);
+    let stream = knock_host(ctx, &target, &totp, &args.options, true)?
+        .expect("a verified knock returns the connection that proved the port open");
+    relay(stream).map_err(|e| UserError::runtime(format!("relaying to {addr}: {e}")).into())
+}
+
+/// Relays stdin/stdout over `stream` on a current-thread runtime.
+fn relay(stream: std::net::TcpStream) -> io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let result = runtime.block_on(async {
+        stream.set_nonblocking(true)?;
+        let socket = tokio::net::TcpStream::from_std(stream)?;
+        relay_streams(socket, tokio::io::stdin(), tokio::io::stdout()).await
+    });
+    // A read of stdin may still be blocked in its helper thread; do not wait for it.
+    runtime.shutdown_background();
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// Copies `input` to the socket and the socket to `output`. End of `input` half-closes the
+/// socket (the server sees EOF and may still answer); end of the socket ends the relay, after
+/// `output` is flushed, whether or not `input` has ended.
+pub async fn relay_streams<S, R, W>(socket: S, mut input: R, mut output: W) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (mut from_socket, mut to_socket) = tokio::io::split(socket);
+    let upstream = async {
+        match tokio::io::copy(&mut input, &mut to_socket).await {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(EBADF) => {}
+            Err(e) if is_socket_gone(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        match to_socket.shutdown().await {
+            Err(e) if !is_socket_gone(&e) => Err(e),
+            _ => Ok(()),
+        }
+    };
+    let downstream = async {
+        tokio::io::copy(&mut from_socket, &mut output).await?;
+        output.flush().await?;
+        output.shutdown().await
+    };
+    tokio::pin!(upstream, downstream);
+    let mut upstream_done = false;
+    loop {
+        tokio::select! {
+            result = &mut upstream, if !upstream_done => {
+                result?;
+                upstream_done = true;
+            }
+            result = &mut downstream => return result,
+        }
+    }
+}
+
+/// The server closed or reset the connection: the socket-to-output direction reports it.
+fn is_socket_gone(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::NotConnected
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// A server that answers only after the client's EOF, so the relay must half-close.
+    async fn echo_after_eof(mut server: tokio::io::DuplexStream) {
+        let mut received = Vec::new();
+        server.read_to_end(&mut received).await.unwrap();
+        server.write_all(&received).await.unwrap();
+        server.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn half_closes_on_input_eof_and_returns_the_answer() {
+        let (client, server) = tokio::io::duplex(1024);
+        let echo = tokio::spawn(echo_after_eof(server));
+        let input: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut output = Vec::new();
+        relay_streams(client, input.as_slice(), &mut output)
+            .await
+            .unwrap();
+        echo.await.unwrap();
+        assert_eq!(output, input);
+    }
+
+    #[tokio::test]
+    async fn socket_eof_ends_the_relay_while_input_is_still_open() {
+        let (client, mut server) = tokio::io::duplex(1024);
+        // Input that never ends: the write half of a pipe we keep open.
+        let (_keep_open, input) = tokio::io::duplex(16);
+        tokio::spawn(async move {
+            server.write_all(b"banner\n").await.unwrap();
+            server.shutdown().await.unwrap();
+            drop(server);
+        });
+        let mut output = Vec::new();
+        relay_streams(client, input, &mut output).await.unwrap();
+        assert_eq!(output, b"banner\n");
+    }
+
+    #[tokio::test]
+    async fn empty_input_still_reads_the_answer() {
+        let (client, server) = tokio::io::duplex(64);
+        let echo = tokio::spawn(echo_after_eof(server));
+        let mut output = Vec::new();
+        relay_streams(client, tokio::io::empty(), &mut output)
+            .await
+            .unwrap();
+        echo.await.unwrap();
+        assert!(output.is_empty());
+    }
 }

@@ -1,9 +1,101 @@
-//! `ssh`: not implemented yet.
+//! `ssh`: knock, wait for the port, then replace this process with ssh to the knocked IP.
 
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use super::knock::{knock_host, resolve, Target};
 use super::Context;
 use crate::cli::SshArgs;
 use crate::error::UserError;
 
-pub fn run(_ctx: &Context, _args: SshArgs) -> anyhow::Result<()> {
-    Err(UserError::runtime("`ssh` is not implemented yet").into())
+pub fn run(ctx: &Context, args: SshArgs) -> anyhow::Result<()> {
+    let (profile, totp) = ctx.totp(&args.name)?;
+    let addr = resolve(&profile.address, profile.port)?;
+    let target = Target::new(&args.name, addr, profile.delay_ms);
+    // The probe connection only proved the door is open; ssh makes its own.
+    drop(knock_host(ctx, &target, &totp, &args.options, true)?);
+
+    let argv = ssh_argv(
+        &args.name,
+        &addr.ip().to_string(),
+        addr.port(),
+        profile.user.as_deref(),
+        &args.ssh_args,
+    );
+    ctx.detail(format!(
+        "running {} {}",
+        args.ssh_bin.display(),
+        argv.iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
+    // exec only returns on failure; on success ssh's signals and exit code are the user's.
+    let error = Command::new(&args.ssh_bin).args(&argv).exec();
+    Err(UserError::runtime(format!(
+        "cannot run {}: {error}",
+        args.ssh_bin.display()
+    ))
+    .with_hint("install the OpenSSH client, or choose the program with --ssh-bin or KNOCK_TOTP_SSH")
+    .into())
+}
+
+/// ssh's arguments: the knocked IP (so the connection comes from the address the door opened
+/// for), the profile name as HostKeyAlias (so known_hosts still matches), port and user, then
+/// the user's own arguments after the destination (OpenSSH reads options there too).
+pub fn ssh_argv(
+    name: &str,
+    ip: &str,
+    port: u16,
+    user: Option<&str>,
+    extra: &[String],
+) -> Vec<OsString> {
+    let mut argv: Vec<OsString> = vec![
+        "-o".into(),
+        format!("HostKeyAlias={name}").into(),
+        "-p".into(),
+        port.to_string().into(),
+    ];
+    if let Some(user) = user {
+        argv.push("-l".into());
+        argv.push(user.into());
+    }
+    argv.push(ip.into());
+    argv.extend(extra.iter().map(OsString::from));
+    argv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv_puts_alias_port_user_then_destination_then_extra() {
+        let argv = ssh_argv(
+            "web",
+            "2001:db8::5",
+            2222,
+            Some("alice"),
+            &["-A".into(), "uptime".into()],
+        );
+        let argv: Vec<&str> = argv.iter().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(
+            argv,
+            [
+                "-o",
+                "HostKeyAlias=web",
+                "-p",
+                "2222",
+                "-l",
+                "alice",
+                "2001:db8::5",
+                "-A",
+                "uptime"
+            ]
+        );
+        let argv = ssh_argv("db", "192.0.2.1", 22, None, &[]);
+        assert_eq!(argv.len(), 5);
+        assert_eq!(argv[4], "192.0.2.1");
+    }
 }

@@ -4,5 +4,7 @@ mod client;
 mod generated;
 mod hardening;
 mod keyring;
+mod knock_e2e;
+mod knock_local;
 mod packaging;
 mod support;

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod lab;
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
@@ -44,8 +46,32 @@ impl Env {
         cmd
     }
 
+    /// `knock-totp` with this environment, run through `prefix` (e.g. `ip netns exec NS`, or
+    /// `unshare -rn` for a process without network).
+    pub fn cmd_via<S: AsRef<std::ffi::OsStr>>(&self, prefix: &[S]) -> Command {
+        Command::from_std(self.std_cmd_via(prefix))
+    }
+
+    /// Like `cmd_via`, as a `std::process::Command` (to spawn and watch it).
+    pub fn std_cmd_via<S: AsRef<std::ffi::OsStr>>(&self, prefix: &[S]) -> std::process::Command {
+        let (program, rest) = prefix.split_first().expect("a prefix program");
+        let mut cmd = std::process::Command::new(program);
+        cmd.args(rest).arg(env!("CARGO_BIN_EXE_knock-totp"));
+        std::fs::create_dir_all(self.home()).ok();
+        cmd.env("KNOCK_TOTP_CONFIG", self.config())
+            .env("HOME", self.home())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("KNOCK_TOTP_SSH");
+        cmd
+    }
+
     /// Adds `name` with the file store and the given secret.
     pub fn add_file_host(&self, name: &str, address: &str, secret: &str) {
+        self.add_file_host_with(name, address, secret, &[]);
+    }
+
+    /// Adds `name` with the file store, the given secret and more `add` options.
+    pub fn add_file_host_with(&self, name: &str, address: &str, secret: &str, extra: &[&str]) {
         self.cmd()
             .args([
                 "add",
@@ -57,6 +83,7 @@ impl Env {
                 "--secret",
                 "-",
             ])
+            .args(extra)
             .write_stdin(secret)
             .assert()
             .success();

@@ -1,0 +1,281 @@
+//! Sending knocks: resolve once, one TCP SYN per port, then poll the protected port.
+//!
+//! This module takes addresses and durations only; it never reads the configuration or the
+//! clock's idea of TOTP windows. The timing decisions it offers are pure functions.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::ports::PortPair;
+
+/// Longest single connection attempt while polling the protected port: short enough that the
+/// kernel never retransmits the SYN (its first retransmission comes after one second).
+pub const POLL_ATTEMPT: Duration = Duration::from_millis(150);
+/// First pause after a refused poll; doubled after each refusal up to `POLL_BACKOFF_MAX`.
+const POLL_BACKOFF_MIN: Duration = Duration::from_millis(20);
+const POLL_BACKOFF_MAX: Duration = Duration::from_millis(200);
+/// Extra wait past a window boundary, so that the next clock read is surely in the new window.
+pub const EDGE_SLACK: Duration = Duration::from_millis(50);
+
+#[derive(Debug, thiserror::Error)]
+pub enum KnockError {
+    #[error("cannot resolve {address}: {source}")]
+    Resolve {
+        address: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{address} resolved to no IP address")]
+    NoAddress { address: String },
+    #[error("cannot send a knock to {addr}: {source}")]
+    Send {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Resolves `address` (an IPv4/IPv6 literal, brackets allowed, or a DNS name) once, to the first
+/// address the system resolver prefers. Knocks and the later connection all use this one IP, so
+/// the server opens the port for the address we actually come from.
+pub fn resolve_once(address: &str, port: u16) -> Result<SocketAddr, KnockError> {
+    let bare = address
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(address);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let mut addrs = (bare, port)
+        .to_socket_addrs()
+        .map_err(|source| KnockError::Resolve {
+            address: address.to_owned(),
+            source,
+        })?;
+    addrs.next().ok_or_else(|| KnockError::NoAddress {
+        address: address.to_owned(),
+    })
+}
+
+/// Sends exactly one SYN to `addr`: a non-blocking connect, then the socket is closed at once.
+///
+/// Closing a socket in SYN-SENT sends nothing and stops the kernel from retransmitting the SYN;
+/// a retransmitted SYN would count as a second knock on the same port and break a knockd
+/// sequence. Nobody needs to listen on the port: a refusal is a delivered knock.
+pub fn send_knock(addr: SocketAddr) -> Result<(), KnockError> {
+    let send_error = |source| KnockError::Send { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(send_error)?;
+    socket.set_nonblocking(true).map_err(send_error)?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => Ok(()),
+        Err(e) if knock_was_sent(&e) => Ok(()),
+        Err(e) => Err(send_error(e)),
+    }
+    // `socket` is dropped (closed) here, before any retransmission timer can fire.
+}
+
+/// Whether a non-blocking connect's error still means the SYN left: in progress, or already
+/// answered by a reset (loopback answers within the call).
+fn knock_was_sent(error: &io::Error) -> bool {
+    error.raw_os_error() == Some(EINPROGRESS)
+        || matches!(
+            error.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::ConnectionRefused
+        )
+}
+
+// `io::ErrorKind::InProgress` is not stable yet; the errno is.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const EINPROGRESS: i32 = 115;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const EINPROGRESS: i32 = 36;
+
+/// Knocks `ports` on `ip` in order, `delay` apart.
+pub fn knock_sequence(ip: IpAddr, ports: PortPair, delay: Duration) -> Result<(), KnockError> {
+    for (i, port) in ports.0.into_iter().enumerate() {
+        if i > 0 && !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
+        send_knock(SocketAddr::new(ip, port))?;
+    }
+    Ok(())
+}
+
+/// Polls `addr` with short connection attempts until one succeeds (returning the connected
+/// stream) or `timeout` passes (`None`). At least one attempt is made. Refusals and silent drops
+/// are what a closed door looks like and are retried; a local failure (no route, no usable
+/// source address) is returned at once.
+pub fn wait_until_open(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<Option<TcpStream>, KnockError> {
+    let deadline = Instant::now() + timeout;
+    let mut backoff = POLL_BACKOFF_MIN;
+    let mut first = true;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() && !first {
+            return Ok(None);
+        }
+        first = false;
+        let attempt = left.clamp(Duration::from_millis(10), POLL_ATTEMPT);
+        match TcpStream::connect_timeout(&addr, attempt) {
+            Ok(stream) => return Ok(Some(stream)),
+            Err(e) if door_still_closed(&e) => {
+                if e.kind() != io::ErrorKind::TimedOut {
+                    // Refused at once: pause a little instead of spinning.
+                    let pause = backoff.min(deadline.saturating_duration_since(Instant::now()));
+                    std::thread::sleep(pause);
+                    backoff = (backoff * 2).min(POLL_BACKOFF_MAX);
+                }
+            }
+            Err(source) => return Err(KnockError::Connect { addr, source }),
+        }
+    }
+}
+
+/// Errors that a closed (or not yet opened) port gives: REJECT with a reset or an ICMP
+/// "prohibited", or DROP (a timeout).
+fn door_still_closed(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::TimedOut
+            | io::ErrorKind::WouldBlock
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::Interrupted
+    )
+}
+
+/// How long to wait before knocking at `now` (time since the unix epoch) so that the sequence
+/// is not sent in the last `margin` seconds of its window: `None` to knock at once, otherwise
+/// the time until the next window starts (plus `EDGE_SLACK`). A margin of 0 never waits.
+pub fn edge_wait(now: Duration, period: u64, margin: u64) -> Option<Duration> {
+    if margin == 0 || period == 0 {
+        return None;
+    }
+    let period_ms = u128::from(period) * 1000;
+    let left_ms = period_ms - now.as_millis() % period_ms;
+    (left_ms < u128::from(margin) * 1000)
+        .then(|| Duration::from_millis(left_ms as u64) + EDGE_SLACK)
+}
+
+/// Whether a verification that timed out should knock once more: only if it has not done so
+/// already and the window (the code) changed since the knock, so the new code may succeed.
+pub fn should_knock_again(knocked_counter: u64, current_counter: u64, knocked_again: bool) -> bool {
+    !knocked_again && current_counter != knocked_counter
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr, TcpListener};
+
+    #[test]
+    fn resolves_literals_without_dns() {
+        assert_eq!(
+            resolve_once("192.0.2.7", 22).unwrap(),
+            SocketAddr::new(Ipv4Addr::new(192, 0, 2, 7).into(), 22)
+        );
+        assert_eq!(
+            resolve_once("[2001:db8::1]", 2222).unwrap(),
+            SocketAddr::new("2001:db8::1".parse::<Ipv6Addr>().unwrap().into(), 2222)
+        );
+        assert_eq!(
+            resolve_once("::1", 22).unwrap(),
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), 22)
+        );
+    }
+
+    #[test]
+    fn resolves_localhost() {
+        let addr = resolve_once("localhost", 22).unwrap();
+        assert!(addr.ip().is_loopback());
+        assert_eq!(addr.port(), 22);
+    }
+
+    #[test]
+    fn edge_wait_waits_only_near_the_end() {
+        let ms = Duration::from_millis;
+        // 10 s into a 30 s window: 20 s left, knock now.
+        assert_eq!(edge_wait(ms(1_000_000_020_000 + 10_000), 30, 3), None);
+        // 28.5 s in: 1.5 s left, wait for the next window.
+        assert_eq!(
+            edge_wait(ms(1_000_000_020_000 + 28_500), 30, 3),
+            Some(ms(1_500) + EDGE_SLACK)
+        );
+        // Exactly 3 s left is enough.
+        assert_eq!(edge_wait(ms(1_000_000_020_000 + 27_000), 30, 3), None);
+        // 2.999 s left is not.
+        assert_eq!(
+            edge_wait(ms(1_000_000_020_000 + 27_001), 30, 3),
+            Some(ms(2_999) + EDGE_SLACK)
+        );
+        // Start of a window: the whole period left.
+        assert_eq!(edge_wait(ms(1_000_000_020_000), 30, 3), None);
+        // Margin 0 never waits.
+        assert_eq!(edge_wait(ms(1_000_000_020_000 + 29_999), 30, 0), None);
+        // A margin longer than the period waits for the next window (once; the caller knocks).
+        assert_eq!(edge_wait(ms(5_000), 5, 10), Some(ms(5_000) + EDGE_SLACK));
+    }
+
+    #[test]
+    fn knocks_again_once_and_only_after_the_window_changed() {
+        assert!(!should_knock_again(100, 100, false));
+        assert!(should_knock_again(100, 101, false));
+        assert!(!should_knock_again(100, 101, true));
+        assert!(!should_knock_again(100, 102, true));
+    }
+
+    #[test]
+    fn knock_to_a_closed_loopback_port_is_not_an_error() {
+        // Bind then drop to find a port that is (very likely) closed.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        send_knock(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port)).unwrap();
+    }
+
+    #[test]
+    fn knock_reaches_a_listener_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        knock_sequence(
+            addr.ip(),
+            PortPair([addr.port(), addr.port()]),
+            Duration::ZERO,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn wait_until_open_finds_a_listener_and_gives_up_on_a_closed_port() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert!(wait_until_open(addr, Duration::from_secs(2))
+            .unwrap()
+            .is_some());
+        drop(listener);
+        let started = Instant::now();
+        assert!(wait_until_open(addr, Duration::from_millis(300))
+            .unwrap()
+            .is_none());
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+    }
+}

@@ -1,0 +1,244 @@
+//! End to end, as root: knock-totp against knockd in a two-namespace lab. The client namespace
+//! runs the real binary; the server namespace runs knockd, the firewall and an echo server.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use knock_totp::secret::SecretKey;
+use knock_totp::totp::{Algorithm, Totp};
+
+use crate::support::lab::{iptables_door, lab_available, Lab};
+use crate::support::{stderr_of, stdout_of, Env, RFC_SECRET};
+
+/// knockd's seq_timeout: a half-finished attempt lingers this long and eats the next knock.
+const SEQ_TIMEOUT: u64 = 2;
+/// The protected port in the lab (outside the knock range 1000..=9999).
+const PROTECTED: u16 = 22;
+/// A valid secret that is not the server's.
+const WRONG_SECRET: &str = "LPI3UVRWMUTRNDBD";
+
+/// Doors for the current and the next window of `secret`, so a test that crosses a window
+/// boundary (or whose client waits out the window's last seconds) still finds its sequence.
+fn doors(secret: &str) -> Vec<String> {
+    let totp = Totp::new(
+        &SecretKey::from_base32(secret).unwrap(),
+        Algorithm::Sha1,
+        30,
+    )
+    .unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let current = totp.window_at(now);
+    vec![
+        iptables_door("current", totp.ports_for(current).0, PROTECTED, SEQ_TIMEOUT),
+        iptables_door(
+            "next",
+            totp.ports_for(current.next()).0,
+            PROTECTED,
+            SEQ_TIMEOUT,
+        ),
+    ]
+}
+
+/// A lab whose server protects port 22 (an echo server behind it) with knockd doors for
+/// `RFC_SECRET`.
+fn guarded_lab(tag: &str) -> Lab {
+    let mut lab = Lab::new(tag);
+    lab.protect_port(PROTECTED);
+    lab.start_echo_server(PROTECTED);
+    let conf = lab.knockd_conf(&doors(RFC_SECRET));
+    lab.start_knockd(&conf);
+    lab
+}
+
+#[test]
+fn knock_verify_opens_the_port_and_a_wrong_secret_does_not() {
+    if !lab_available() {
+        return;
+    }
+    let lab = guarded_lab("knock");
+    let env = Env::new();
+    let server = lab.server_ip.to_string();
+    env.add_file_host("lab", &server, RFC_SECRET);
+    env.add_file_host("impostor", &server, WRONG_SECRET);
+
+    assert!(
+        !lab.client_can_connect(PROTECTED),
+        "the port is open before any knock"
+    );
+
+    let out = env
+        .cmd_via(&lab.client_prefix())
+        .args(["knock", "impostor", "--verify", "--timeout", "1"])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for cause in ["clock", "secret is wrong", "filtered"] {
+        assert!(stderr.contains(cause), "no {cause:?} in: {stderr}");
+    }
+    assert!(
+        !lab.client_can_connect(PROTECTED),
+        "a wrong secret opened the port\n{}",
+        lab.knockd_output()
+    );
+
+    // A half-finished attempt from the wrong knocks would swallow the next first knock.
+    std::thread::sleep(Duration::from_secs(SEQ_TIMEOUT + 1));
+
+    let out = env
+        .cmd_via(&lab.client_prefix())
+        .args(["-v", "knock", "lab", "--verify"])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert!(
+        out.status.success(),
+        "{stderr}\nknockd:\n{}",
+        lab.knockd_output()
+    );
+    assert!(
+        stderr.contains(&format!("knocking {server} on ports")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(RFC_SECRET), "the secret leaked: {stderr}");
+    assert!(lab.client_can_connect(PROTECTED));
+    // The door opened the port for the knocking address only.
+    let rules = lab.server_rules();
+    assert!(
+        rules.contains(&format!(
+            "-A INPUT -s {}/32 -p tcp -m tcp --dport {PROTECTED} -j ACCEPT",
+            lab.client_ip
+        )),
+        "{rules}"
+    );
+}
+
+#[test]
+fn proxy_relays_both_ways_through_the_opened_port() {
+    if !lab_available() {
+        return;
+    }
+    let lab = guarded_lab("proxy");
+    let env = Env::new();
+    env.add_file_host("lab", &lab.server_ip.to_string(), RFC_SECRET);
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let server = lab.server_ip.to_string();
+    let out = env
+        .cmd_via(&lab.client_prefix())
+        .args(["proxy", "lab", &server, "22"])
+        .write_stdin(payload.clone())
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\nknockd:\n{}",
+        stderr_of(&out),
+        lab.knockd_output()
+    );
+    assert_eq!(out.stdout.len(), payload.len(), "{}", stderr_of(&out));
+    assert!(out.stdout == payload, "the echoed bytes differ");
+}
+
+#[test]
+fn ssh_execs_ssh_at_the_knocked_ip() {
+    if !lab_available() {
+        return;
+    }
+    let mut lab = guarded_lab("ssh");
+    let server = lab.server_ip.to_string();
+    // The profile holds a name; the client resolves it once and ssh gets that IP.
+    lab.client_hosts(&[("server.lab.test", &server)]);
+    let env = Env::new();
+    env.add_file_host_with("lab", "server.lab.test", RFC_SECRET, &["--user", "alice"]);
+    let argv_file = lab.dir.path().join("ssh-argv");
+    let stand_in = lab.dir.path().join("ssh");
+    std::fs::write(
+        &stand_in,
+        format!(
+            "#!/bin/sh\necho \"$$\" > '{0}'\nprintf '%s\\n' \"$@\" >> '{0}'\n",
+            argv_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let mut cmd = env.std_cmd_via(&lab.client_prefix());
+    let child = cmd
+        .args(["ssh", "lab", "--ssh-bin"])
+        .arg(&stand_in)
+        .args(["--", "-A", "uptime"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}\nknockd:\n{}",
+        stdout_of(&out),
+        stderr_of(&out),
+        lab.knockd_output()
+    );
+    let recorded = std::fs::read_to_string(&argv_file).unwrap();
+    let lines: Vec<&str> = recorded.lines().collect();
+    // `ip netns exec` and knock-totp both exec: the stand-in runs as the very process spawned.
+    assert_eq!(lines[0], pid.to_string(), "ssh did not replace knock-totp");
+    assert_eq!(
+        &lines[1..],
+        [
+            "-o",
+            "HostKeyAlias=lab",
+            "-p",
+            "22",
+            "-l",
+            "alice",
+            server.as_str(),
+            "-A",
+            "uptime"
+        ]
+    );
+    assert!(lab.client_can_connect(PROTECTED));
+}
+
+#[test]
+fn each_knock_is_a_single_syn() {
+    if !lab_available() {
+        return;
+    }
+    let lab = guarded_lab("syn");
+    let env = Env::new();
+    let server = lab.server_ip.to_string();
+    env.add_file_host("lab", &server, RFC_SECRET);
+    let out = env
+        .cmd_via(&lab.client_prefix())
+        .args(["-v", "knock", "lab"])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "{stderr}");
+    let ports: Vec<u16> = stderr
+        .split("on ports ")
+        .nth(1)
+        .and_then(|rest| rest.split(" (").next())
+        .map(|pair| pair.split(' ').map(|p| p.parse().unwrap()).collect())
+        .unwrap_or_else(|| panic!("no ports in: {stderr}"));
+    assert_eq!(ports.len(), 2, "{stderr}");
+    // The kernel would retransmit an unanswered SYN after about one second (the knock ports
+    // are DROPped, so nothing answers); knockd -D prints every packet its filter passes.
+    std::thread::sleep(Duration::from_millis(1500));
+    let log = lab.knockd_output();
+    for port in &ports {
+        let seen = log
+            .lines()
+            .filter(|l| l.contains(&format!("-> {server}:{port} ")))
+            .count();
+        let expected = ports.iter().filter(|p| *p == port).count();
+        assert_eq!(seen, expected, "port {port}:\n{log}");
+    }
+    assert!(lab.client_can_connect(PROTECTED), "{log}");
+}

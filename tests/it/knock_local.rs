@@ -1,0 +1,326 @@
+//! knock, ssh and proxy without root: loopback only, plus failures that need no network.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use crate::support::{can_run, stderr_of, stdout_of, Env, RFC_SECRET};
+
+/// A loopback port with (very likely) nobody listening.
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An echo server on loopback: each connection gets its bytes back, then EOF after the
+/// client's EOF. Returns the port.
+fn echo_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if stream.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+fn loopback_host(env: &Env, port: u16) {
+    env.add_file_host_with(
+        "lo",
+        "127.0.0.1",
+        RFC_SECRET,
+        &["--port", &port.to_string(), "--user", "bob"],
+    );
+}
+
+#[test]
+fn unknown_host_exits_3_for_knock_ssh_and_proxy() {
+    let env = Env::new();
+    for args in [
+        &["knock", "nosuch"][..],
+        &["ssh", "nosuch"],
+        &["proxy", "nosuch", "nosuch", "22"],
+    ] {
+        let out = env.cmd().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr_of(&out));
+        assert!(stderr_of(&out).contains("no such host"), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?} wrote to stdout");
+    }
+}
+
+#[test]
+fn a_name_that_does_not_resolve_is_a_clear_error() {
+    // In a network namespace of its own the lookup cannot leave this machine.
+    let offline = std::process::Command::new("unshare")
+        .args(["-rn", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !can_run("needs `unshare -rn` (user and network namespaces)", offline) {
+        return;
+    }
+    let env = Env::new();
+    env.add_file_host("gone", "no-such-host.invalid", RFC_SECRET);
+    let out = env
+        .cmd_via(&["unshare", "-rn"])
+        .args(["knock", "gone", "--margin", "0"])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot resolve no-such-host.invalid"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
+}
+
+#[test]
+fn knock_to_a_closed_loopback_port_succeeds_and_shows_no_secret() {
+    let env = Env::new();
+    loopback_host(&env, closed_port());
+    let out = env
+        .cmd()
+        .args(["-v", "knock", "lo", "--margin", "0"])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("knocking 127.0.0.1 on ports "), "{stderr}");
+    assert!(!stderr.contains(RFC_SECRET), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn knock_by_address_reads_the_secret_from_stdin() {
+    let env = Env::new();
+    let port = closed_port().to_string();
+    env.cmd()
+        .args(["knock", "--address", "127.0.0.1", "--port", &port])
+        .args(["--secret", "-", "--margin", "0"])
+        .write_stdin(RFC_SECRET)
+        .assert()
+        .success();
+    let out = env
+        .cmd()
+        .args(["knock", "--address", "127.0.0.1", "--port", &port])
+        .args(["--secret", RFC_SECRET])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    let out = env
+        .cmd()
+        .args(["knock", "--address", "127.0.0.1", "--secret", "-"])
+        .write_stdin("not base32!")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+}
+
+#[test]
+fn a_port_that_never_opens_exits_1_naming_the_causes() {
+    let env = Env::new();
+    loopback_host(&env, closed_port());
+    let out = env
+        .cmd()
+        .args([
+            "knock",
+            "lo",
+            "--verify",
+            "--timeout",
+            "0.3",
+            "--margin",
+            "0",
+        ])
+        .timeout(Duration::from_secs(10))
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for cause in ["clock", "secret is wrong", "filtered"] {
+        assert!(stderr.contains(cause), "no {cause:?} in: {stderr}");
+    }
+}
+
+#[test]
+fn knock_verify_reports_an_open_port() {
+    let env = Env::new();
+    loopback_host(&env, echo_server());
+    let out = env
+        .cmd()
+        .args(["knock", "lo", "--verify", "--margin", "0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("is open"));
+}
+
+#[test]
+fn proxy_relays_to_a_loopback_echo_server() {
+    let env = Env::new();
+    loopback_host(&env, echo_server());
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let out = env
+        .cmd()
+        .args(["proxy", "lo", "--margin", "0"])
+        .write_stdin(payload.clone())
+        .timeout(Duration::from_secs(20))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(out.stdout == payload, "the echoed bytes differ");
+}
+
+#[test]
+fn proxy_with_a_closed_stdin_exits_cleanly() {
+    let env = Env::new();
+    loopback_host(&env, echo_server());
+    // `<&-` closes stdin before knock-totp starts.
+    let out = env
+        .cmd_via(&["sh", "-c", "exec \"$0\" proxy lo --margin 0 <&-"])
+        .timeout(Duration::from_secs(20))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(out.stdout.is_empty(), "{}", stdout_of(&out));
+}
+
+#[test]
+fn ssh_runs_the_ssh_program_at_the_resolved_ip() {
+    let env = Env::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    env.add_file_host_with(
+        "lo",
+        "localhost",
+        RFC_SECRET,
+        &["--port", &port.to_string(), "--user", "bob"],
+    );
+    let stand_in = env.path().join("fake-ssh");
+    let argv_file = env.path().join("argv");
+    std::fs::write(
+        &stand_in,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n",
+            argv_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.cmd()
+        .args(["ssh", "lo", "--margin", "0", "--", "-N"])
+        .env("KNOCK_TOTP_SSH", &stand_in)
+        .assert()
+        .success();
+    let argv = std::fs::read_to_string(&argv_file).unwrap();
+    let argv: Vec<&str> = argv.lines().collect();
+    let port = port.to_string();
+    assert_eq!(
+        argv[..6],
+        ["-o", "HostKeyAlias=lo", "-p", port.as_str(), "-l", "bob"]
+    );
+    // localhost resolved once, to one loopback IP literal.
+    assert!(
+        argv[6]
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        "{argv:?}"
+    );
+    assert_eq!(argv[7..], ["-N"]);
+}
+
+#[test]
+fn ssh_reports_a_missing_ssh_program() {
+    let env = Env::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    loopback_host(&env, listener.local_addr().unwrap().port());
+    let out = env
+        .cmd()
+        .args([
+            "ssh",
+            "lo",
+            "--margin",
+            "0",
+            "--ssh-bin",
+            "/nonexistent/ssh",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_of(&out).contains("cannot run /nonexistent/ssh"));
+}
+
+#[test]
+fn near_the_end_of_a_window_knock_waits_for_the_next_one() {
+    let env = Env::new();
+    let port = closed_port().to_string();
+    // With a 2 s period and a 2 s margin, every moment is too close to the window's end.
+    let started = std::time::Instant::now();
+    let out = env
+        .cmd()
+        .args(["knock", "--address", "127.0.0.1", "--port", &port])
+        .args(["--secret", "-", "--period", "2", "--margin", "2"])
+        .write_stdin(RFC_SECRET)
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("waiting for the next one"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[test]
+fn verify_knocks_once_more_after_the_code_changed() {
+    let env = Env::new();
+    let port = closed_port().to_string();
+    // A 1 s period: the code surely changes during a 1.2 s wait.
+    let out = env
+        .cmd()
+        .args(["knock", "--address", "127.0.0.1", "--port", &port])
+        .args(["--secret", "-", "--period", "1", "--margin", "0"])
+        .args(["--verify", "--timeout", "1.2"])
+        .write_stdin(RFC_SECRET)
+        .timeout(Duration::from_secs(10))
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.matches("knocking again").count(), 1, "{stderr}");
+    assert!(stderr.contains("did not open within 1.2 s"), "{stderr}");
+}
+
+#[test]
+fn knock_and_verify_over_ipv6_loopback() {
+    let Ok(listener) = TcpListener::bind("[::1]:0") else {
+        can_run("needs IPv6 on loopback", false);
+        return;
+    };
+    let env = Env::new();
+    let port = listener.local_addr().unwrap().port().to_string();
+    env.add_file_host_with("lo6", "[::1]", RFC_SECRET, &["--port", &port]);
+    let out = env
+        .cmd()
+        .args(["-v", "knock", "lo6", "--verify", "--margin", "0"])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("knocking ::1 on ports"), "{stderr}");
+}

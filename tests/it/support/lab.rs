@@ -1,0 +1,348 @@
+//! A two-namespace network lab for root-only tests: a "server" and a "client" network
+//! namespace joined by a veth pair, with firewall, listener and knockd helpers.
+//!
+//! ```ignore
+//! let mut lab = Lab::new("knock");
+//! lab.protect_port(22);
+//! lab.start_echo_server(22);
+//! lab.start_knockd(&lab.knockd_conf(&[iptables_door("now", [1111, 2222], 22, 2)]));
+//! assert!(!lab.client_can_connect(22));
+//! ```
+//!
+//! Namespaces, the veth pair and every address exist only inside the lab; nothing is
+//! configured in the host namespace, and `Drop` kills every process in both namespaces and
+//! deletes them, also when the test panics. Tests that use a lab should first check
+//! `lab_available()`.
+
+use std::ffi::OsStr;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use super::{can_run, have, is_root};
+
+/// The only firewall binary the lab uses (mixing iptables flavours leaves ports refused).
+/// `-w` everywhere: the xtables lock is shared by all namespaces.
+pub const IPTABLES: &str = "iptables";
+
+/// Interface names inside the namespaces (they never exist in the host namespace).
+pub const SERVER_IF: &str = "vS";
+pub const CLIENT_IF: &str = "vC";
+
+/// Programs a lab needs.
+const LAB_PROGRAMS: [&str; 4] = ["ip", "iptables", "knockd", "socat"];
+
+static LABS_CREATED: AtomicU32 = AtomicU32::new(0);
+
+/// Whether labs can be built here; prints the reason (or, under CI, panics) when not.
+pub fn lab_available() -> bool {
+    if !can_run("needs root for network namespaces", is_root()) {
+        return false;
+    }
+    let missing: Vec<&str> = LAB_PROGRAMS.into_iter().filter(|p| !have(p)).collect();
+    can_run(
+        &format!(
+            "needs {} (scripts/test-deps.sh installs them)",
+            missing.join(", ")
+        ),
+        missing.is_empty(),
+    )
+}
+
+pub struct Lab {
+    pub server_ns: String,
+    pub client_ns: String,
+    pub server_ip: Ipv4Addr,
+    pub client_ip: Ipv4Addr,
+    /// Scratch directory for configs, logs and scripts; removed on drop.
+    pub dir: TempDir,
+    children: Vec<Child>,
+    knockd_out: Option<PathBuf>,
+    netns_etc: Option<PathBuf>,
+    /// Whether this lab created /etc/netns itself (then it removes it again when empty).
+    created_etc_netns: bool,
+}
+
+impl Lab {
+    /// Builds the namespaces and the link. `tag` (a few letters) names them for debugging;
+    /// the process id and a counter keep parallel tests and test runs apart.
+    pub fn new(tag: &str) -> Self {
+        let n = LABS_CREATED.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let tag: String = tag
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(8)
+            .collect();
+        // The subnet only matters inside the lab, but a distinct one per lab keeps logs readable.
+        let x = ((pid.wrapping_mul(7).wrapping_add(n)) % 250 + 1) as u8;
+        let lab = Self {
+            server_ns: format!("kt-{tag}-{pid}-{n}-s"),
+            client_ns: format!("kt-{tag}-{pid}-{n}-c"),
+            server_ip: Ipv4Addr::new(10, 213, x, 1),
+            client_ip: Ipv4Addr::new(10, 213, x, 2),
+            dir: tempfile::tempdir().expect("lab temp dir"),
+            children: Vec::new(),
+            knockd_out: None,
+            netns_etc: None,
+            created_etc_netns: false,
+        };
+        // Created before the namespaces so that a failure below still cleans up in Drop.
+        run_ok(Command::new("ip").args(["netns", "add", &lab.server_ns]));
+        run_ok(Command::new("ip").args(["netns", "add", &lab.client_ns]));
+        let (s, c) = (lab.server_ns.clone(), lab.client_ns.clone());
+        run_ok(Command::new("ip").args([
+            "-n", &s, "link", "add", SERVER_IF, "type", "veth", "peer", "name", CLIENT_IF, "netns",
+            &c,
+        ]));
+        let server_cidr = format!("{}/24", lab.server_ip);
+        let client_cidr = format!("{}/24", lab.client_ip);
+        run_ok(Command::new("ip").args(["-n", &s, "addr", "add", &server_cidr, "dev", SERVER_IF]));
+        run_ok(Command::new("ip").args(["-n", &c, "addr", "add", &client_cidr, "dev", CLIENT_IF]));
+        for (ns, dev) in [(&s, "lo"), (&c, "lo"), (&s, SERVER_IF), (&c, CLIENT_IF)] {
+            run_ok(Command::new("ip").args(["-n", ns, "link", "set", dev, "up"]));
+        }
+        lab
+    }
+
+    /// A command run inside the server namespace.
+    pub fn server_cmd(&self, program: impl AsRef<OsStr>) -> Command {
+        netns_cmd(&self.server_ns, program.as_ref())
+    }
+
+    /// A command run inside the client namespace.
+    pub fn client_cmd(&self, program: impl AsRef<OsStr>) -> Command {
+        netns_cmd(&self.client_ns, program.as_ref())
+    }
+
+    /// The argv prefix that runs a program in the client namespace (for `Env::cmd_via`).
+    pub fn client_prefix(&self) -> Vec<String> {
+        vec![
+            "ip".into(),
+            "netns".into(),
+            "exec".into(),
+            self.client_ns.clone(),
+        ]
+    }
+
+    /// Runs `args` in the server namespace and panics (with its stderr) if it fails.
+    pub fn server_exec(&self, args: &[&str]) -> Output {
+        let (program, rest) = args.split_first().expect("a program to run");
+        run_ok(self.server_cmd(program).args(rest))
+    }
+
+    /// Starts a long-running process in the server namespace, its output in `log` under the
+    /// lab directory. It is killed when the lab is dropped.
+    pub fn server_spawn(&mut self, args: &[&str], log: &str) -> PathBuf {
+        let (program, rest) = args.split_first().expect("a program to run");
+        let path = self.dir.path().join(log);
+        let out = std::fs::File::create(&path).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = self
+            .server_cmd(program)
+            .args(rest)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        self.children.push(child);
+        path
+    }
+
+    /// Server firewall: established connections pass, `port` is refused with a reset, every
+    /// other TCP port (the knock ports) is dropped silently. knockd sees packets before this.
+    pub fn protect_port(&self, port: u16) {
+        let port = port.to_string();
+        self.server_exec(&[
+            IPTABLES,
+            "-w",
+            "-A",
+            "INPUT",
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "ESTABLISHED,RELATED",
+            "-j",
+            "ACCEPT",
+        ]);
+        self.server_exec(&[
+            IPTABLES,
+            "-w",
+            "-A",
+            "INPUT",
+            "-p",
+            "tcp",
+            "--dport",
+            &port,
+            "-j",
+            "REJECT",
+            "--reject-with",
+            "tcp-reset",
+        ]);
+        self.server_exec(&[IPTABLES, "-w", "-A", "INPUT", "-p", "tcp", "-j", "DROP"]);
+    }
+
+    /// The server namespace's INPUT rules (`iptables -S INPUT`).
+    pub fn server_rules(&self) -> String {
+        let out = self.server_exec(&[IPTABLES, "-w", "-S", "INPUT"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// An echo server (each connection's bytes sent back until EOF) on `port` in the server
+    /// namespace; returns once it listens.
+    pub fn start_echo_server(&mut self, port: u16) {
+        let listen = format!("TCP4-LISTEN:{port},reuseaddr,fork");
+        self.server_spawn(&["socat", &listen, "EXEC:cat"], &format!("echo-{port}.log"));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let filter = format!("sport = :{port}");
+        loop {
+            let out = self.server_exec(&["ss", "-Htln", &filter]);
+            if !out.stdout.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "echo server on port {port} never listened"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A knockd.conf with an `[options]` section for this lab (log under the lab directory,
+    /// listening on the server's veth) followed by `doors`.
+    pub fn knockd_conf(&self, doors: &[String]) -> String {
+        let mut conf = format!(
+            "[options]\n    LogFile = {}\n    Interface = {SERVER_IF}\n\n",
+            self.dir.path().join("knockd.log").display()
+        );
+        for door in doors {
+            conf.push_str(door);
+            conf.push('\n');
+        }
+        conf
+    }
+
+    /// Writes `conf` and starts knockd in the foreground in the server namespace; returns
+    /// once it listens.
+    pub fn start_knockd(&mut self, conf: &str) {
+        let path = self.dir.path().join("knockd.conf");
+        std::fs::write(&path, conf).expect("write knockd.conf");
+        let path = path.to_string_lossy().into_owned();
+        let out = self.server_spawn(&["knockd", "-c", &path, "-v", "-D"], "knockd.out");
+        self.knockd_out = Some(out.clone());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            if text.contains(&format!("listening on {SERVER_IF}")) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "knockd did not start:\n{text}\nconfig:\n{conf}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// What knockd printed so far (config, filter, stages, commands), for assertion messages.
+    pub fn knockd_output(&self) -> String {
+        self.knockd_out
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    }
+
+    /// Whether a TCP connection from the client namespace to the server's `port` succeeds.
+    pub fn client_can_connect(&self, port: u16) -> bool {
+        let target = format!("TCP4:{}:{port},connect-timeout=1", self.server_ip);
+        self.client_cmd("socat")
+            .args(["-u", "/dev/null", &target])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// Host names the client namespace resolves through its own /etc/hosts (`ip netns exec`
+    /// bind-mounts /etc/netns/NAME/hosts over /etc/hosts).
+    pub fn client_hosts(&mut self, entries: &[(&str, &str)]) {
+        let parent = Path::new("/etc/netns");
+        self.created_etc_netns = !parent.exists();
+        let dir = parent.join(&self.client_ns);
+        std::fs::create_dir_all(&dir).expect("create /etc/netns/<client>");
+        self.netns_etc = Some(dir.clone());
+        let mut text = String::from("127.0.0.1 localhost\n::1 localhost\n");
+        for (name, ip) in entries {
+            text.push_str(&format!("{ip} {name}\n"));
+        }
+        std::fs::write(dir.join("hosts"), text).expect("write the client's hosts file");
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+        }
+        // Everything else that runs in the namespaces: knockd's command children, socat forks.
+        for ns in [&self.server_ns, &self.client_ns] {
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+        }
+        for child in &mut self.children {
+            let _ = child.wait();
+        }
+        for ns in [&self.server_ns, &self.client_ns] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+        if let Some(dir) = &self.netns_etc {
+            let _ = std::fs::remove_dir_all(dir);
+            if self.created_etc_netns {
+                // Fails, as it should, while another lab still has its directory there.
+                let _ = std::fs::remove_dir("/etc/netns");
+            }
+        }
+    }
+}
+
+/// A knockd door that opens `protected` for the knocking IPv4 address only: its start command
+/// inserts one ACCEPT rule for %IP% and its stop command deletes exactly that rule.
+pub fn iptables_door(name: &str, ports: [u16; 2], protected: u16, seq_timeout: u64) -> String {
+    let rule = format!("INPUT -s %IP% -p tcp --dport {protected} -j ACCEPT");
+    format!(
+        "[{name}]\n    sequence = {}:tcp,{}:tcp\n    seq_timeout = {seq_timeout}\n    \
+         tcpflags = syn\n    start_command = {IPTABLES} -w -I {rule}\n    cmd_timeout = 30\n    \
+         stop_command = {IPTABLES} -w -D {rule}\n",
+        ports[0], ports[1]
+    )
+}
+
+fn netns_cmd(ns: &str, program: &OsStr) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns]).arg(program);
+    cmd
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
