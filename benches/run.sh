@@ -223,6 +223,7 @@ table inet lab {
 EOF
     ip netns exec "$s_ns" socat -u "TCP4-LISTEN:$protected,reuseaddr,fork" /dev/null &
     pids+=("$!")
+    disown "$!"
     # A long period keeps the sequence fixed for the whole measurement, so the knockd config
     # is static (rotation is the server's job, measured separately).
     add lab --address "$s_ip" --port "$protected" --delay-ms 0 --period 86400 --store file
@@ -240,6 +241,7 @@ EOF
 EOF
     ip netns exec "$s_ns" knockd -c "$work/knockd.conf" -v -D >"$work/knockd.out" 2>&1 &
     pids+=("$!")
+    disown "$!"
     for _ in $(seq 1 500); do
         grep -q "listening on vS" "$work/knockd.out" && break
         sleep 0.01
@@ -296,6 +298,7 @@ if have socat; then
     # The sink reads until EOF and closes, which ends both relays.
     socat -u "TCP4-LISTEN:$sink_port,reuseaddr,fork,bind=127.0.0.1" /dev/null &
     pids+=("$!")
+    disown "$!"
     for _ in $(seq 1 200); do
         (exec 3<>"/dev/tcp/127.0.0.1/$sink_port") 2>/dev/null && break
         sleep 0.01
