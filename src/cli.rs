@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::config::StoreKind;
+pub use crate::firewall::FirewallKind;
 use crate::totp::Algorithm;
 
 #[derive(Debug, Parser)]
@@ -290,20 +291,6 @@ pub struct ProxyArgs {
     pub options: KnockOptions,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FirewallKind {
-    /// iptables/ip6tables rules inserted and deleted per client
-    Iptables,
-    /// an nftables set whose elements time out by themselves
-    Nftables,
-    /// AWS security group rules through the aws CLI
-    Aws,
-    /// Google Cloud firewall rules through gcloud
-    Gcp,
-    /// Azure network security group rules through az
-    Azure,
-}
-
 #[derive(Debug, Args)]
 pub struct SetupArgs {
     /// Name of the server (the label in the authenticator app and the client profile)
@@ -325,13 +312,21 @@ pub struct SetupArgs {
     #[arg(long, value_enum, default_value_t = FirewallKind::Iptables)]
     pub firewall: FirewallKind,
 
-    /// AWS security group (sg-...), for --firewall aws
+    /// AWS security group (sg-...) for --firewall aws; the NSG name for --firewall azure
     #[arg(long, value_name = "SG")]
     pub security_group: Option<String>,
 
     /// Cloud region, for --firewall aws
     #[arg(long)]
     pub region: Option<String>,
+
+    /// Azure resource group of the network security group (--security-group), for --firewall azure
+    #[arg(long, value_name = "GROUP")]
+    pub resource_group: Option<String>,
+
+    /// VPC network for the firewall rules, for --firewall gcp
+    #[arg(long, value_name = "NETWORK", default_value = "default")]
+    pub network: String,
 
     /// - reads the Base32 secret from stdin instead of generating one
     #[arg(long, value_name = "-")]
@@ -360,6 +355,10 @@ pub struct SetupArgs {
     /// Also write the QR code as an SVG image
     #[arg(long, value_name = "FILE")]
     pub qr_svg: Option<PathBuf>,
+
+    /// Render the example doors for this moment instead of now (for tests and previews)
+    #[arg(long, hide = true, value_name = "TIME", value_parser = parse_time)]
+    pub at: Option<u64>,
 }
 
 #[derive(Debug, Args)]

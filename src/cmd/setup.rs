@@ -1,9 +1,381 @@
-//! `setup`: not implemented yet.
+//! `setup`: enroll a server in one command (secret, QR code, server, knockd, firewall and
+//! systemd configs, and the client's `add` command). Everything is checked before anything
+//! is written.
 
-use super::Context;
+use std::fmt::Write as _;
+use std::fs::{self, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+use super::{now, read_stdin_value, stdout_is_tty, Context};
 use crate::cli::SetupArgs;
+use crate::config::{create_private_dir, validate_address, validate_host_name, write_atomically};
 use crate::error::UserError;
+use crate::firewall::{aws_iam_policy, AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget};
+use crate::knockd::render_knockd_conf;
+use crate::otpauth::OtpauthUri;
+use crate::qr;
+use crate::secret::SecretKey;
+use crate::server_config::{validate_interface, ServerConfig, DEFAULT_EXECUTABLE};
+use crate::totp::Totp;
 
-pub fn run(_ctx: &Context, _args: SetupArgs) -> anyhow::Result<()> {
-    Err(UserError::runtime("`setup` is not implemented yet").into())
+/// Stands in for the server's address in the client command when --address is not given.
+const ADDRESS_PLACEHOLDER: &str = "SERVER_ADDRESS";
+
+/// One generated file: where it goes on the server, its name under --out, text and mode.
+struct Artifact {
+    title: &'static str,
+    /// Path on the server (shown in print mode; `None` for admin-only files).
+    server_path: Option<PathBuf>,
+    file_name: String,
+    contents: Zeroizing<String>,
+    mode: u32,
+}
+
+pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
+    // 1. Check every argument before reading a secret or touching the disk.
+    validate_host_name(&args.name).map_err(UserError::usage)?;
+    if let Some(address) = &args.address {
+        validate_address(address).map_err(UserError::usage)?;
+    }
+    validate_interface(&args.interface).map_err(UserError::usage)?;
+    let firewall = firewall_from(&args)?;
+    if args.secret.as_deref().is_some_and(|s| s != "-") {
+        return Err(UserError::usage("--secret only takes - (read the secret from stdin)")
+            .with_hint("a secret on the command line lands in shell history: pipe it in with `--secret -`")
+            .into());
+    }
+
+    let mut config = ServerConfig::new(&args.name, args.port, &args.interface, &firewall);
+    config.period = args.period;
+    config.open_seconds = args.open_seconds;
+    config
+        .validate()
+        .map_err(|(_, message)| UserError::usage(message))?;
+
+    let artifacts = render_artifacts(&config, &firewall)?;
+    plan_writes(&args, &artifacts)?;
+
+    // 2. The secret: generated, or read from stdin.
+    let secret = match args.secret.as_deref() {
+        Some(_) => {
+            let text = read_stdin_value("secret")?;
+            SecretKey::from_base32(&text).map_err(|e| UserError::usage(e.to_string()))?
+        }
+        None => SecretKey::generate(),
+    };
+    let at = match args.at {
+        Some(at) => at,
+        None => now()?,
+    };
+    let totp = Totp::new(&secret, config.algorithm, config.period)
+        .map_err(|e| UserError::usage(e.to_string()))?;
+    let window = totp.window_at(at);
+    let door = config.door(window, totp.ports_for(window));
+    let knockd_conf = render_knockd_conf(&config.knockd_options(), &[door])
+        .map_err(|e| UserError::usage(e.to_string()))?;
+    let uri =
+        OtpauthUri::for_host(&args.name, secret.clone(), config.algorithm, config.period).to_uri();
+    let terminal_qr = qr::to_terminal(&uri, stdout_is_tty())?;
+
+    let mut secret_file = Zeroizing::new(secret.to_base32().as_str().to_owned());
+    secret_file.push('\n');
+    let mut artifacts = artifacts;
+    artifacts.insert(
+        0,
+        Artifact {
+            title: "secret (root only)",
+            server_path: Some(config.secret_file.clone()),
+            file_name: format!("{}.secret", args.name),
+            contents: secret_file,
+            mode: 0o600,
+        },
+    );
+    artifacts.insert(
+        2,
+        Artifact {
+            title:
+                "knockd.conf (an example for the current window; `knock-totp server` rewrites it)",
+            server_path: Some(config.knockd_conf.clone()),
+            file_name: "knockd.conf".into(),
+            // The doors' ports are the current code: not for other local users.
+            contents: Zeroizing::new(knockd_conf),
+            mode: 0o600,
+        },
+    );
+
+    // 3. Write (only after every check passed), then print.
+    if let Some(path) = &args.qr_png {
+        qr::write_png(&uri, path)?;
+    }
+    if let Some(path) = &args.qr_svg {
+        qr::write_svg(&uri, path)?;
+    }
+    if let Some(out) = &args.out {
+        create_private_dir(out)?;
+        for artifact in &artifacts {
+            write_atomically(
+                &out.join(&artifact.file_name),
+                artifact.contents.as_bytes(),
+                artifact.mode,
+            )?;
+        }
+    }
+
+    let address = args.address.as_deref().unwrap_or(ADDRESS_PLACEHOLDER);
+    let client = format!(
+        "knock-totp add {} --address {address} --port {} --uri -",
+        args.name, args.port
+    );
+    if stdout_is_tty() {
+        ctx.note("this output holds the new secret: do not paste it into logs or tickets");
+    }
+    let mut text = Zeroizing::new(String::new());
+    let _ = writeln!(
+        text,
+        "# knock-totp setup for {}: scan the code with an authenticator app.",
+        args.name
+    );
+    text.push_str(&terminal_qr);
+    if !terminal_qr.ends_with('\n') {
+        text.push('\n');
+    }
+    let _ = writeln!(text, "{}\n", uri.as_str());
+    let _ = writeln!(
+        text,
+        "# On each client (paste the URI above on stdin, then Ctrl-D):\n{client}"
+    );
+    if args.address.is_none() {
+        let _ = writeln!(
+            text,
+            "# replace {ADDRESS_PLACEHOLDER} with the server's DNS name or IP address"
+        );
+    }
+    match &args.out {
+        Some(out) => {
+            let _ = writeln!(text, "\n# Written to {}:", out.display());
+            for artifact in &artifacts {
+                let _ = write!(
+                    text,
+                    "#   {:<28} mode {:04o}",
+                    artifact.file_name, artifact.mode
+                );
+                match &artifact.server_path {
+                    Some(path) => {
+                        let _ = writeln!(text, "  install as {}", path.display());
+                    }
+                    None => text.push('\n'),
+                }
+            }
+        }
+        None => {
+            for artifact in &artifacts {
+                let place = match &artifact.server_path {
+                    Some(path) => path.display().to_string(),
+                    None => artifact.file_name.clone(),
+                };
+                let _ = writeln!(
+                    text,
+                    "\n==> {place} (mode {:04o}): {} <==",
+                    artifact.mode, artifact.title
+                );
+                text.push_str(&artifact.contents);
+            }
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// The firewall backend from the flags, refusing flags that do not belong to it.
+fn firewall_from(args: &SetupArgs) -> Result<Firewall, UserError> {
+    let kind = args.firewall;
+    let cloud_only = |flag: &str, given: bool, allowed: &[FirewallKind]| {
+        if given && !allowed.contains(&kind) {
+            Err(UserError::usage(format!(
+                "{flag} does not apply to --firewall {}",
+                kind.as_str()
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    cloud_only(
+        "--security-group",
+        args.security_group.is_some(),
+        &[FirewallKind::Aws, FirewallKind::Azure],
+    )?;
+    cloud_only("--region", args.region.is_some(), &[FirewallKind::Aws])?;
+    cloud_only(
+        "--resource-group",
+        args.resource_group.is_some(),
+        &[FirewallKind::Azure],
+    )?;
+    let firewall = match kind {
+        FirewallKind::Iptables => Firewall::Iptables,
+        FirewallKind::Nftables => Firewall::Nftables,
+        FirewallKind::Aws => Firewall::Aws(AwsTarget {
+            security_group: args.security_group.clone().ok_or_else(|| {
+                UserError::usage("--firewall aws needs --security-group")
+                    .with_hint("give the instance's security group id, e.g. --security-group sg-0123456789abcdef0")
+            })?,
+            region: args.region.clone(),
+            profile: None,
+        }),
+        FirewallKind::Gcp => Firewall::Gcp(GcpTarget {
+            network: args.network.clone(),
+        }),
+        FirewallKind::Azure => Firewall::Azure(AzureTarget {
+            resource_group: args.resource_group.clone().ok_or_else(|| {
+                UserError::usage("--firewall azure needs --resource-group")
+            })?,
+            nsg: args.security_group.clone().ok_or_else(|| {
+                UserError::usage(
+                    "--firewall azure needs --security-group (the network security group's name)",
+                )
+            })?,
+        }),
+    };
+    firewall
+        .validate()
+        .map_err(|e| UserError::usage(e.to_string()))?;
+    Ok(firewall)
+}
+
+/// Every file that holds no secret (the secret file and knockd.conf are added later).
+fn render_artifacts(config: &ServerConfig, firewall: &Firewall) -> anyhow::Result<Vec<Artifact>> {
+    let name = &config.name;
+    let config_path = ServerConfig::default_path(name);
+    let mut artifacts = vec![
+        Artifact {
+            title: "server configuration",
+            server_path: Some(config_path.clone()),
+            file_name: format!("{name}.toml"),
+            contents: Zeroizing::new(config.to_toml()),
+            mode: 0o644,
+        },
+        Artifact {
+            title: "one-time firewall setup, run as root",
+            server_path: None,
+            file_name: "firewall-setup.sh".into(),
+            contents: Zeroizing::new(firewall.setup_script(&config.protected_port())),
+            mode: 0o644,
+        },
+    ];
+    if let Firewall::Aws(aws) = firewall {
+        artifacts.push(Artifact {
+            title: "least-privilege IAM policy for the instance role",
+            server_path: None,
+            file_name: "iam-policy.json".into(),
+            contents: Zeroizing::new(aws_iam_policy(aws)),
+            mode: 0o644,
+        });
+    }
+    artifacts.push(Artifact {
+        title: "systemd unit for `knock-totp server`",
+        server_path: Some(PathBuf::from(format!(
+            "/etc/systemd/system/knock-totp-{name}.service"
+        ))),
+        file_name: format!("knock-totp-{name}.service"),
+        contents: Zeroizing::new(config.systemd_unit(&config_path, DEFAULT_EXECUTABLE)),
+        mode: 0o644,
+    });
+    Ok(artifacts)
+}
+
+/// Every path `setup` will write, checked: no existing file without --force, and a
+/// writable directory for each. Writes nothing.
+fn plan_writes(args: &SetupArgs, artifacts: &[Artifact]) -> anyhow::Result<()> {
+    let mut targets = Vec::new();
+    if let Some(out) = &args.out {
+        check_directory(out, "--out")?;
+        let names = artifacts
+            .iter()
+            .map(|a| a.file_name.clone())
+            .chain([format!("{}.secret", args.name), "knockd.conf".to_owned()]);
+        targets.extend(names.map(|n| out.join(n)));
+    }
+    for (flag, path) in [("--qr-png", &args.qr_png), ("--qr-svg", &args.qr_svg)] {
+        if let Some(path) = path {
+            let parent = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            if !parent.is_dir() {
+                return Err(UserError::usage(format!(
+                    "{flag} {}: directory {} does not exist",
+                    path.display(),
+                    parent.display()
+                ))
+                .into());
+            }
+            check_directory(parent, flag)?;
+            targets.push(path.clone());
+        }
+    }
+    for (i, target) in targets.iter().enumerate() {
+        if targets[..i].contains(target) {
+            return Err(UserError::usage(format!(
+                "{} would be written twice: give the QR files other names",
+                target.display()
+            ))
+            .into());
+        }
+        match fs::symlink_metadata(target) {
+            Ok(meta) if meta.is_dir() => {
+                return Err(UserError::usage(format!("{} is a directory", target.display())).into())
+            }
+            Ok(_) if !args.force => {
+                return Err(
+                    UserError::usage(format!("{} already exists", target.display()))
+                        .with_hint(
+                            "pass --force to overwrite it, or choose another --out directory",
+                        )
+                        .into(),
+                )
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `dir` (or, when it does not exist yet, its nearest existing ancestor) is a directory we
+/// can create files in. The probe file is removed at once.
+fn check_directory(dir: &Path, flag: &str) -> anyhow::Result<()> {
+    let mut existing = dir.to_path_buf();
+    while !existing.exists() {
+        match existing.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => existing = parent.to_path_buf(),
+            _ => {
+                existing = PathBuf::from(".");
+                break;
+            }
+        }
+    }
+    if !existing.is_dir() {
+        return Err(UserError::usage(format!(
+            "{flag} {}: {} is not a directory",
+            dir.display(),
+            existing.display()
+        ))
+        .into());
+    }
+    let probe = existing.join(format!(".knock-totp-probe-{}", std::process::id()));
+    match OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(UserError::usage(format!(
+            "{flag} {}: cannot write in {}: {e}",
+            dir.display(),
+            existing.display()
+        ))
+        .into()),
+    }
 }

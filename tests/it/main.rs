@@ -7,4 +7,6 @@ mod keyring;
 mod knock_e2e;
 mod knock_local;
 mod packaging;
+mod server;
+mod setup;
 mod support;

@@ -1,0 +1,126 @@
+//! When to rotate: which windows get doors, how long to sleep, and whether the clock jumped.
+
+use std::time::Duration;
+
+use crate::window::Window;
+
+/// Longest single sleep: after a suspend or a clock change we notice within this much.
+pub const MAX_SLEEP_CHUNK: Duration = Duration::from_secs(5);
+
+/// Wake this long after a boundary so the wall clock is surely in the new window.
+pub const BOUNDARY_SLACK: Duration = Duration::from_millis(50);
+
+/// A wall clock that disagrees with the monotonic clock by more than this has jumped.
+pub const JUMP_TOLERANCE: Duration = Duration::from_secs(2);
+
+/// The windows that get a door at `window`: previous, current and next (one step of clock
+/// skew either way, as RFC 6238 advises). At the epoch there is no previous window, so the
+/// current one stands in for it and is listed once.
+pub fn door_windows(window: Window) -> Vec<Window> {
+    let mut windows = vec![window.previous(), window, window.next()];
+    windows.dedup();
+    windows
+}
+
+/// What the loop should do, given the window it last rendered and the wall clock now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The wall clock is in another window: render for it now.
+    Rotate(Window),
+    /// Still in the rendered window: sleep this long, then ask again.
+    Sleep(Duration),
+}
+
+/// Decides the next step. `now` is the wall clock as time since the unix epoch. The sleep
+/// aims just past the rendered window's end but never exceeds `MAX_SLEEP_CHUNK`, so a
+/// suspend or a clock change is noticed soon and the boundary is recomputed, not trusted.
+pub fn next_step(rendered: Window, now: Duration) -> Step {
+    let current = Window::at(now.as_secs(), rendered.period);
+    if current != rendered {
+        return Step::Rotate(current);
+    }
+    let boundary = Duration::from_secs(rendered.end()) + BOUNDARY_SLACK;
+    let left = boundary.saturating_sub(now);
+    Step::Sleep(left.min(MAX_SLEEP_CHUNK))
+}
+
+/// How the wall clock moved compared with the monotonic clock over the same interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockJump {
+    None,
+    /// The wall clock went back by this much (set back by hand, NTP step).
+    Back(Duration),
+    /// The wall clock went further than the monotonic clock (suspend, NTP step forward).
+    Forward(Duration),
+}
+
+/// Compares wall-clock readings before and after an interval with the monotonic time that
+/// passed in between.
+pub fn clock_jump(wall_before: Duration, wall_after: Duration, monotonic: Duration) -> ClockJump {
+    if wall_after < wall_before {
+        return ClockJump::Back(wall_before - wall_after + monotonic);
+    }
+    let wall = wall_after - wall_before;
+    if wall > monotonic + JUMP_TOLERANCE {
+        ClockJump::Forward(wall - monotonic)
+    } else if monotonic > wall + JUMP_TOLERANCE {
+        ClockJump::Back(monotonic - wall)
+    } else {
+        ClockJump::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn doors_are_previous_current_next() {
+        let w = Window::at(1_740_012_930, 30);
+        let counters: Vec<u64> = door_windows(w).iter().map(|w| w.counter).collect();
+        assert_eq!(counters, [58_000_430, 58_000_431, 58_000_432]);
+        assert_eq!(door_windows(Window::at(3, 30)).len(), 2);
+    }
+
+    #[test]
+    fn sleeps_until_just_past_the_boundary_in_bounded_chunks() {
+        let w = Window::at(100, 30); // 90..120
+        assert_eq!(
+            next_step(w, Duration::from_millis(118_500)),
+            Step::Sleep(Duration::from_millis(1_550))
+        );
+        assert_eq!(next_step(w, secs(90)), Step::Sleep(MAX_SLEEP_CHUNK));
+        assert_eq!(next_step(w, secs(120)), Step::Rotate(Window::at(120, 30)));
+    }
+
+    #[test]
+    fn a_clock_set_back_or_forward_rotates_to_the_window_it_is_in_now() {
+        let w = Window::at(1_000, 30);
+        assert_eq!(next_step(w, secs(500)), Step::Rotate(Window::at(500, 30)));
+        assert_eq!(
+            next_step(w, secs(5_000)),
+            Step::Rotate(Window::at(5_000, 30))
+        );
+    }
+
+    #[test]
+    fn jumps_are_told_apart_from_normal_sleeps() {
+        assert_eq!(clock_jump(secs(100), secs(105), secs(5)), ClockJump::None);
+        assert_eq!(
+            clock_jump(secs(100), secs(90), secs(5)),
+            ClockJump::Back(secs(15))
+        );
+        assert_eq!(
+            clock_jump(secs(100), secs(101), secs(5)),
+            ClockJump::Back(secs(4))
+        );
+        assert_eq!(
+            clock_jump(secs(100), secs(3_700), secs(5)),
+            ClockJump::Forward(secs(3_595))
+        );
+    }
+}

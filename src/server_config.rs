@@ -1,0 +1,476 @@
+//! The server's configuration file for `knock-totp server`, and the systemd unit that runs it.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::validate_host_name;
+use crate::error::UserError;
+use crate::firewall::{AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget, ProtectedPort};
+use crate::knockd::{door_name, KnockdDoor, KnockdLog, KnockdOptions};
+use crate::ports::PortPair;
+use crate::totp::{validate_period, Algorithm, DEFAULT_PERIOD};
+use crate::window::Window;
+
+/// Directory `setup` puts a server's files in on the server.
+pub const SERVER_DIR: &str = "/etc/knock-totp";
+/// Name of the systemd credential that carries the secret (`LoadCredential=secret:...`).
+pub const SECRET_CREDENTIAL: &str = "secret";
+/// Where the unit expects the binary.
+pub const DEFAULT_EXECUTABLE: &str = "/usr/local/bin/knock-totp";
+pub const DEFAULT_OPEN_SECONDS: u64 = 30;
+pub const DEFAULT_SEQ_TIMEOUT: u64 = 10;
+
+/// `knock-totp server`'s configuration (TOML).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Server name (a valid host name); rule descriptions say `knock-totp:NAME`.
+    pub name: String,
+    /// Base32 secret, in a root-only 0600 file.
+    pub secret_file: PathBuf,
+    /// Protected port.
+    pub port: u16,
+    /// Interface knockd listens on.
+    pub interface: String,
+    /// knockd.conf the daemon rewrites (atomically) at every window.
+    pub knockd_conf: PathBuf,
+    /// knockd's pid file, to send it SIGHUP (knockd writes one only with `-d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knockd_pid_file: Option<PathBuf>,
+    /// Command that makes knockd reload its configuration (argv, no shell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knockd_reload_command: Option<Vec<String>>,
+    pub firewall: FirewallKind,
+    /// Seconds a door stays open for the knocking address.
+    #[serde(default = "default_open_seconds")]
+    pub open_seconds: u64,
+    /// Seconds allowed between the two knocks.
+    #[serde(default = "default_seq_timeout")]
+    pub seq_timeout: u64,
+    /// Seconds before knockd runs a door's stop command (default: open_seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd_timeout: Option<u64>,
+    #[serde(default = "default_period")]
+    pub period: u64,
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcp: Option<GcpTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure: Option<AzureTarget>,
+}
+
+fn default_open_seconds() -> u64 {
+    DEFAULT_OPEN_SECONDS
+}
+fn default_seq_timeout() -> u64 {
+    DEFAULT_SEQ_TIMEOUT
+}
+fn default_period() -> u64 {
+    DEFAULT_PERIOD
+}
+
+/// A network interface name as Linux accepts it: 1-15 bytes, no '/', ':' or whitespace.
+pub fn validate_interface(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid interface name {:?}: 1-15 letters, digits, '-', '_', '.' or '@'",
+            name.chars().take(40).collect::<String>()
+        ))
+    }
+}
+
+impl ServerConfig {
+    /// The configuration `setup` writes for a new server, with the standard paths.
+    pub fn new(name: &str, port: u16, interface: &str, firewall: &Firewall) -> Self {
+        let (aws, gcp, azure) = match firewall {
+            Firewall::Aws(a) => (Some(a.clone()), None, None),
+            Firewall::Gcp(g) => (None, Some(g.clone()), None),
+            Firewall::Azure(a) => (None, None, Some(a.clone())),
+            Firewall::Iptables | Firewall::Nftables => (None, None, None),
+        };
+        Self {
+            name: name.to_owned(),
+            secret_file: Path::new(SERVER_DIR).join(format!("{name}.secret")),
+            port,
+            interface: interface.to_owned(),
+            knockd_conf: Path::new(SERVER_DIR)
+                .join("knockd")
+                .join(format!("{name}.conf")),
+            knockd_pid_file: None,
+            knockd_reload_command: Some(
+                ["systemctl", "reload", "knockd.service"]
+                    .map(String::from)
+                    .to_vec(),
+            ),
+            firewall: firewall.kind(),
+            open_seconds: DEFAULT_OPEN_SECONDS,
+            seq_timeout: DEFAULT_SEQ_TIMEOUT,
+            cmd_timeout: None,
+            period: DEFAULT_PERIOD,
+            algorithm: Algorithm::Sha1,
+            aws,
+            gcp,
+            azure,
+        }
+    }
+
+    /// Where the configuration of server `name` goes on the server.
+    pub fn default_path(name: &str) -> PathBuf {
+        Path::new(SERVER_DIR).join(format!("{name}.toml"))
+    }
+
+    /// Parses and validates the file's text; errors name `origin` and the line.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, UserError> {
+        let config: Self = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+            let place = match line {
+                Some(line) => format!("{}:{line}", origin.display()),
+                None => origin.display().to_string(),
+            };
+            UserError::usage(format!("{place}: {}", e.message().trim()))
+        })?;
+        config.validate().map_err(|(key, message)| {
+            let place = match line_of_key(text, key) {
+                Some(line) => format!("{}:{line}", origin.display()),
+                None => origin.display().to_string(),
+            };
+            UserError::usage(format!("{place}: {message}"))
+        })?;
+        Ok(config)
+    }
+
+    /// Reads and parses the file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            UserError::usage(format!("cannot read {}: {e}", path.display()))
+                .with_hint("`knock-totp setup NAME --out DIR` writes one")
+        })?;
+        Ok(Self::parse(&text, path)?)
+    }
+
+    /// Checks every value; the error names the offending key.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        validate_host_name(&self.name).map_err(|e| ("name", e))?;
+        for (key, path) in [
+            ("secret_file", Some(&self.secret_file)),
+            ("knockd_conf", Some(&self.knockd_conf)),
+            ("knockd_pid_file", self.knockd_pid_file.as_ref()),
+        ] {
+            if let Some(path) = path {
+                if !path.is_absolute() || path.file_name().is_none() {
+                    return Err((
+                        key,
+                        format!("{key} must be an absolute file path, got {:?}", path),
+                    ));
+                }
+            }
+        }
+        if self.port == 0 {
+            return Err(("port", "port 0 is not a usable TCP port (1-65535)".into()));
+        }
+        validate_interface(&self.interface).map_err(|e| ("interface", e))?;
+        match &self.knockd_reload_command {
+            Some(argv) if argv.is_empty() || argv[0].is_empty() => {
+                return Err((
+                    "knockd_reload_command",
+                    "knockd_reload_command is empty".into(),
+                ))
+            }
+            None if self.knockd_pid_file.is_none() => {
+                return Err((
+                    "knockd_conf",
+                    "set knockd_reload_command or knockd_pid_file so knockd can be told to reload"
+                        .into(),
+                ))
+            }
+            _ => {}
+        }
+        for (key, value, range) in [
+            ("open_seconds", self.open_seconds, 1..=86_400),
+            ("seq_timeout", self.seq_timeout, 1..=3_600),
+            ("cmd_timeout", self.cmd_timeout(), 1..=86_400),
+        ] {
+            if !range.contains(&value) {
+                return Err((
+                    key,
+                    format!(
+                        "{key} must be between {} and {} seconds, got {value}",
+                        range.start(),
+                        range.end()
+                    ),
+                ));
+            }
+        }
+        validate_period(self.period).map_err(|e| ("period", e.to_string()))?;
+        let firewall = self.firewall_backend()?;
+        firewall.validate().map_err(|e| {
+            let key = match self.firewall {
+                FirewallKind::Aws => "security_group",
+                FirewallKind::Gcp => "network",
+                _ => "azure",
+            };
+            (key, e.to_string())
+        })
+    }
+
+    /// The firewall backend with its cloud settings.
+    pub fn firewall_backend(&self) -> Result<Firewall, (&'static str, String)> {
+        let missing = |table: &'static str| {
+            (
+                "firewall",
+                format!("firewall = \"{table}\" needs a [{table}] table"),
+            )
+        };
+        Ok(match self.firewall {
+            FirewallKind::Iptables => Firewall::Iptables,
+            FirewallKind::Nftables => Firewall::Nftables,
+            FirewallKind::Aws => Firewall::Aws(self.aws.clone().ok_or_else(|| missing("aws"))?),
+            FirewallKind::Gcp => Firewall::Gcp(self.gcp.clone().ok_or_else(|| missing("gcp"))?),
+            FirewallKind::Azure => {
+                Firewall::Azure(self.azure.clone().ok_or_else(|| missing("azure"))?)
+            }
+        })
+    }
+
+    pub fn cmd_timeout(&self) -> u64 {
+        self.cmd_timeout.unwrap_or(self.open_seconds)
+    }
+
+    pub fn protected_port(&self) -> ProtectedPort {
+        ProtectedPort {
+            server: self.name.clone(),
+            port: self.port,
+            open_seconds: self.open_seconds,
+        }
+    }
+
+    pub fn knockd_options(&self) -> KnockdOptions {
+        KnockdOptions {
+            log: KnockdLog::Syslog,
+            interface: self.interface.clone(),
+            pid_file: self
+                .knockd_pid_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        }
+    }
+
+    /// The door for one window whose code gives `ports`. Call only on a validated config.
+    pub fn door(&self, window: Window, ports: PortPair) -> KnockdDoor {
+        let firewall = self
+            .firewall_backend()
+            .expect("a validated config has its firewall table");
+        firewall.door(
+            door_name(window.counter),
+            ports,
+            &self.protected_port(),
+            self.seq_timeout,
+            self.cmd_timeout(),
+        )
+    }
+
+    /// The secret's path: systemd's credential when the unit passed one, else `secret_file`.
+    pub fn secret_path(&self, credentials_directory: Option<&Path>) -> PathBuf {
+        match credentials_directory {
+            Some(dir) => dir.join(SECRET_CREDENTIAL),
+            None => self.secret_file.clone(),
+        }
+    }
+
+    pub fn to_toml(&self) -> String {
+        let body = toml::to_string_pretty(self).expect("the server config serializes");
+        format!(
+            "# knock-totp server configuration for {}; run `knock-totp server --config FILE`.\n\
+             # The secret is not in this file: see secret_file (root-only, mode 0600).\n\n{body}",
+            self.name
+        )
+    }
+
+    /// A hardened systemd unit running `knock-totp server` with this config at `config_path`.
+    pub fn systemd_unit(&self, config_path: &Path, executable: &str) -> String {
+        let writable = self
+            .knockd_conf
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "/".into());
+        format!(
+            "# knock-totp rotation daemon for {name}: rewrites knockd's doors at every TOTP window.\n\
+             # Install as /etc/systemd/system/knock-totp-{name}.service, then\n\
+             # `systemctl daemon-reload && systemctl enable --now knock-totp-{name}`.\n\
+             [Unit]\n\
+             Description=knock-totp rotation daemon for {name}\n\
+             Documentation=man:knock-totp(1)\n\
+             Wants=network-online.target\n\
+             After=network-online.target knockd.service\n\
+             \n\
+             [Service]\n\
+             Type=simple\n\
+             ExecStart={executable} server --config {config}\n\
+             Restart=on-failure\n\
+             RestartSec=5\n\
+             # The secret reaches the daemon as $CREDENTIALS_DIRECTORY/{SECRET_CREDENTIAL}, readable by it alone.\n\
+             LoadCredential={SECRET_CREDENTIAL}:{secret}\n\
+             UMask=0077\n\
+             NoNewPrivileges=yes\n\
+             ProtectSystem=strict\n\
+             ReadWritePaths={writable}\n\
+             ProtectHome=read-only\n\
+             PrivateTmp=yes\n\
+             PrivateDevices=yes\n\
+             ProtectKernelTunables=yes\n\
+             ProtectKernelModules=yes\n\
+             ProtectKernelLogs=yes\n\
+             ProtectControlGroups=yes\n\
+             ProtectClock=yes\n\
+             ProtectHostname=yes\n\
+             RestrictSUIDSGID=yes\n\
+             RestrictRealtime=yes\n\
+             RestrictNamespaces=yes\n\
+             LockPersonality=yes\n\
+             SystemCallArchitectures=native\n\
+             RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n\
+             \n\
+             [Install]\n\
+             WantedBy=multi-user.target\n",
+            name = self.name,
+            config = config_path.display(),
+            secret = self.secret_file.display(),
+        )
+    }
+}
+
+/// Line of the first `key = ...` in a TOML text, for errors that name a key.
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|line| {
+            line.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|index| index + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ServerConfig {
+        ServerConfig::new(
+            "web",
+            22,
+            "eth0",
+            &Firewall::Aws(AwsTarget {
+                security_group: "sg-0123abcd".into(),
+                region: Some("eu-west-1".into()),
+                profile: None,
+            }),
+        )
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let config = sample();
+        let text = config.to_toml();
+        assert_eq!(
+            ServerConfig::parse(&text, Path::new("web.toml")).unwrap(),
+            config
+        );
+        assert!(text.contains("secret_file = \"/etc/knock-totp/web.secret\""));
+        assert!(
+            text.contains("[aws]\nsecurity_group = \"sg-0123abcd\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let text = sample().to_toml().replace("port = 22", "port = 70000");
+        let err = ServerConfig::parse(&text, Path::new("s.toml")).unwrap_err();
+        let line = line_of_key(&text, "port").unwrap();
+        assert!(
+            err.message.starts_with(&format!("s.toml:{line}:")),
+            "{}",
+            err.message
+        );
+
+        let text = sample()
+            .to_toml()
+            .replace("interface = \"eth0\"", "interface = \"eth 0\"");
+        let err = ServerConfig::parse(&text, Path::new("s.toml")).unwrap_err();
+        let line = line_of_key(&text, "interface").unwrap();
+        assert!(
+            err.message
+                .starts_with(&format!("s.toml:{line}: invalid interface")),
+            "{}",
+            err.message
+        );
+
+        let text = sample().to_toml().replace("sg-0123abcd", "sg-nope");
+        let err = ServerConfig::parse(&text, Path::new("s.toml")).unwrap_err();
+        assert!(err.message.contains("security group"), "{}", err.message);
+
+        let err = ServerConfig::parse(
+            &format!("{}\ncolour = 1\n", sample().to_toml()),
+            Path::new("s.toml"),
+        )
+        .unwrap_err();
+        assert!(err.message.contains("colour"), "{}", err.message);
+    }
+
+    #[test]
+    fn cloud_table_required() {
+        let mut config = sample();
+        config.aws = None;
+        assert!(config.validate().unwrap_err().1.contains("[aws]"));
+    }
+
+    #[test]
+    fn secret_path_prefers_the_systemd_credential() {
+        let config = sample();
+        assert_eq!(
+            config.secret_path(Some(Path::new("/run/credentials/x"))),
+            Path::new("/run/credentials/x/secret")
+        );
+        assert_eq!(config.secret_path(None), config.secret_file);
+    }
+
+    #[test]
+    fn unit_is_hardened_and_names_the_secret_credential() {
+        let unit = sample().systemd_unit(Path::new("/etc/knock-totp/web.toml"), DEFAULT_EXECUTABLE);
+        for line in [
+            "ExecStart=/usr/local/bin/knock-totp server --config /etc/knock-totp/web.toml",
+            "LoadCredential=secret:/etc/knock-totp/web.secret",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "ReadWritePaths=/etc/knock-totp/knockd",
+            "PrivateTmp=yes",
+        ] {
+            assert!(unit.lines().any(|l| l == line), "{line} missing:\n{unit}");
+        }
+    }
+
+    #[test]
+    fn interfaces() {
+        for ok in ["eth0", "ens5", "wlp2s0", "br-1a2b", "veth0@if3"] {
+            assert!(validate_interface(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a b", "a/b", "0123456789abcdef", "..", "eth0:1"] {
+            assert!(validate_interface(bad).is_err(), "{bad}");
+        }
+    }
+}

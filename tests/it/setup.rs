@@ -1,0 +1,575 @@
+//! `setup`: printed and written configs (snapshots), QR round trips, knockd's own parser,
+//! file modes, and bad input that must write nothing.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command as Std;
+
+use knock_totp::otpauth::OtpauthUri;
+use knock_totp::qr;
+use knock_totp::secret::SecretKey;
+use knock_totp::totp::Algorithm;
+
+use crate::support::{can_run, have, is_root, stderr_of, stdout_of, Env, RFC_SECRET};
+
+/// RFC 6238's 1111111109: the window whose code is 081804 (ports 8180 1804) for RFC_SECRET.
+const AT: &str = "1111111109";
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/setup")
+}
+
+/// Compares with a snapshot file; `KNOCK_TOTP_BLESS=1` rewrites it instead.
+fn assert_snapshot(name: &str, actual: &str) {
+    let path = fixtures().join(name);
+    if std::env::var_os("KNOCK_TOTP_BLESS").is_some() {
+        fs::create_dir_all(fixtures()).unwrap();
+        fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with KNOCK_TOTP_BLESS=1 to create it)",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "{} differs from the output (KNOCK_TOTP_BLESS=1 rewrites it):\n{actual}",
+        path.display()
+    );
+}
+
+fn assert_no_flush(text: &str) {
+    assert!(
+        !text.to_ascii_lowercase().contains("flush"),
+        "flush in:\n{text}"
+    );
+    for word in text.split_whitespace() {
+        assert!(word != "-F" && word != "-X", "{word} in:\n{text}");
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// `setup web` with the RFC secret on stdin at the fixed time, plus `extra` flags.
+fn setup(env: &Env, extra: &[&str]) -> std::process::Output {
+    env.cmd()
+        .args(["setup", "web", "--secret", "-", "--at", AT])
+        .args(extra)
+        .write_stdin(RFC_SECRET)
+        .output()
+        .unwrap()
+}
+
+fn uri_line(stdout: &str) -> &str {
+    stdout
+        .lines()
+        .find(|l| l.starts_with("otpauth://"))
+        .expect("a URI line")
+}
+
+#[test]
+fn printed_configs_match_snapshots() {
+    let cases: [(&str, &[&str]); 5] = [
+        ("iptables.txt", &["--address", "203.0.113.5"]),
+        (
+            "nftables.txt",
+            &["--firewall", "nftables", "--port", "2222", "-i", "ens5"],
+        ),
+        (
+            "aws.txt",
+            &[
+                "--address",
+                "web.example.com",
+                "--firewall",
+                "aws",
+                "--security-group",
+                "sg-0123456789abcdef0",
+                "--region",
+                "eu-west-1",
+                "--open-seconds",
+                "60",
+            ],
+        ),
+        ("gcp.txt", &["--firewall", "gcp", "--network", "prod"]),
+        (
+            "azure.txt",
+            &[
+                "--firewall",
+                "azure",
+                "--security-group",
+                "web-nsg",
+                "--resource-group",
+                "rg1",
+            ],
+        ),
+    ];
+    for (name, extra) in cases {
+        let env = Env::new();
+        let out = setup(&env, extra);
+        assert!(out.status.success(), "{name}: {}", stderr_of(&out));
+        let stdout = stdout_of(&out);
+        assert!(!stdout.contains('\x1b'), "no ANSI colours when not a TTY");
+        assert_no_flush(&stdout);
+        assert_snapshot(name, &stdout);
+    }
+}
+
+#[test]
+fn uri_has_the_spec_form_and_is_accepted_by_add() {
+    let env = Env::new();
+    let out = setup(&env, &["--address", "127.0.0.1", "--port", "2222"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let stdout = stdout_of(&out);
+    let uri = uri_line(&stdout);
+    assert_eq!(
+        uri,
+        format!(
+            "otpauth://totp/knock-totp:web?secret={RFC_SECRET}&issuer=knock-totp\
+             &algorithm=SHA1&digits=6&period=30"
+        )
+    );
+    let add = "knock-totp add web --address 127.0.0.1 --port 2222 --uri -";
+    assert!(stdout.lines().any(|l| l == add), "{stdout}");
+
+    // Enroll exactly as printed (with the file store), then the client's ports must be the
+    // doors' ports.
+    env.cmd()
+        .args([
+            "add",
+            "web",
+            "--address",
+            "127.0.0.1",
+            "--port",
+            "2222",
+            "--store",
+            "file",
+            "--uri",
+            "-",
+        ])
+        .write_stdin(format!("{uri}\n"))
+        .assert()
+        .success();
+    env.cmd()
+        .args(["ports", "web", "--at", AT])
+        .assert()
+        .success()
+        .stdout("8180 1804\n");
+    assert!(stdout.contains("sequence        = 8180:tcp,1804:tcp"));
+}
+
+#[test]
+fn generated_secret_is_160_bits_and_fresh() {
+    let env = Env::new();
+    let uris: Vec<OtpauthUri> = (0..2)
+        .map(|_| {
+            let out = env.cmd().args(["setup", "web"]).output().unwrap();
+            assert!(out.status.success(), "{}", stderr_of(&out));
+            OtpauthUri::parse(uri_line(&stdout_of(&out))).unwrap()
+        })
+        .collect();
+    assert_eq!(uris[0].secret.bits(), 160);
+    assert_ne!(uris[0].secret, uris[1].secret);
+}
+
+#[test]
+fn png_and_svg_decode_to_the_same_uri() {
+    if !can_run(
+        "zbarimg is not installed (apt-get install zbar-tools)",
+        have("zbarimg"),
+    ) {
+        return;
+    }
+    let env = Env::new();
+    let png = env.path().join("web.png");
+    let svg = env.path().join("web.svg");
+    let out = setup(
+        &env,
+        &[
+            "--qr-png",
+            png.to_str().unwrap(),
+            "--qr-svg",
+            svg.to_str().unwrap(),
+            "--period",
+            "60",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(mode(&png), 0o600);
+    assert_eq!(mode(&svg), 0o600);
+    assert!(fs::read_to_string(&svg).unwrap().starts_with("<?xml"));
+
+    let scan = Std::new("zbarimg")
+        .args(["-q", "--raw"])
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert!(scan.status.success(), "{}", stderr_of(&scan));
+    let decoded = OtpauthUri::parse(stdout_of(&scan).trim()).unwrap();
+    assert_eq!(decoded.secret, SecretKey::from_base32(RFC_SECRET).unwrap());
+    assert_eq!(decoded.account, "web");
+    assert_eq!(decoded.issuer.as_deref(), Some("knock-totp"));
+    assert_eq!(decoded.algorithm, Algorithm::Sha1);
+    assert_eq!(decoded.period, 60);
+    assert_eq!(stdout_of(&scan).trim(), uri_line(&stdout_of(&out)));
+}
+
+#[test]
+fn terminal_qr_keeps_its_quiet_zone() {
+    let env = Env::new();
+    let out = setup(&env, &[]);
+    let stdout = stdout_of(&out);
+    let uri = uri_line(&stdout);
+    let lines: Vec<Vec<char>> = stdout
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("otpauth://"))
+        .map(|l| l.chars().collect())
+        .collect();
+    let side = qr::module_count(uri).unwrap() + 2 * qr::QUIET_ZONE;
+    // Two module rows per text line.
+    assert_eq!(lines.len(), side.div_ceil(2));
+    assert!(lines.iter().all(|l| l.len() == side), "ragged QR lines");
+    // Light modules are drawn as blocks; a light top with nothing below is an upper half.
+    let light = |c: char| c == '█';
+    assert!(lines[0].iter().copied().all(light));
+    let last = lines.last().unwrap();
+    if side % 2 == 1 {
+        assert!(last.iter().all(|&c| c == '▀'), "{last:?}");
+    } else {
+        assert!(last.iter().copied().all(light));
+    }
+    for line in &lines[..lines.len() - 1] {
+        assert!(line[..qr::QUIET_ZONE].iter().copied().all(light));
+        assert!(line[side - qr::QUIET_ZONE..].iter().copied().all(light));
+    }
+}
+
+#[test]
+fn out_dir_files_and_modes() {
+    let env = Env::new();
+    let dir = env.path().join("out");
+    let out = setup(
+        &env,
+        &[
+            "--out",
+            dir.to_str().unwrap(),
+            "--firewall",
+            "aws",
+            "--security-group",
+            "sg-0123abcd",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(mode(&dir), 0o700);
+    let expected = [
+        ("web.secret", 0o600),
+        ("web.toml", 0o644),
+        ("knockd.conf", 0o600),
+        ("firewall-setup.sh", 0o644),
+        ("iam-policy.json", 0o644),
+        ("knock-totp-web.service", 0o644),
+    ];
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut want: Vec<String> = expected.iter().map(|(n, _)| n.to_string()).collect();
+    want.sort();
+    assert_eq!(names, want);
+    for (name, want_mode) in expected {
+        let path = dir.join(name);
+        assert_eq!(mode(&path), want_mode, "{name}");
+        let text = fs::read_to_string(&path).unwrap();
+        assert_no_flush(&text);
+        if text.contains(RFC_SECRET) {
+            assert_eq!(mode(&path) & 0o077, 0, "{name} holds the secret");
+        }
+    }
+    assert_eq!(
+        fs::read_to_string(dir.join("web.secret")).unwrap(),
+        format!("{RFC_SECRET}\n")
+    );
+    // The printed part never lists file contents, but still gives the URI and the add command.
+    let stdout = stdout_of(&out);
+    assert!(stdout.contains("knock-totp add web --address SERVER_ADDRESS --port 22 --uri -"));
+    assert!(!stdout.contains("[options]"));
+
+    // The server config loads back.
+    let config = knock_totp::server_config::ServerConfig::load(&dir.join("web.toml")).unwrap();
+    assert_eq!(config.aws.unwrap().security_group, "sg-0123abcd");
+
+    // A second run refuses to overwrite; --force overwrites.
+    let again = setup(&env, &["--out", dir.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2));
+    let forced = setup(&env, &["--out", dir.to_str().unwrap(), "--force"]);
+    assert!(forced.status.success(), "{}", stderr_of(&forced));
+    assert!(fs::read_to_string(dir.join("web.toml"))
+        .unwrap()
+        .contains("firewall = \"iptables\""));
+}
+
+#[test]
+fn knockd_accepts_every_generated_conf() {
+    if !can_run(
+        "knockd is not installed (apt-get install knockd)",
+        have("knockd"),
+    ) {
+        return;
+    }
+    let flags: [&[&str]; 5] = [
+        &[],
+        &["--firewall", "nftables"],
+        &["--firewall", "aws", "--security-group", "sg-0123abcd"],
+        &["--firewall", "gcp"],
+        &[
+            "--firewall",
+            "azure",
+            "--security-group",
+            "nsg",
+            "--resource-group",
+            "rg",
+        ],
+    ];
+    for extra in flags {
+        let env = Env::new();
+        let dir = env.path().join("out");
+        let mut args = vec!["--out", dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        assert!(setup(&env, &args).status.success());
+        let conf = dir.join("knockd.conf");
+        let check = knockd_check(&conf);
+        assert!(check.contains("could not open"), "{extra:?}: {check}");
+        assert!(!check.contains("config: line"), "{extra:?}: {check}");
+
+        // The check tells a broken file apart.
+        let mut text = fs::read_to_string(&conf).unwrap();
+        text.push_str("[broken]\n\tsequence\n");
+        fs::write(&conf, text).unwrap();
+        let check = knockd_check(&conf);
+        assert!(check.contains("config: line"), "{check}");
+    }
+}
+
+fn knockd_check(conf: &Path) -> String {
+    let out = Std::new("knockd")
+        .arg("-c")
+        .arg(conf)
+        .args(["-i", "no-such-if0"])
+        .output()
+        .unwrap();
+    format!("{}{}", stdout_of(&out), stderr_of(&out))
+}
+
+#[test]
+fn nft_ruleset_is_accepted_by_nft() {
+    if !can_run("nft -c needs root and nftables", is_root() && have("nft")) {
+        return;
+    }
+    let env = Env::new();
+    let file = env.path().join("knock.nft");
+    fs::write(&file, knock_totp::firewall::nft_ruleset(22)).unwrap();
+    let out = Std::new("nft")
+        .arg("-c")
+        .arg("-f")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+/// Each bad invocation: exit 2, one error line (and maybe a hint), and nothing written.
+#[test]
+fn bad_input_writes_nothing() {
+    let env = Env::new();
+    let dir = env.path().join("out");
+    let png = env.path().join("qr.png");
+    let out_flag = dir.to_str().unwrap().to_owned();
+    let png_flag = png.to_str().unwrap().to_owned();
+    let not_a_dir = env.path().join("file");
+    fs::write(&not_a_dir, "x").unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--firewall", "aws"], "--security-group"),
+        (
+            vec!["--firewall", "aws", "--security-group", "sg-XYZ"],
+            "invalid security group id",
+        ),
+        (vec!["--security-group", "sg-0123abcd"], "does not apply"),
+        (vec!["--interface", "eth 0"], "invalid interface name"),
+        (vec!["--interface", "a/b"], "invalid interface name"),
+        (vec!["--port", "0"], "0"),
+        (vec!["--port", "70000"], "70000"),
+        (vec!["--address", "a b"], "invalid address"),
+        (
+            vec!["--out", "/proc/knock-totp-no/out"],
+            "cannot write in /proc",
+        ),
+        (
+            vec!["--out", not_a_dir.to_str().unwrap()],
+            "is not a directory",
+        ),
+        (
+            vec!["--qr-png", "/no-such-dir-knock/qr.png"],
+            "does not exist",
+        ),
+    ];
+    for (extra, message) in cases {
+        // Every case also asks for --out and --qr-png unless it gives its own.
+        let mut args = Vec::new();
+        if !extra.contains(&"--out") {
+            args.extend(["--out", out_flag.as_str()]);
+        }
+        if !extra.contains(&"--qr-png") {
+            args.extend(["--qr-png", png_flag.as_str()]);
+        }
+        args.extend(extra.iter().copied());
+        let out = setup(&env, &args);
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(stderr.contains(message), "{extra:?}: {stderr}");
+        assert!(!stderr.contains(RFC_SECRET), "{extra:?}");
+        if !stderr.starts_with("error:") {
+            // Ours (not clap's): one line, plus an optional hint.
+            assert!(stderr.starts_with("knock-totp: "), "{stderr}");
+            assert!(
+                stderr.lines().skip(1).all(|l| l.starts_with("hint: ")),
+                "{stderr}"
+            );
+        }
+        assert!(!dir.exists(), "{extra:?} created --out");
+        assert!(!png.exists(), "{extra:?} wrote the PNG");
+        assert!(stdout_of(&out).is_empty(), "{extra:?} printed output");
+    }
+
+    // A bad secret on stdin: same.
+    let out = env
+        .cmd()
+        .args(["setup", "web", "--secret", "-", "--out", &out_flag])
+        .write_stdin("not base32!")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!dir.exists());
+    // A secret on the command line is refused.
+    let out = env
+        .cmd()
+        .args(["setup", "web", "--secret", RFC_SECRET])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!stderr_of(&out).contains(RFC_SECRET));
+
+    // An existing file under --out without --force: left as it was, nothing else written.
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("knockd.conf"), "keep").unwrap();
+    let out = setup(&env, &["--out", &out_flag, "--qr-png", &png_flag]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_of(&out).contains("already exists"));
+    assert_eq!(fs::read_to_string(dir.join("knockd.conf")).unwrap(), "keep");
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+    assert!(!png.exists());
+}
+
+/// A throwaway network namespace, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Option<Self> {
+        let name = format!("kt-{tag}-{}", std::process::id());
+        let ok = Std::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Self(name))
+    }
+
+    /// Runs `command` through sh in the namespace, as knockd would, with `%IP%` replaced.
+    fn sh(&self, command: &str, ip: &str) -> String {
+        let out = Std::new("ip")
+            .args(["netns", "exec", &self.0, "sh", "-c"])
+            .arg(command.replace("%IP%", ip))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command}: {}", stderr_of(&out));
+        stdout_of(&out)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Std::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn iptables_doors_delete_exactly_their_rule() {
+    use knock_totp::firewall::{Firewall, ProtectedPort};
+    if !can_run(
+        "needs root, ip and iptables for a network namespace",
+        is_root() && have("ip") && have("iptables"),
+    ) {
+        return;
+    }
+    let Some(ns) = Netns::new("ipt") else {
+        can_run("cannot create a network namespace", false);
+        return;
+    };
+    let target = ProtectedPort {
+        server: "web".into(),
+        port: 22,
+        open_seconds: 30,
+    };
+    let door = Firewall::Iptables.door_commands(&target);
+    ns.sh("iptables -w -A INPUT -p tcp --dport 9 -j DROP", "");
+    let rules = |ns: &Netns| ns.sh("iptables -w -S INPUT", "");
+    let ours = |ns: &Netns| rules(ns).matches("10.213.0.9/32").count();
+    // The same address knocking twice gets two rules; each close removes one.
+    ns.sh(&door.start, "10.213.0.9");
+    ns.sh(&door.start, "10.213.0.9");
+    ns.sh(&door.start, "10.213.0.10");
+    assert_eq!(ours(&ns), 2);
+    ns.sh(door.stop.as_deref().unwrap(), "10.213.0.9");
+    assert_eq!(ours(&ns), 1);
+    ns.sh(door.stop.as_deref().unwrap(), "10.213.0.9");
+    assert_eq!(ours(&ns), 0);
+    let left = rules(&ns);
+    assert!(left.contains("10.213.0.10/32"), "{left}");
+    assert!(left.contains("--dport 9 -j DROP"), "{left}");
+}
+
+#[test]
+fn nft_doors_add_timed_elements() {
+    use knock_totp::firewall::{nft_ruleset, Firewall, ProtectedPort};
+    if !can_run(
+        "needs root, ip and nft for a network namespace",
+        is_root() && have("ip") && have("nft"),
+    ) {
+        return;
+    }
+    let Some(ns) = Netns::new("nft") else {
+        can_run("cannot create a network namespace", false);
+        return;
+    };
+    let target = ProtectedPort {
+        server: "web".into(),
+        port: 22,
+        open_seconds: 30,
+    };
+    let door = Firewall::Nftables.door_commands(&target);
+    let ruleset = nft_ruleset(22);
+    // Applying it twice replaces the table rather than doubling its rules.
+    for _ in 0..2 {
+        ns.sh(&format!("nft -f - <<'EOF'\n{ruleset}EOF"), "");
+    }
+    ns.sh(&door.start, "10.213.0.9");
+    ns.sh(door.start_6.as_deref().unwrap(), "2001:db8::9");
+    let table = ns.sh("nft list table inet knock_totp", "");
+    assert!(table.contains("10.213.0.9 timeout 30s"), "{table}");
+    assert!(table.contains("2001:db8::9 timeout 30s"), "{table}");
+    assert_eq!(table.matches("tcp dport 22 drop").count(), 1, "{table}");
+}
