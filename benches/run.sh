@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark suite: builds release, measures the core (criterion), whole-process commands
-# (hyperfine), knock-to-open latency against knockd in network namespaces (root), binary size,
-# peak RSS and proxy throughput, and writes a Markdown table to stdout and
+# (hyperfine), knock-to-open latency and knockd's rotation gap in network namespaces (root),
+# binary size, peak RSS and proxy throughput, and writes a Markdown table to stdout and
 # target/bench-report.md. Medians and p25–p75 spreads over several runs; every ratio compares
 # commands measured in the same run of this script.
 #
@@ -192,6 +192,7 @@ if [ "$quick" = 1 ] || [ "$is_root" = 0 ] || [ "$lab_tools" = 0 ]; then
     why="needs root, ip, nft and knockd"
     [ "$quick" = 1 ] && why="not in --quick"
     text_row "knock --verify to open, real knockd (namespaces)" "skipped: $why"
+    text_row "rotation gap: knockd SIGHUP reload vs stop + start" "skipped: $why"
 else
     say "knock-to-open: real knockd in network namespaces, --verify vs sleep 1"
     tag="ktb$$"
@@ -241,6 +242,7 @@ EOF
 EOF
     ip netns exec "$s_ns" knockd -c "$work/knockd.conf" -v -D >"$work/knockd.out" 2>&1 &
     pids+=("$!")
+    knockd_pid=$!
     disown "$!"
     for _ in $(seq 1 500); do
         grep -q "listening on vS" "$work/knockd.out" && break
@@ -264,6 +266,12 @@ EOF
     else
         text_row "knock --verify to open, real knockd (namespaces)" "skipped: needs hyperfine"
     fi
+    say "rotation gap: SIGHUP reload (as knock-totp server does) vs stop + start of knockd"
+    python3 benches/rotation_gap.py "$s_ns" "$knockd_pid" "$work/knockd.conf" "$work/knockd.out" \
+        "$lab_runs" >>"$samples"
+    row gap-sighup "rotation gap: knockd SIGHUP reload (server's way)" ms
+    row gap-restart "rotation gap: knockd stop + start" ms \
+        '{"ref": "rotation gap: knockd SIGHUP reload (server'"'"'s way)"}'
 fi
 
 # ---------------------------------------------------------------- 5. size, memory, proxy
@@ -323,10 +331,6 @@ if have socat; then
 else
     text_row "proxy throughput" "skipped: needs socat"
 fi
-
-# ---------------------------------------------------------------- 6. server rotation
-text_row "server rotation gap: SIGHUP reload vs kill + start of knockd" \
-    "TODO: needs the server branch (knock-totp server) merged"
 
 # ---------------------------------------------------------------- report
 measure_secs=$(($(date +%s) - measure_start))
