@@ -37,14 +37,14 @@ def from_hyperfine(path):
 
 
 def make_row(samples_path, ident, label, unit, extra):
-    """A report row from the samples recorded under `ident` (the last recording wins)."""
-    samples = None
+    """A report row from all the samples recorded under `ident` (rounds are pooled)."""
+    samples = []
     with open(samples_path) as f:
         for line in f:
             if line.strip():
                 entry = json.loads(line)
                 if entry["id"] == ident:
-                    samples = entry["samples"]
+                    samples.extend(entry["samples"])
     if not samples:
         sys.exit(f"report.py: no samples recorded for {ident!r}")
     row = {"label": label, "unit": unit, "samples": samples}

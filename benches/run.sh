@@ -78,21 +78,25 @@ text_row() {
         "$1" "$2" "${3:-}" >>"$rows"
 }
 
-# measure [-s] NAME=COMMAND...: times each command $runs times, interleaving nothing, and
-# records the samples (ms) under NAME. Commands are argv strings run without a shell unless
-# -s is given (then by bash -c, whose start-up is then part of the time).
+# measure [-s] NAME=COMMAND...: times each command $runs times and records the samples (ms)
+# under NAME. Commands are argv strings run without a shell unless -s is given (then by bash -c, whose start-up is then part of the time).
 measure() {
     local shell=0
     if [ "$1" = "-s" ]; then shell=1; shift; fi
     if have hyperfine; then
-        local args=(--runs "$runs" --warmup "$warmup" --style none --export-json "$work/h.json")
+        local rounds=$((runs >= 20 ? 4 : 2))
+        local args=(--runs "$((runs / rounds))" --warmup "$warmup" --style none --export-json "$work/h.json")
         [ "$shell" = 1 ] && args+=(--shell bash) || args+=(-N)
-        local spec
+        local spec round
         for spec in "$@"; do args+=(-n "${spec%%=*}" "${spec#*=}"); done
-        # Its advice (outliers, short commands) goes to a log; the spread column shows it.
-        hyperfine "${args[@]}" >/dev/null 2>"$work/hyperfine.log" ||
-            { cat "$work/hyperfine.log" >&2; return 1; }
-        python3 benches/report.py hyperfine "$work/h.json" >>"$samples"
+        # In rounds (A B, A B, ...) so that load from other work on the machine falls on every
+        # command alike; the rounds' samples are pooled. hyperfine's advice (outliers, short
+        # commands) goes to a log: the spread column shows the same.
+        for ((round = 0; round < rounds; round++)); do
+            hyperfine "${args[@]}" >/dev/null 2>"$work/hyperfine.log" ||
+                { cat "$work/hyperfine.log" >&2; return 1; }
+            python3 benches/report.py hyperfine "$work/h.json" >>"$samples"
+        done
     else
         # A plain loop: fork/exec from bash, timed with the monotonic clock in nanoseconds.
         local spec name cmd i start end times
