@@ -79,7 +79,8 @@ text_row() {
 }
 
 # measure [-s] NAME=COMMAND...: times each command $runs times and records the samples (ms)
-# under NAME. Commands are argv strings run without a shell unless -s is given (then by bash -c, whose start-up is then part of the time).
+# under NAME. Commands are argv strings run without a shell unless -s is given (then by
+# bash -c, whose start-up is then part of the time).
 measure() {
     local shell=0
     if [ "$1" = "-s" ]; then shell=1; shift; fi
