@@ -11,12 +11,14 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::ports::PortPair;
 
-/// Longest single connection attempt while polling the protected port: short enough that the
-/// kernel never retransmits the SYN (its first retransmission comes after one second).
-pub const POLL_ATTEMPT: Duration = Duration::from_millis(150);
-/// First pause after a refused poll; doubled after each refusal up to `POLL_BACKOFF_MAX`.
-const POLL_BACKOFF_MIN: Duration = Duration::from_millis(20);
-const POLL_BACKOFF_MAX: Duration = Duration::from_millis(200);
+/// Pause after a refused poll before the next attempt: a refusal comes back within a round
+/// trip, so this bounds how late we notice the door opening on a REJECTing firewall.
+const POLL_AFTER_REFUSAL: Duration = Duration::from_millis(10);
+/// While attempts go unanswered (a DROPping firewall), a new one starts this often; earlier
+/// ones keep waiting, so a slow path (a long round trip) still gets its answer.
+const POLL_WHILE_SILENT: Duration = Duration::from_millis(50);
+/// Most attempts in flight at once.
+const POLL_MAX_IN_FLIGHT: usize = 64;
 /// Extra wait past a window boundary, so that the next clock read is surely in the new window.
 pub const EDGE_SLACK: Duration = Duration::from_millis(50);
 
@@ -111,35 +113,56 @@ pub fn knock_sequence(ip: IpAddr, ports: PortPair, delay: Duration) -> Result<()
     Ok(())
 }
 
-/// Polls `addr` with short connection attempts until one succeeds (returning the connected
-/// stream) or `timeout` passes (`None`). At least one attempt is made. Refusals and silent drops
-/// are what a closed door looks like and are retried; a local failure (no route, no usable
-/// source address) is returned at once.
+/// Polls `addr` until a connection succeeds (returning the connected stream) or `timeout`
+/// passes (`None`). At least one attempt is made. Attempts overlap: each may wait up to the
+/// deadline for its answer, so a long round trip is no obstacle, while new ones start
+/// `POLL_AFTER_REFUSAL` after a refusal or every `POLL_WHILE_SILENT` while the firewall drops
+/// them, so the door is seen soon after it opens. Refusals and silence are what a closed door
+/// looks like; a local failure (no route, no usable source address) is returned at once.
 pub fn wait_until_open(
     addr: SocketAddr,
     timeout: Duration,
 ) -> Result<Option<TcpStream>, KnockError> {
-    let deadline = Instant::now() + timeout;
-    let mut backoff = POLL_BACKOFF_MIN;
-    let mut first = true;
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let (answers, answer) = std::sync::mpsc::channel();
+    let mut in_flight = 0usize;
+    let mut next_attempt = start;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() && !first {
+        let now = Instant::now();
+        if now >= next_attempt && in_flight < POLL_MAX_IN_FLIGHT && (now < deadline || now == start)
+        {
+            let life = deadline
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(10));
+            let answers = answers.clone();
+            std::thread::spawn(move || {
+                // The receiver may be gone (we returned); a late connection is then closed.
+                let _ = answers.send(TcpStream::connect_timeout(&addr, life));
+            });
+            in_flight += 1;
+            next_attempt = now + POLL_WHILE_SILENT;
+        }
+        if in_flight == 0 && now >= deadline {
             return Ok(None);
         }
-        first = false;
-        let attempt = left.clamp(Duration::from_millis(10), POLL_ATTEMPT);
-        match TcpStream::connect_timeout(&addr, attempt) {
-            Ok(stream) => return Ok(Some(stream)),
-            Err(e) if door_still_closed(&e) => {
+        let wake = if in_flight < POLL_MAX_IN_FLIGHT {
+            next_attempt.min(deadline)
+        } else {
+            deadline
+        };
+        let wait = wake.saturating_duration_since(Instant::now());
+        match answer.recv_timeout(wait) {
+            Ok(Ok(stream)) => return Ok(Some(stream)),
+            Ok(Err(e)) if door_still_closed(&e) => {
+                in_flight -= 1;
                 if e.kind() != io::ErrorKind::TimedOut {
-                    // Refused at once: pause a little instead of spinning.
-                    let pause = backoff.min(deadline.saturating_duration_since(Instant::now()));
-                    std::thread::sleep(pause);
-                    backoff = (backoff * 2).min(POLL_BACKOFF_MAX);
+                    next_attempt = next_attempt.min(Instant::now() + POLL_AFTER_REFUSAL);
                 }
             }
-            Err(source) => return Err(KnockError::Connect { addr, source }),
+            Ok(Err(source)) => return Err(KnockError::Connect { addr, source }),
+            Err(_) if Instant::now() >= deadline => return Ok(None),
+            Err(_) => {}
         }
     }
 }
