@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests use (run as root), or with --check says whether
-# they are all present.
+# Installs what the tests use (run as root): Debian packages, and the aws CLI with the moto
+# EC2 emulator from PyPI. With --check, only says (by its exit code) whether all are present.
 set -euo pipefail
 packages=(oathtool dbus gnome-keyring libsecret-tools knockd iptables nftables iproute2
     zbar-tools mandoc socat procps bsdutils)
 programs=(oathtool dbus-run-session gnome-keyring-daemon secret-tool knockd iptables nft ip
     zbarimg mandoc socat pgrep script knock)
+python_programs=(aws moto_server)
 if [ "${1:-}" = "--check" ]; then
-    for p in "${programs[@]}"; do command -v "$p" >/dev/null || exit 1; done
+    for p in "${programs[@]}" "${python_programs[@]}"; do command -v "$p" >/dev/null || exit 1; done
     exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+for p in "${python_programs[@]}"; do
+    if ! command -v "$p" >/dev/null; then
+        python3 -m pip install --quiet --disable-pip-version-check 'awscli>=1.29' 'moto[server]>=5'
+        hash -r
+        break
+    fi
+done
