@@ -48,7 +48,7 @@ pub struct HostProfile {
     pub delay_ms: u64,
     #[serde(default)]
     pub algorithm: Algorithm,
-    #[serde(default = "default_period")]
+    #[serde(default = "crate::totp::default_period")]
     pub period: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreKind>,
@@ -62,9 +62,6 @@ fn default_port() -> u16 {
 }
 fn default_delay_ms() -> u64 {
     DEFAULT_DELAY_MS
-}
-fn default_period() -> u64 {
-    DEFAULT_PERIOD
 }
 
 impl HostProfile {

@@ -51,7 +51,7 @@ pub struct ServerConfig {
     /// Seconds before knockd runs a door's stop command (default: open_seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmd_timeout: Option<u64>,
-    #[serde(default = "default_period")]
+    #[serde(default = "crate::totp::default_period")]
     pub period: u64,
     #[serde(default)]
     pub algorithm: Algorithm,
@@ -68,9 +68,6 @@ fn default_open_seconds() -> u64 {
 }
 fn default_seq_timeout() -> u64 {
     DEFAULT_SEQ_TIMEOUT
-}
-fn default_period() -> u64 {
-    DEFAULT_PERIOD
 }
 
 /// A network interface name as Linux accepts it: 1-15 bytes, no '/', ':' or whitespace.

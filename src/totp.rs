@@ -14,6 +14,11 @@ pub const DIGITS: u8 = 6;
 /// RFC 6238's default step, and the only one Google Authenticator supports.
 pub const DEFAULT_PERIOD: u64 = 30;
 
+/// `DEFAULT_PERIOD` for serde's `default =`.
+pub fn default_period() -> u64 {
+    DEFAULT_PERIOD
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum Algorithm {
     #[default]
