@@ -537,16 +537,36 @@ fn aws_knock_port_rules_follow_the_doors() {
             let _ = tx.send(line);
         }
     });
+    let mut checked = 0;
     let mut rotations = 0;
     let mut log = Vec::new();
-    while rotations < 2 {
+    while checked < 2 {
         let line = rx
-            .recv_timeout(Duration::from_secs(20))
+            .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| panic!("no rotation: {log:#?}"));
         log.push(line.clone());
         if let Some(doors) = logged_ports(&line) {
             rotations += 1;
-            assert_eq!(moto.ports(&group, ours), doors, "{log:#?}");
+            assert!(
+                rotations <= 6,
+                "never read the group between rotations: {log:#?}"
+            );
+            let present = moto.ports(&group, ours);
+            if present == doors {
+                checked += 1;
+                continue;
+            }
+            // On a loaded machine the slow aws calls can run into the next boundary: then
+            // the next rotation has already begun authorizing. Anything else is a bug.
+            let mut next_began = false;
+            while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+                next_began |= line.contains("authorizing");
+                log.push(line);
+            }
+            assert!(
+                next_began && present.is_superset(&doors),
+                "after a rotation the group holds {present:?}, the doors {doors:?}: {log:#?}"
+            );
         }
     }
     assert!(!log.iter().any(|l| l.contains(SECRET)));
