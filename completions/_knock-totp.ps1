@@ -80,6 +80,7 @@ Register-ArgumentCompleter -Native -CommandName 'knock-totp' -ScriptBlock {
             break
         }
         'knock-totp;show' {
+            knock-totp list --names 2>$null | ForEach-Object { [CompletionResult]::new($_, $_, [CompletionResultType]::ParameterValue, 'host') }
             [CompletionResult]::new('--qr', '--qr', [CompletionResultType]::ParameterName, 'Show the enrollment QR code and otpauth URI (reveals the secret)')
             [CompletionResult]::new('--secret', '--secret', [CompletionResultType]::ParameterName, 'Print the Base32 secret')
             [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask before revealing the secret')
@@ -94,6 +95,7 @@ Register-ArgumentCompleter -Native -CommandName 'knock-totp' -ScriptBlock {
             break
         }
         'knock-totp;remove' {
+            knock-totp list --names 2>$null | ForEach-Object { [CompletionResult]::new($_, $_, [CompletionResultType]::ParameterValue, 'host') }
             [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask for confirmation')
             [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Do not ask for confirmation')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more on stderr (repeat for more detail); never shows secrets')
@@ -105,6 +107,7 @@ Register-ArgumentCompleter -Native -CommandName 'knock-totp' -ScriptBlock {
             break
         }
         'knock-totp;code' {
+            knock-totp list --names 2>$null | ForEach-Object { [CompletionResult]::new($_, $_, [CompletionResultType]::ParameterValue, 'host') }
             [CompletionResult]::new('--at', '--at', [CompletionResultType]::ParameterName, 'Compute for this moment: unix seconds or RFC 3339 (2026-01-02T03:04:05Z)')
             [CompletionResult]::new('-w', '-w', [CompletionResultType]::ParameterName, 'Redraw every second with a countdown until Ctrl-C')
             [CompletionResult]::new('--watch', '--watch', [CompletionResultType]::ParameterName, 'Redraw every second with a countdown until Ctrl-C')
@@ -118,6 +121,7 @@ Register-ArgumentCompleter -Native -CommandName 'knock-totp' -ScriptBlock {
             break
         }
         'knock-totp;ports' {
+            knock-totp list --names 2>$null | ForEach-Object { [CompletionResult]::new($_, $_, [CompletionResultType]::ParameterValue, 'host') }
             [CompletionResult]::new('--at', '--at', [CompletionResultType]::ParameterName, 'Compute for this moment: unix seconds or RFC 3339 (2026-01-02T03:04:05Z)')
             [CompletionResult]::new('--from-code', '--from-code', [CompletionResultType]::ParameterName, 'Turn a code read off an authenticator app into ports (no host, no secret)')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'The next window''s ports instead of the current one''s')
@@ -132,6 +136,7 @@ Register-ArgumentCompleter -Native -CommandName 'knock-totp' -ScriptBlock {
             break
         }
         'knock-totp;knock' {
+            knock-totp list --names 2>$null | ForEach-Object { [CompletionResult]::new($_, $_, [CompletionResultType]::ParameterValue, 'host') }
             [CompletionResult]::new('-a', '-a', [CompletionResultType]::ParameterName, 'Knock this address instead of a profile''s (the secret comes from stdin)')
             [CompletionResult]::new('--address', '--address', [CompletionResultType]::ParameterName, 'Knock this address instead of a profile''s (the secret comes from stdin)')
             [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'Protected port, for --address')
@@ -152,6 +157,7 @@ Register-ArgumentCompleter -Native -CommandName 'knock-totp' -ScriptBlock {
             break
         }
         'knock-totp;ssh' {
+            knock-totp list --names 2>$null | ForEach-Object { [CompletionResult]::new($_, $_, [CompletionResultType]::ParameterValue, 'host') }
             [CompletionResult]::new('--ssh-bin', '--ssh-bin', [CompletionResultType]::ParameterName, 'ssh program to run')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for the protected port to open')
             [CompletionResult]::new('--margin', '--margin', [CompletionResultType]::ParameterName, 'Wait for the next window when fewer than this many seconds are left')
@@ -164,6 +170,7 @@ Register-ArgumentCompleter -Native -CommandName 'knock-totp' -ScriptBlock {
             break
         }
         'knock-totp;proxy' {
+            knock-totp list --names 2>$null | ForEach-Object { [CompletionResult]::new($_, $_, [CompletionResultType]::ParameterValue, 'host') }
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for the protected port to open')
             [CompletionResult]::new('--margin', '--margin', [CompletionResultType]::ParameterName, 'Wait for the next window when fewer than this many seconds are left')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more on stderr (repeat for more detail); never shows secrets')

@@ -74,6 +74,7 @@ set edit:completion:arg-completer[knock-totp] = {|@words|
             cand --help 'Print help'
         }
         &'knock-totp;show'= {
+            try { for host [(knock-totp list --names)] { cand $host 'host' } } catch { }
             cand --qr 'Show the enrollment QR code and otpauth URI (reveals the secret)'
             cand --secret 'Print the Base32 secret'
             cand -y 'Do not ask before revealing the secret'
@@ -87,6 +88,7 @@ set edit:completion:arg-completer[knock-totp] = {|@words|
             cand --help 'Print help'
         }
         &'knock-totp;remove'= {
+            try { for host [(knock-totp list --names)] { cand $host 'host' } } catch { }
             cand -y 'Do not ask for confirmation'
             cand --yes 'Do not ask for confirmation'
             cand -v 'Say more on stderr (repeat for more detail); never shows secrets'
@@ -97,6 +99,7 @@ set edit:completion:arg-completer[knock-totp] = {|@words|
             cand --help 'Print help'
         }
         &'knock-totp;code'= {
+            try { for host [(knock-totp list --names)] { cand $host 'host' } } catch { }
             cand --at 'Compute for this moment: unix seconds or RFC 3339 (2026-01-02T03:04:05Z)'
             cand -w 'Redraw every second with a countdown until Ctrl-C'
             cand --watch 'Redraw every second with a countdown until Ctrl-C'
@@ -109,6 +112,7 @@ set edit:completion:arg-completer[knock-totp] = {|@words|
             cand --help 'Print help'
         }
         &'knock-totp;ports'= {
+            try { for host [(knock-totp list --names)] { cand $host 'host' } } catch { }
             cand --at 'Compute for this moment: unix seconds or RFC 3339 (2026-01-02T03:04:05Z)'
             cand --from-code 'Turn a code read off an authenticator app into ports (no host, no secret)'
             cand -n 'The next window''s ports instead of the current one''s'
@@ -122,6 +126,7 @@ set edit:completion:arg-completer[knock-totp] = {|@words|
             cand --help 'Print help'
         }
         &'knock-totp;knock'= {
+            try { for host [(knock-totp list --names)] { cand $host 'host' } } catch { }
             cand -a 'Knock this address instead of a profile''s (the secret comes from stdin)'
             cand --address 'Knock this address instead of a profile''s (the secret comes from stdin)'
             cand -p 'Protected port, for --address'
@@ -141,6 +146,7 @@ set edit:completion:arg-completer[knock-totp] = {|@words|
             cand --help 'Print help'
         }
         &'knock-totp;ssh'= {
+            try { for host [(knock-totp list --names)] { cand $host 'host' } } catch { }
             cand --ssh-bin 'ssh program to run'
             cand --timeout 'Seconds to wait for the protected port to open'
             cand --margin 'Wait for the next window when fewer than this many seconds are left'
@@ -152,6 +158,7 @@ set edit:completion:arg-completer[knock-totp] = {|@words|
             cand --help 'Print help'
         }
         &'knock-totp;proxy'= {
+            try { for host [(knock-totp list --names)] { cand $host 'host' } } catch { }
             cand --timeout 'Seconds to wait for the protected port to open'
             cand --margin 'Wait for the next window when fewer than this many seconds are left'
             cand -v 'Say more on stderr (repeat for more detail); never shows secrets'

@@ -31,8 +31,35 @@ pub fn script(shell: Shell) -> String {
              complete -c knock-totp -n \"__fish_knock_totp_using_subcommand {subcommands}\" \
              -f -a \"(knock-totp list --names 2>/dev/null)\" -d host\n"
         ),
+        Shell::Elvish => with_host_candidates(
+            &generated,
+            |sub| format!("        &'knock-totp;{sub}'= {{"),
+            "            try { for host [(knock-totp list --names)] { cand $host 'host' } } catch { }",
+        ),
+        Shell::PowerShell => with_host_candidates(
+            &generated,
+            |sub| format!("        'knock-totp;{sub}' {{"),
+            "            knock-totp list --names 2>$null | ForEach-Object { \
+             [CompletionResult]::new($_, $_, [CompletionResultType]::ParameterValue, 'host') }",
+        ),
         _ => generated,
     }
+}
+
+/// Inserts `line` (which offers the host names) at the top of each host subcommand's block,
+/// found by the block's opening line.
+fn with_host_candidates(generated: &str, opening: impl Fn(&str) -> String, line: &str) -> String {
+    let openings: Vec<String> = HOST_SUBCOMMANDS.iter().map(|sub| opening(sub)).collect();
+    let mut out = String::with_capacity(generated.len() + 2048);
+    for text in generated.lines() {
+        out.push_str(text);
+        out.push('\n');
+        if openings.iter().any(|o| o == text) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 fn bash(generated: &str, subcommands: &str) -> String {
@@ -120,5 +147,13 @@ mod tests {
             HOST_SUBCOMMANDS.len()
         );
         assert!(script(Shell::Fish).contains("list --names"));
+        for shell in [Shell::Elvish, Shell::PowerShell] {
+            let text = script(shell);
+            assert_eq!(
+                text.matches("list --names").count(),
+                HOST_SUBCOMMANDS.len(),
+                "{shell}"
+            );
+        }
     }
 }

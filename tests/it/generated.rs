@@ -203,3 +203,51 @@ fn systemd_accepts_the_units() {
         );
     }
 }
+
+#[test]
+fn elvish_completes_host_names() {
+    if !can_run(
+        "elvish is not installed (apt-get install elvish)",
+        have("elvish"),
+    ) {
+        return;
+    }
+    let env = Env::new();
+    env.add_file_host("web", "127.0.0.1", RFC_SECRET);
+    // The completer uses the interactive `edit:` module; outside a terminal, keep it in a
+    // variable and let `cand` print what it would offer.
+    let script = fs::read_to_string(root().join("completions/knock-totp.elv")).unwrap();
+    let script = script
+        .replace(
+            "set edit:completion:arg-completer[knock-totp] = ",
+            "var completer = ",
+        )
+        .replace(
+            "edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc",
+            "echo $text",
+        );
+    assert!(script.contains("var completer = ") && script.contains("echo $text"));
+    let program = format!("{script}\n$completer knock-totp ssh ''\n");
+    let bin_dir = assert_cmd::cargo::cargo_bin("knock-totp")
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let out = std::process::Command::new("elvish")
+        .arg("-c")
+        .arg(program)
+        .env(
+            "PATH",
+            format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
+        )
+        .env("KNOCK_TOTP_CONFIG", env.config())
+        .output()
+        .unwrap();
+    let offered = stdout_of(&out);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(offered.lines().any(|l| l == "web"), "{offered}");
+    assert!(offered.lines().any(|l| l == "--ssh-bin"), "{offered}");
+}
