@@ -127,10 +127,15 @@ pub fn wait_until_open(
     let deadline = start + timeout;
     let (answers, answer) = std::sync::mpsc::channel();
     let mut in_flight = 0usize;
+    let mut launched = 0usize;
     let mut next_attempt = start;
+    // When the last answer can still come: the deadline, or the lone first attempt's end.
+    let mut give_up = deadline;
     loop {
         let now = Instant::now();
-        if now >= next_attempt && in_flight < POLL_MAX_IN_FLIGHT && (now < deadline || now == start)
+        if now >= next_attempt
+            && in_flight < POLL_MAX_IN_FLIGHT
+            && (now < deadline || launched == 0)
         {
             let life = deadline
                 .saturating_duration_since(now)
@@ -141,15 +146,17 @@ pub fn wait_until_open(
                 let _ = answers.send(TcpStream::connect_timeout(&addr, life));
             });
             in_flight += 1;
+            launched += 1;
             next_attempt = now + POLL_WHILE_SILENT;
+            give_up = give_up.max(now + life);
         }
         if in_flight == 0 && now >= deadline {
             return Ok(None);
         }
-        let wake = if in_flight < POLL_MAX_IN_FLIGHT {
+        let wake = if now < deadline && in_flight < POLL_MAX_IN_FLIGHT {
             next_attempt.min(deadline)
         } else {
-            deadline
+            give_up
         };
         let wait = wake.saturating_duration_since(Instant::now());
         match answer.recv_timeout(wait) {
@@ -161,7 +168,7 @@ pub fn wait_until_open(
                 }
             }
             Ok(Err(source)) => return Err(KnockError::Connect { addr, source }),
-            Err(_) if Instant::now() >= deadline => return Ok(None),
+            Err(_) if Instant::now() >= give_up => return Ok(None),
             Err(_) => {}
         }
     }
@@ -300,5 +307,12 @@ mod tests {
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(300), "{took:?}");
         assert!(took < Duration::from_secs(2), "{took:?}");
+    }
+
+    #[test]
+    fn wait_until_open_tries_once_even_with_no_time() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert!(wait_until_open(addr, Duration::ZERO).unwrap().is_some());
     }
 }
