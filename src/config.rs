@@ -126,15 +126,8 @@ impl HostsFile {
 
     /// Parses the file's text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Self, UserError> {
-        let file: Self = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
-            let place = match line {
-                Some(line) => format!("{}:{line}", origin.display()),
-                None => origin.display().to_string(),
-            };
-            UserError::usage(format!("{place}: {}", e.message().trim())).with_hint(
+        let file: Self = parse_toml(text, origin).map_err(|e| {
+            e.with_hint(
                 "fix or move the file; knock-totp will not overwrite it while it is malformed",
             )
         })?;
@@ -149,6 +142,31 @@ impl HostsFile {
     pub fn to_toml(&self) -> anyhow::Result<String> {
         Ok(toml::to_string_pretty(self)?)
     }
+}
+
+/// `origin:line`, or `origin` alone when the line is unknown, to start a message about a file.
+pub fn file_place(origin: &Path, line: Option<usize>) -> String {
+    match line {
+        Some(line) => format!("{}:{line}", origin.display()),
+        None => origin.display().to_string(),
+    }
+}
+
+/// Deserializes a TOML file's text; a failure is a usage error `origin:line: message`.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &Path,
+) -> Result<T, UserError> {
+    toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+        UserError::usage(format!(
+            "{}: {}",
+            file_place(origin, line),
+            e.message().trim()
+        ))
+    })
 }
 
 pub fn no_such_host(name: &str) -> UserError {

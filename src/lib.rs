@@ -1,6 +1,7 @@
 //! knock-totp: time-based port knocking. A pure core (codes, ports, URIs) and thin adapters.
 
 pub mod cli;
+pub mod clock;
 pub mod cmd;
 pub mod completions;
 pub mod config;

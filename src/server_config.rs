@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::validate_host_name;
+use crate::config::{file_place, parse_toml, validate_host_name};
 use crate::error::UserError;
 use crate::firewall::{AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget, ProtectedPort};
 use crate::knockd::{door_name, KnockdDoor, KnockdLog, KnockdOptions};
@@ -131,22 +131,12 @@ impl ServerConfig {
 
     /// Parses and validates the file's text; errors name `origin` and the line.
     pub fn parse(text: &str, origin: &Path) -> Result<Self, UserError> {
-        let config: Self = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
-            let place = match line {
-                Some(line) => format!("{}:{line}", origin.display()),
-                None => origin.display().to_string(),
-            };
-            UserError::usage(format!("{place}: {}", e.message().trim()))
-        })?;
+        let config: Self = parse_toml(text, origin)?;
         config.validate().map_err(|(key, message)| {
-            let place = match line_of_key(text, key) {
-                Some(line) => format!("{}:{line}", origin.display()),
-                None => origin.display().to_string(),
-            };
-            UserError::usage(format!("{place}: {message}"))
+            UserError::usage(format!(
+                "{}: {message}",
+                file_place(origin, line_of_key(text, key))
+            ))
         })?;
         Ok(config)
     }

@@ -123,10 +123,7 @@ fn watch(hosts: &[(String, Totp)], all: bool) -> anyhow::Result<()> {
         }
         out.flush()?;
         drop(out);
-        let subsec = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_millis())
-            .unwrap_or(0);
+        let subsec = crate::clock::wall_clock()?.subsec_millis();
         std::thread::sleep(Duration::from_millis(u64::from(1000 - subsec.min(999))));
     }
 }

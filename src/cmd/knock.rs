@@ -2,10 +2,11 @@
 //! Also the knock-and-verify step that `ssh` and `proxy` share.
 
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::{read_stdin_value, Context};
 use crate::cli::{KnockArgs, KnockOptions};
+use crate::clock::wall_clock;
 use crate::config::DEFAULT_DELAY_MS;
 use crate::error::UserError;
 use crate::knock::{self, KnockError};
@@ -105,7 +106,7 @@ pub fn knock_host(
                 .detail(format!("port {} accepted a connection", target.addr.port()));
             return Ok(Some(stream));
         }
-        let current = totp.window_at(unix_now()?.as_secs());
+        let current = totp.window_at(wall_clock()?.as_secs());
         if !knock::should_knock_again(window.counter, current.counter, knocked_again) {
             break;
         }
@@ -144,7 +145,7 @@ fn knock_window(
     totp: &Totp,
     margin: u64,
 ) -> anyhow::Result<Window> {
-    let now = unix_now()?;
+    let now = wall_clock()?;
     if let Some(wait) = knock::edge_wait(now, totp.period(), margin) {
         ctx.log.note(format!(
             "{}: the code changes in {:.1} s; waiting for the next one",
@@ -153,7 +154,7 @@ fn knock_window(
         ));
         std::thread::sleep(wait);
     }
-    let window = totp.window_at(unix_now()?.as_secs());
+    let window = totp.window_at(wall_clock()?.as_secs());
     let ports = totp.ports_for(window);
     ctx.log.detail(format!(
         "knocking {} on ports {} ({} ms apart), then port {}",
@@ -168,13 +169,4 @@ fn knock_window(
 
 fn network(error: KnockError) -> anyhow::Error {
     UserError::runtime(error.to_string()).into()
-}
-
-/// Time since the unix epoch with sub-second precision (window edges need it).
-fn unix_now() -> anyhow::Result<Duration> {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_err(|_| {
-        UserError::runtime("the system clock is set before 1970")
-            .with_hint("fix the clock (TOTP needs it within a few seconds of the server's)")
-            .into()
-    })
 }

@@ -14,7 +14,6 @@ mod show;
 mod ssh;
 
 use std::io::{IsTerminal, Read};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use zeroize::Zeroizing;
 
@@ -87,16 +86,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Seconds since the unix epoch from the system clock.
+/// Whole seconds since the unix epoch from the system clock.
 pub fn now() -> anyhow::Result<u64> {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .map_err(|_| {
-            UserError::runtime("the system clock is set before 1970")
-                .with_hint("fix the clock (TOTP needs it within a few seconds of the server's)")
-                .into()
-        })
+    Ok(crate::clock::wall_clock()?.as_secs())
 }
 
 pub fn stdout_is_tty() -> bool {

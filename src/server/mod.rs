@@ -8,10 +8,11 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
+use crate::clock::wall_clock;
 use crate::error::UserError;
 pub use crate::log::Log;
 use crate::ports::PortPair;
@@ -167,15 +168,6 @@ impl StopSignal {
         }
         self.received
     }
-}
-
-/// The wall clock as time since the unix epoch.
-pub fn wall_clock() -> anyhow::Result<Duration> {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_err(|_| {
-        UserError::runtime("the system clock is set before 1970")
-            .with_hint("fix the clock: the codes follow it")
-            .into()
-    })
 }
 
 /// Everything the loop needs, already loaded and checked.
