@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::{read_stdin_value, Context};
 use crate::cli::{KnockArgs, KnockOptions};
 use crate::clock::wall_clock;
-use crate::config::DEFAULT_DELAY_MS;
+use crate::config::{HostProfile, DEFAULT_DELAY_MS};
 use crate::error::UserError;
 use crate::knock::{self, KnockError};
 use crate::secret::SecretKey;
@@ -17,10 +17,11 @@ use crate::window::Window;
 pub fn run(ctx: &Context, args: KnockArgs) -> anyhow::Result<()> {
     let (target, totp) = match (&args.name, &args.address) {
         (Some(name), None) => {
-            let (profile, totp) = ctx.totp(name)?;
-            let addr = resolve(&profile.address, profile.port)?;
-            let delay = args.delay_ms.unwrap_or(profile.delay_ms);
-            (Target::new(name, addr, delay), totp)
+            let (_, mut target, totp) = Target::for_host(ctx, name, None)?;
+            if let Some(delay_ms) = args.delay_ms {
+                target.delay = Duration::from_millis(delay_ms);
+            }
+            (target, totp)
         }
         (None, Some(address)) => {
             if args.secret.as_deref() != Some("-") {
@@ -69,6 +70,19 @@ impl Target {
             addr,
             delay: Duration::from_millis(delay_ms),
         }
+    }
+
+    /// Host `name`'s profile, its protected address (the profile's port unless `port` says
+    /// otherwise) resolved once with the profile's knock delay, and its code generator.
+    pub fn for_host(
+        ctx: &Context,
+        name: &str,
+        port: Option<u16>,
+    ) -> anyhow::Result<(HostProfile, Self, Totp)> {
+        let (profile, totp) = ctx.totp(name)?;
+        let addr = resolve(&profile.address, port.unwrap_or(profile.port))?;
+        let target = Self::new(name, addr, profile.delay_ms);
+        Ok((profile, target, totp))
     }
 }
 

@@ -6,7 +6,7 @@ use std::io;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::knock::{knock_host, resolve, Target};
+use super::knock::{knock_host, Target};
 use super::Context;
 use crate::cli::ProxyArgs;
 use crate::error::UserError;
@@ -15,8 +15,7 @@ use crate::error::UserError;
 const EBADF: i32 = 9;
 
 pub fn run(ctx: &Context, args: ProxyArgs) -> anyhow::Result<()> {
-    let (profile, totp) = ctx.totp(&args.name)?;
-    let port = args.port.unwrap_or(profile.port);
+    let (profile, target, totp) = Target::for_host(ctx, &args.name, args.port)?;
     if let Some(host) = args.host.as_deref() {
         if host != profile.address && host != args.name {
             ctx.log.detail(format!(
@@ -25,8 +24,7 @@ pub fn run(ctx: &Context, args: ProxyArgs) -> anyhow::Result<()> {
             ));
         }
     }
-    let addr = resolve(&profile.address, port)?;
-    let target = Target::new(&args.name, addr, profile.delay_ms);
+    let addr = target.addr;
     let stream = knock_host(ctx, &target, &totp, &args.options, true)?
         .expect("a verified knock returns the connection that proved the port open");
     relay(stream).map_err(|e| UserError::runtime(format!("relaying to {addr}: {e}")).into())

@@ -4,15 +4,14 @@ use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use super::knock::{knock_host, resolve, Target};
+use super::knock::{knock_host, Target};
 use super::Context;
 use crate::cli::SshArgs;
 use crate::error::UserError;
 
 pub fn run(ctx: &Context, args: SshArgs) -> anyhow::Result<()> {
-    let (profile, totp) = ctx.totp(&args.name)?;
-    let addr = resolve(&profile.address, profile.port)?;
-    let target = Target::new(&args.name, addr, profile.delay_ms);
+    let (profile, target, totp) = Target::for_host(ctx, &args.name, None)?;
+    let addr = target.addr;
     // The probe connection only proved the door is open; ssh makes its own.
     drop(knock_host(ctx, &target, &totp, &args.options, true)?);
 
