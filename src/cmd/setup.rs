@@ -24,6 +24,12 @@ use crate::totp::Totp;
 /// Stands in for the server's address in the client command when --address is not given.
 const ADDRESS_PLACEHOLDER: &str = "SERVER_ADDRESS";
 
+/// Names under --out of the two files that can only be rendered once the secret is known.
+const KNOCKD_CONF_FILE: &str = "knockd.conf";
+fn secret_file_name(name: &str) -> String {
+    format!("{name}.secret")
+}
+
 /// One generated file: where it goes on the server, its name under --out, text and mode.
 struct Artifact {
     title: &'static str,
@@ -88,7 +94,7 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
         Artifact {
             title: "secret (root only)",
             server_path: Some(config.secret_file.clone()),
-            file_name: format!("{}.secret", args.name),
+            file_name: secret_file_name(&args.name),
             contents: secret_file,
             mode: 0o600,
         },
@@ -99,7 +105,7 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
             title:
                 "knockd.conf (an example for the current window; `knock-totp server` rewrites it)",
             server_path: Some(config.knockd_conf.clone()),
-            file_name: "knockd.conf".into(),
+            file_name: KNOCKD_CONF_FILE.into(),
             // The doors' ports are the current code: not for other local users.
             contents: Zeroizing::new(knockd_conf),
             mode: 0o600,
@@ -186,20 +192,16 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let knockd_conf = artifacts
-        .iter()
-        .find(|a| a.file_name == "knockd.conf")
-        .and_then(|a| a.server_path.as_ref())
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "knockd.conf".to_owned());
     let _ = writeln!(
         text,
         "\n# Then, on the server:\n\
          #   1. put the files in place and run firewall-setup.sh once;\n\
          #   2. point knockd at the doors: in /etc/default/knockd set START_KNOCKD=1 and\n\
-         #      KNOCKD_OPTS=\"-i {} -c {knockd_conf}\", then `systemctl enable --now knockd`;\n\
+         #      KNOCKD_OPTS=\"-i {} -c {}\", then `systemctl enable --now knockd`;\n\
          #   3. `systemctl daemon-reload && systemctl enable --now knock-totp-{}`.",
-        args.interface, args.name
+        args.interface,
+        config.knockd_conf.display(),
+        args.name
     );
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
@@ -312,7 +314,7 @@ fn plan_writes(args: &SetupArgs, artifacts: &[Artifact]) -> anyhow::Result<()> {
         let names = artifacts
             .iter()
             .map(|a| a.file_name.clone())
-            .chain([format!("{}.secret", args.name), "knockd.conf".to_owned()]);
+            .chain([secret_file_name(&args.name), KNOCKD_CONF_FILE.to_owned()]);
         targets.extend(names.map(|n| out.join(n)));
     }
     for (flag, path) in [("--qr-png", &args.qr_png), ("--qr-svg", &args.qr_svg)] {
