@@ -1,12 +1,12 @@
 //! The bad-input matrix across commands: one row per case with its exit code (0 ok, 1 runtime,
 //! 2 usage or bad input, 3 no such host, 4 secret store unavailable) and a word the error must
 //! hold. Every row: no panic, no secret in the output, our errors are one line plus an
-//! optional `hint:` line, and hosts.toml is left byte for byte as it was.
+//! optional `hint:` line, hosts.toml is left byte for byte as it was and no secret is stored.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use crate::support::{stderr_of, stdout_of, Env, RFC_SECRET};
+use crate::support::{stderr_of, stdout_of, Env, RFC_SECRET, SHORT_SECRET};
 
 struct Row {
     args: &'static [&'static str],
@@ -37,6 +37,166 @@ fn expand(arg: &str, scratch: &str) -> String {
 }
 
 const ROWS: &[Row] = &[
+    // Adding a host: secrets, URIs, names, addresses, ports.
+    row(
+        &[
+            "add",
+            "h",
+            "--address",
+            "a.example",
+            "--store",
+            "file",
+            "--secret",
+            "-",
+        ],
+        "NOT*BASE32!",
+        2,
+        "Base32",
+    ),
+    row(
+        &[
+            "add",
+            "h",
+            "--address",
+            "a.example",
+            "--store",
+            "file",
+            "--secret",
+            "-",
+        ],
+        "ABCDEFGH",
+        2,
+        "too short",
+    ),
+    row(
+        &[
+            "add",
+            "h",
+            "--address",
+            "a.example",
+            "--store",
+            "file",
+            "--secret",
+            "-",
+        ],
+        "",
+        2,
+        "no secret",
+    ),
+    row(
+        &[
+            "add",
+            "h",
+            "--address",
+            "a.example",
+            "--store",
+            "file",
+            "--uri",
+            "-",
+        ],
+        "otpauth://totp/x?secret=LPI3UVRWMUTRNDBD&digits=8",
+        2,
+        "digits",
+    ),
+    row(
+        &[
+            "add",
+            "h",
+            "--address",
+            "a.example",
+            "--store",
+            "file",
+            "--uri",
+            "-",
+        ],
+        "otpauth://hotp/x?secret=LPI3UVRWMUTRNDBD&counter=0",
+        2,
+        "HOTP",
+    ),
+    row(
+        &[
+            "add",
+            "h",
+            "--address",
+            "a.example",
+            "--store",
+            "file",
+            "--uri",
+            "-",
+        ],
+        "https://example.com",
+        2,
+        "otpauth",
+    ),
+    row(
+        &[
+            "add",
+            "h",
+            "--address",
+            "a.example",
+            "--port",
+            "0",
+            "--store",
+            "file",
+            "--secret",
+            "-",
+        ],
+        SHORT_SECRET,
+        2,
+        "0",
+    ),
+    row(
+        &[
+            "add",
+            "h",
+            "--address",
+            "a.example",
+            "--port",
+            "70000",
+            "--store",
+            "file",
+            "--secret",
+            "-",
+        ],
+        SHORT_SECRET,
+        2,
+        "70000",
+    ),
+    row(
+        &[
+            "add",
+            "a/b",
+            "--address",
+            "a.example",
+            "--store",
+            "file",
+            "--secret",
+            "-",
+        ],
+        SHORT_SECRET,
+        2,
+        "host name",
+    ),
+    row(
+        &[
+            "add",
+            "h",
+            "--address",
+            "not an address",
+            "--store",
+            "file",
+            "--secret",
+            "-",
+        ],
+        SHORT_SECRET,
+        2,
+        "address",
+    ),
+    row(&["code", "nope"], "", 3, "no such host"),
+    row(&["ports", "nope"], "", 3, "no such host"),
+    row(&["remove", "nope", "--yes"], "", 3, "no such host"),
+    row(&["code", "--at", "1969-01-01T00:00:00Z"], "", 2, "1970"),
+    row(&["code", "--at", "soon"], "", 2, "RFC 3339"),
     // Hosts that are not there.
     row(&["knock", "nope"], "", 3, "no such host"),
     row(&["ssh", "nope"], "", 3, "no such host"),
@@ -190,6 +350,14 @@ fn bad_input_matrix() {
         fs::write(scratch.join("garbage.toml"), "name = [\n").unwrap();
         let scratch = scratch.to_str().unwrap().to_owned();
         let before = fs::read(env.config()).unwrap();
+        let secrets = env.config().parent().unwrap().join("secrets");
+        let stored = |dir: &std::path::Path| -> Vec<_> {
+            fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect()
+        };
+        let stored_before = stored(&secrets);
         fs::set_permissions(env.config(), fs::Permissions::from_mode(0o600)).unwrap();
 
         let mut cmd = env.cmd();
@@ -209,10 +377,12 @@ fn bad_input_matrix() {
             row.word
         );
         assert!(!err.contains("panicked"), "{case}: {err}");
-        assert!(
-            !err.contains("GEZDGNBV") && !stdout_of(&out).contains("GEZDGNBV"),
-            "{case} leaked the secret"
-        );
+        for secret in ["GEZDGNBV", SHORT_SECRET] {
+            assert!(
+                !err.contains(secret) && !stdout_of(&out).contains(secret),
+                "{case} leaked the secret"
+            );
+        }
         if err.starts_with("knock-totp: ") {
             let mut lines = err.lines();
             lines.next();
@@ -228,5 +398,6 @@ fn bad_input_matrix() {
             before,
             "{case} changed hosts.toml"
         );
+        assert_eq!(stored(&secrets), stored_before, "{case} stored a secret");
     }
 }

@@ -10,6 +10,8 @@ use assert_cmd::Command;
 use tempfile::TempDir;
 
 pub const RFC_SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+/// An 80-bit secret (the shortest accepted), as the original knocker generates.
+pub const SHORT_SECRET: &str = "LPI3UVRWMUTRNDBD";
 
 /// A private HOME and hosts.toml for one test.
 pub struct Env {
