@@ -30,7 +30,8 @@ else
     criterion_args=(--warm-up-time 1 --measurement-time 3 --sample-size 30)
 fi
 
-say() { echo "== $*" >&2; }
+# shellcheck source=benches/lab.sh
+. benches/lab.sh
 
 # ---------------------------------------------------------------- tools
 # As root, install what is missing (the Debian packages); otherwise measure what we can.
@@ -49,21 +50,6 @@ fi
 have() { command -v "$1" >/dev/null; }
 have python3 || { echo "benches/run.sh: python3 is needed for the statistics" >&2; exit 1; }
 
-# ---------------------------------------------------------------- scratch and clean-up
-work=$(mktemp -d)
-pids=()
-namespaces=()
-cleanup() {
-    local pid ns
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for ns in "${namespaces[@]}"; do
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
-        ip netns del "$ns" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 samples="$work/samples.jsonl"
 rows="$work/rows.jsonl"
@@ -116,12 +102,8 @@ measure() {
 }
 
 # ---------------------------------------------------------------- build
-say "cargo build --release"
 build_start=$(date +%s)
-cargo build --release --locked --quiet
-target_dir=$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-bin="$target_dir/release/knock-totp"
+build_release
 
 # ---------------------------------------------------------------- 1. core (criterion)
 say "cargo bench --no-run (criterion, release profile)"
@@ -200,19 +182,8 @@ if [ "$quick" = 1 ] || [ "$is_root" = 0 ] || [ "$lab_tools" = 0 ]; then
     text_row "rotation gap: knockd SIGHUP reload vs stop + start" "skipped: $why"
 else
     say "knock-to-open: real knockd in network namespaces, --verify vs sleep 1"
-    tag="ktb$$"
-    s_ns="$tag-s" c_ns="$tag-c"
-    namespaces+=("$s_ns" "$c_ns")
-    x=$(($$ % 250 + 1))
-    s_ip="10.213.$x.1" c_ip="10.213.$x.2" protected=2222
-    ip netns add "$s_ns"
-    ip netns add "$c_ns"
-    ip -n "$s_ns" link add vS type veth peer name vC netns "$c_ns"
-    ip -n "$s_ns" addr add "$s_ip/24" dev vS
-    ip -n "$c_ns" addr add "$c_ip/24" dev vC
-    for pair in "$s_ns:lo" "$c_ns:lo" "$s_ns:vS" "$c_ns:vC"; do
-        ip -n "${pair%%:*}" link set "${pair#*:}" up
-    done
+    make_lab "ktb$$"
+    protected=2222
     # Server firewall: established passes, the protected port only for addresses in the set
     # (else a reset), everything else dropped (the knock ports).
     ip netns exec "$s_ns" nft -f - <<EOF

@@ -38,46 +38,16 @@ done
 # attempt lingers SEQ_TIMEOUT; attempts are BEFORE_MS before and AFTER_MS after a boundary.
 PERIOD=5 OPEN_SECONDS=1 SEQ_TIMEOUT=1 BEFORE_MS=1000 AFTER_MS=500 PROTECTED=2222 NAME=soak
 
-say() { echo "== $*" >&2; }
+# shellcheck source=benches/lab.sh
+. benches/lab.sh
 
-# ---------------------------------------------------------------- scratch and clean-up
-work=$(mktemp -d)
-pids=()
-namespaces=()
-cleanup() {
-    local pid ns
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for ns in "${namespaces[@]}"; do
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
-        ip netns del "$ns" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- build
-say "cargo build --release"
-cargo build --release --locked --quiet
-target_dir=$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-bin="$target_dir/release/knock-totp"
+build_release
 
 # ---------------------------------------------------------------- lab
-tag="kts$$"
-s_ns="$tag-s" c_ns="$tag-c"
-namespaces+=("$s_ns" "$c_ns")
-x=$(($$ % 250 + 1))
-s_ip="10.213.$x.1" c_ip="10.213.$x.2"
+make_lab "kts$$"
 say "lab: $s_ns ($s_ip) and $c_ns ($c_ip)"
-ip netns add "$s_ns"
-ip netns add "$c_ns"
-ip -n "$s_ns" link add vS type veth peer name vC netns "$c_ns"
-ip -n "$s_ns" addr add "$s_ip/24" dev vS
-ip -n "$c_ns" addr add "$c_ip/24" dev vC
-for pair in "$s_ns:lo" "$c_ns:lo" "$s_ns:vS" "$c_ns:vC"; do
-    ip -n "${pair%%:*}" link set "${pair#*:}" up
-done
 # Server firewall (one iptables flavour, -w for the shared lock): established passes, the
 # protected port is refused with a reset unless a door inserted an ACCEPT for the client,
 # every other TCP port (the knock ports) is dropped.
