@@ -11,6 +11,7 @@ use knock_totp::qr;
 use knock_totp::secret::SecretKey;
 use knock_totp::totp::Algorithm;
 
+use crate::support::lab::Lab;
 use crate::support::{can_run, have, is_root, stderr_of, stdout_of, Env, RFC_SECRET};
 
 /// RFC 6238's 1111111109: the window whose code is 081804 (ports 8180 1804) for RFC_SECRET.
@@ -475,35 +476,17 @@ fn bad_input_writes_nothing() {
     assert!(!png.exists());
 }
 
-/// A throwaway network namespace, deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Option<Self> {
-        let name = format!("kt-{tag}-{}", std::process::id());
-        let ok = Std::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(Self(name))
-    }
-
-    /// Runs `command` through sh in the namespace, as knockd would, with `%IP%` replaced.
-    fn sh(&self, command: &str, ip: &str) -> String {
-        let out = Std::new("ip")
-            .args(["netns", "exec", &self.0, "sh", "-c"])
-            .arg(command.replace("%IP%", ip))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{command}: {}", stderr_of(&out));
-        stdout_of(&out)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Std::new("ip").args(["netns", "del", &self.0]).status();
-    }
+/// Runs `command` through sh in the lab's server namespace, as knockd would, with `%IP%`
+/// replaced.
+fn sh(lab: &Lab, command: &str, ip: &str) -> String {
+    let out = lab
+        .server_cmd("sh")
+        .arg("-c")
+        .arg(command.replace("%IP%", ip))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{command}: {}", stderr_of(&out));
+    stdout_of(&out)
 }
 
 #[test]
@@ -515,27 +498,24 @@ fn iptables_doors_delete_exactly_their_rule() {
     ) {
         return;
     }
-    let Some(ns) = Netns::new("ipt") else {
-        can_run("cannot create a network namespace", false);
-        return;
-    };
+    let ns = Lab::new("ipt");
     let target = ProtectedPort {
         server: "web".into(),
         port: 22,
         open_seconds: 30,
     };
     let door = Firewall::Iptables.door_commands(&target);
-    ns.sh("iptables -w -A INPUT -p tcp --dport 9 -j DROP", "");
-    let rules = |ns: &Netns| ns.sh("iptables -w -S INPUT", "");
-    let ours = |ns: &Netns| rules(ns).matches("10.213.0.9/32").count();
+    sh(&ns, "iptables -w -A INPUT -p tcp --dport 9 -j DROP", "");
+    let rules = |ns: &Lab| sh(ns, "iptables -w -S INPUT", "");
+    let ours = |ns: &Lab| rules(ns).matches("10.213.0.9/32").count();
     // The same address knocking twice gets two rules; each close removes one.
-    ns.sh(&door.start, "10.213.0.9");
-    ns.sh(&door.start, "10.213.0.9");
-    ns.sh(&door.start, "10.213.0.10");
+    sh(&ns, &door.start, "10.213.0.9");
+    sh(&ns, &door.start, "10.213.0.9");
+    sh(&ns, &door.start, "10.213.0.10");
     assert_eq!(ours(&ns), 2);
-    ns.sh(door.stop.as_deref().unwrap(), "10.213.0.9");
+    sh(&ns, door.stop.as_deref().unwrap(), "10.213.0.9");
     assert_eq!(ours(&ns), 1);
-    ns.sh(door.stop.as_deref().unwrap(), "10.213.0.9");
+    sh(&ns, door.stop.as_deref().unwrap(), "10.213.0.9");
     assert_eq!(ours(&ns), 0);
     let left = rules(&ns);
     assert!(left.contains("10.213.0.10/32"), "{left}");
@@ -551,10 +531,7 @@ fn nft_doors_add_timed_elements() {
     ) {
         return;
     }
-    let Some(ns) = Netns::new("nft") else {
-        can_run("cannot create a network namespace", false);
-        return;
-    };
+    let ns = Lab::new("nft");
     let target = ProtectedPort {
         server: "web".into(),
         port: 22,
@@ -564,11 +541,11 @@ fn nft_doors_add_timed_elements() {
     let ruleset = nft_ruleset(22);
     // Applying it twice replaces the table rather than doubling its rules.
     for _ in 0..2 {
-        ns.sh(&format!("nft -f - <<'EOF'\n{ruleset}EOF"), "");
+        sh(&ns, &format!("nft -f - <<'EOF'\n{ruleset}EOF"), "");
     }
-    ns.sh(&door.start, "10.213.0.9");
-    ns.sh(door.start_6.as_deref().unwrap(), "2001:db8::9");
-    let table = ns.sh("nft list table inet knock_totp", "");
+    sh(&ns, &door.start, "10.213.0.9");
+    sh(&ns, door.start_6.as_deref().unwrap(), "2001:db8::9");
+    let table = sh(&ns, "nft list table inet knock_totp", "");
     assert!(table.contains("10.213.0.9 timeout 30s"), "{table}");
     assert!(table.contains("2001:db8::9 timeout 30s"), "{table}");
     assert_eq!(table.matches("tcp dport 22 drop").count(), 1, "{table}");
