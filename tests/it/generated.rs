@@ -99,13 +99,25 @@ fn man_pages_render_without_warnings() {
     }
 }
 
+/// Runs `program` with `shell -c`, the built knock-totp first on PATH and `env`'s hosts.
+fn run_shell(shell: &str, program: &str, env: &Env) -> std::process::Output {
+    let bin_dir = assert_cmd::cargo::cargo_bin("knock-totp");
+    let bin_dir = bin_dir.parent().unwrap();
+    std::process::Command::new(shell)
+        .arg("-c")
+        .arg(program)
+        .env(
+            "PATH",
+            format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
+        )
+        .env("KNOCK_TOTP_CONFIG", env.config())
+        .output()
+        .unwrap()
+}
+
 /// Runs the bash completion function as bash would for the given words.
 fn complete_in_bash(env: &Env, words: &[&str]) -> Vec<String> {
     let script = root().join("completions/knock-totp.bash");
-    let bin_dir = assert_cmd::cargo::cargo_bin("knock-totp")
-        .parent()
-        .unwrap()
-        .to_path_buf();
     let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
     let program = format!(
         "source '{}'\n\
@@ -119,16 +131,7 @@ fn complete_in_bash(env: &Env, words: &[&str]) -> Vec<String> {
         quoted.join(" "),
         words.len() - 1
     );
-    let out = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(program)
-        .env(
-            "PATH",
-            format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
-        )
-        .env("KNOCK_TOTP_CONFIG", env.config())
-        .output()
-        .unwrap();
+    let out = run_shell("bash", &program, env);
     assert!(
         out.status.success(),
         "{}",
@@ -228,20 +231,7 @@ fn elvish_completes_host_names() {
         );
     assert!(script.contains("var completer = ") && script.contains("echo $text"));
     let program = format!("{script}\n$completer knock-totp ssh ''\n");
-    let bin_dir = assert_cmd::cargo::cargo_bin("knock-totp")
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let out = std::process::Command::new("elvish")
-        .arg("-c")
-        .arg(program)
-        .env(
-            "PATH",
-            format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
-        )
-        .env("KNOCK_TOTP_CONFIG", env.config())
-        .output()
-        .unwrap();
+    let out = run_shell("elvish", &program, &env);
     let offered = stdout_of(&out);
     assert!(
         out.status.success(),
