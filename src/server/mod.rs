@@ -20,7 +20,7 @@ use crate::secret::SecretKey;
 use crate::totp::Totp;
 use crate::window::Window;
 
-use self::aws::{retrying, AwsCli, AwsError, KnockPortRules};
+use self::aws::{diff, retrying, AwsCli, AwsError, KnockPortRules, PortDiff};
 use self::reload::{Knockd, ReloadError};
 use self::schedule::{clock_jump, door_windows, next_step, ClockJump, Step};
 
@@ -422,7 +422,7 @@ impl<C: AwsCli> Server<C> {
         }
 
         if let Some(rules) = self.rules.as_mut() {
-            let stale: BTreeSet<u16> = rules.owned().difference(&desired).copied().collect();
+            let stale = rules.plan(&desired).revoke;
             log.detail(format!("revoking {}", join(&stale)));
             let mut report = |e: &AwsError| log.alarm(format!("aws: {e}"));
             if let Err(e) = retrying(deadline, &mut |d| stop.pause(d), &mut report, || {
@@ -435,8 +435,10 @@ impl<C: AwsCli> Server<C> {
             }
         }
 
-        let added: BTreeSet<u16> = desired.difference(&previous).copied().collect();
-        let removed: BTreeSet<u16> = previous.difference(&desired).copied().collect();
+        let PortDiff {
+            authorize: added,
+            revoke: removed,
+        } = diff(&desired, &previous);
         self.log.note(format!(
             "window {}: doors for {}..={}, knock ports +{} -{}, {} ms{}",
             window.counter,
