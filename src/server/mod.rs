@@ -178,8 +178,8 @@ pub struct Server<C> {
     pub render: RenderConf,
     pub log: Log,
     pub dry_run: bool,
-    /// The window and knock ports last put in place.
-    rendered: Option<(Window, BTreeSet<u16>)>,
+    /// The knock ports last put in place.
+    rendered_ports: Option<BTreeSet<u16>>,
 }
 
 /// A failure that ends the daemon (as opposed to one it retries at the next boundary).
@@ -209,7 +209,7 @@ impl<C: AwsCli> Server<C> {
             render,
             log,
             dry_run,
-            rendered: None,
+            rendered_ports: None,
         }
     }
 
@@ -374,11 +374,11 @@ impl<C: AwsCli> Server<C> {
         let text = (self.render)(&doors)?;
         if self.dry_run {
             self.print_dry_run(window, &doors, &desired, &text);
-            self.rendered = Some((window, desired));
+            self.rendered_ports = Some(desired);
             return Ok(());
         }
-        let previous = match &self.rendered {
-            Some((_, ports)) => ports.clone(),
+        let previous = match &self.rendered_ports {
+            Some(ports) => ports.clone(),
             // A fresh start: compare with the doors of the file knockd runs now.
             None => std::fs::read_to_string(&self.knockd.conf)
                 .map(|text| sequence_ports(&text))
@@ -460,7 +460,7 @@ impl<C: AwsCli> Server<C> {
             join(&removed),
             installed.pid
         ));
-        self.rendered = Some((window, desired));
+        self.rendered_ports = Some(desired);
         Ok(())
     }
 
@@ -482,7 +482,7 @@ impl<C: AwsCli> Server<C> {
         }
         if let Some(rules) = &self.rules {
             let mut ports = desired.clone();
-            if let Some((_, previous)) = &self.rendered {
+            if let Some(previous) = &self.rendered_ports {
                 ports = ports.difference(previous).copied().collect();
             } else {
                 let _ = writeln!(
