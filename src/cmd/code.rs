@@ -23,8 +23,8 @@ pub fn run(ctx: &Context, args: CodeArgs) -> anyhow::Result<()> {
                 return Ok(());
             }
             file.hosts
-                .keys()
-                .map(|name| Ok((name.clone(), ctx.totp(name)?.1)))
+                .iter()
+                .map(|(name, profile)| Ok((name.clone(), ctx.totp_of(&file, name, profile)?)))
                 .collect::<anyhow::Result<_>>()?
         }
     };

@@ -55,10 +55,20 @@ impl Context {
     /// Code generator for a host.
     pub fn totp(&self, name: &str) -> anyhow::Result<(HostProfile, Totp)> {
         let (hosts, profile) = self.host(name)?;
-        let secret = self.secret(&hosts, name, &profile)?;
-        let totp = Totp::new(&secret, profile.algorithm, profile.period)
-            .map_err(|e| UserError::usage(format!("host {name}: {e}")))?;
+        let totp = self.totp_of(&hosts, name, &profile)?;
         Ok((profile, totp))
+    }
+
+    /// Code generator for a host of an already loaded hosts file.
+    pub fn totp_of(
+        &self,
+        hosts: &HostsFile,
+        name: &str,
+        profile: &HostProfile,
+    ) -> anyhow::Result<Totp> {
+        let secret = self.secret(hosts, name, profile)?;
+        Ok(Totp::new(&secret, profile.algorithm, profile.period)
+            .map_err(|e| UserError::usage(format!("host {name}: {e}")))?)
     }
 }
 
