@@ -5,9 +5,9 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use knock_totp::ports::port_pair;
-use knock_totp::secret::SecretKey;
-use knock_totp::totp::{Algorithm, Totp};
+use knock_totp::core::ports::port_pair;
+use knock_totp::core::secret::SecretKey;
+use knock_totp::core::totp::{Algorithm, Totp};
 
 /// RFC 6238's SHA-1 test secret ("12345678901234567890"), so the numbers are reproducible.
 const SECRET: &str = "GEZDGNBVGY3DQOJQGEZDGNBVGY3DQOJQ";

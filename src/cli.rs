@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::StoreKind;
+use crate::core::totp::Algorithm;
 pub use crate::firewall::FirewallKind;
-use crate::totp::Algorithm;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -386,7 +386,7 @@ pub struct CompletionsArgs {
 fn parse_algorithm(input: &str) -> Result<Algorithm, String> {
     input
         .parse()
-        .map_err(|e: crate::totp::TotpError| e.to_string())
+        .map_err(|e: crate::core::totp::TotpError| e.to_string())
 }
 
 fn parse_seconds(input: &str) -> Result<f64, String> {

@@ -6,8 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::ports::PortPair;
 use crate::knockd::KnockdDoor;
-use crate::ports::PortPair;
 
 /// Name of the nftables table that holds the knockers' address sets.
 pub const NFT_TABLE: &str = "knock_totp";

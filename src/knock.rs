@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::ports::PortPair;
+use crate::core::ports::PortPair;
 
 /// Pause after a refused poll before the next attempt: a refusal comes back within a round
 /// trip, so this bounds how late we notice the door opening on a REJECTing firewall.

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use crate::ports::PortPair;
+use crate::core::ports::PortPair;
 
 /// Prefix of every door name knock-totp writes; the window counter follows it.
 pub const DOOR_PREFIX: &str = "knock-totp-";

@@ -4,13 +4,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{file_place, parse_toml, validate_host_name};
+use crate::config::{file_place, parse_toml};
+use crate::core::names::validate_host_name;
+use crate::core::ports::PortPair;
+use crate::core::totp::{validate_period, Algorithm, DEFAULT_PERIOD};
+use crate::core::window::Window;
 use crate::error::UserError;
 use crate::firewall::{AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget, ProtectedPort};
 use crate::knockd::{door_name, KnockdDoor, KnockdLog, KnockdOptions};
-use crate::ports::PortPair;
-use crate::totp::{validate_period, Algorithm, DEFAULT_PERIOD};
-use crate::window::Window;
 
 /// Directory `setup` puts a server's files in on the server.
 pub const SERVER_DIR: &str = "/etc/knock-totp";
@@ -51,7 +52,7 @@ pub struct ServerConfig {
     /// Seconds before knockd runs a door's stop command (default: open_seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmd_timeout: Option<u64>,
-    #[serde(default = "crate::totp::default_period")]
+    #[serde(default = "crate::core::totp::default_period")]
     pub period: u64,
     #[serde(default)]
     pub algorithm: Algorithm,

@@ -1,7 +1,7 @@
 //! Base32 secrets: parsing never panics, and accepted secrets re-encode to the same bytes.
 #![no_main]
 
-use knock_totp::secret::{SecretKey, MIN_SECRET_BITS};
+use knock_totp::core::secret::{SecretKey, MIN_SECRET_BITS};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! otpauth URIs: parsing never panics, and what parses builds back to an equal URI.
 #![no_main]
 
-use knock_totp::otpauth::OtpauthUri;
+use knock_totp::core::otpauth::OtpauthUri;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

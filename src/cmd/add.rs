@@ -6,12 +6,13 @@ use zeroize::Zeroizing;
 
 use super::{read_stdin_value, stdin_is_tty, Context};
 use crate::cli::AddArgs;
-use crate::config::{validate_address, validate_host_name, HostProfile};
+use crate::config::HostProfile;
+use crate::core::names::{validate_address, validate_host_name};
+use crate::core::otpauth::OtpauthUri;
+use crate::core::secret::SecretKey;
+use crate::core::totp::{Algorithm, DEFAULT_PERIOD};
 use crate::error::UserError;
-use crate::otpauth::OtpauthUri;
-use crate::secret::SecretKey;
 use crate::store;
-use crate::totp::{Algorithm, DEFAULT_PERIOD};
 
 pub fn run(ctx: &Context, args: AddArgs) -> anyhow::Result<()> {
     validate_host_name(&args.name).map_err(UserError::usage)?;

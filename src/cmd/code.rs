@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use super::{now, stdout_is_tty, Context};
 use crate::cli::CodeArgs;
-use crate::ports::Code;
-use crate::totp::Totp;
-use crate::window::Window;
+use crate::core::ports::Code;
+use crate::core::totp::Totp;
+use crate::core::window::Window;
 
 /// Characters in the `--watch` countdown bar.
 const BAR_WIDTH: u64 = 30;

@@ -8,11 +8,11 @@ use super::{read_stdin_value, Context};
 use crate::cli::{KnockArgs, KnockOptions};
 use crate::clock::wall_clock;
 use crate::config::{HostProfile, DEFAULT_DELAY_MS};
+use crate::core::secret::SecretKey;
+use crate::core::totp::{Algorithm, Totp, DEFAULT_PERIOD};
+use crate::core::window::Window;
 use crate::error::UserError;
 use crate::knock::{self, KnockError};
-use crate::secret::SecretKey;
-use crate::totp::{Algorithm, Totp, DEFAULT_PERIOD};
-use crate::window::Window;
 
 pub fn run(ctx: &Context, args: KnockArgs) -> anyhow::Result<()> {
     let (target, totp) = match (&args.name, &args.address) {

@@ -19,11 +19,11 @@ use zeroize::Zeroizing;
 
 use crate::cli::{Cli, Command};
 use crate::config::{ConfigPaths, HostProfile, HostsFile};
+use crate::core::secret::SecretKey;
+use crate::core::totp::Totp;
 use crate::error::UserError;
 use crate::log::Log;
-use crate::secret::SecretKey;
 use crate::store;
-use crate::totp::Totp;
 
 /// What every subcommand may need: where the configuration is, and how chatty to be.
 pub struct Context {

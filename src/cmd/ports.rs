@@ -5,15 +5,15 @@ use std::io::Write;
 use super::code::json_for;
 use super::{now, stdout_is_tty, Context};
 use crate::cli::PortsArgs;
+use crate::core::ports::Code;
 use crate::error::UserError;
-use crate::ports::Code;
 
 pub fn run(ctx: &Context, args: PortsArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if let Some(text) = &args.from_code {
         let code: Code = text
             .parse()
-            .map_err(|e: crate::ports::CodeError| UserError::usage(e.to_string()))?;
+            .map_err(|e: crate::core::ports::CodeError| UserError::usage(e.to_string()))?;
         let ports = code.ports();
         if args.json {
             let value = serde_json::json!({"code": code.to_string(), "ports": ports.0});

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use super::Context;
 use crate::cli::ServerArgs;
+use crate::core::totp::Totp;
 use crate::error::UserError;
 use crate::firewall::FirewallKind;
 use crate::knockd::{render_knockd_conf, KnockdDoor};
@@ -11,7 +12,6 @@ use crate::server::aws::{AwsCommand, KnockPortRules};
 use crate::server::reload::{Knockd, PidSource};
 use crate::server::{load_secret_file, ActiveDoor, RenderConf, Server, StopSignal};
 use crate::server_config::ServerConfig;
-use crate::totp::Totp;
 
 pub fn run(ctx: &Context, args: ServerArgs) -> anyhow::Result<()> {
     let config = ServerConfig::load(&args.config)?;
@@ -114,10 +114,10 @@ fn knockd_for(config: &ServerConfig) -> anyhow::Result<Knockd> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::SecretKey;
+    use crate::core::secret::SecretKey;
+    use crate::core::totp::Algorithm;
+    use crate::core::window::Window;
     use crate::server::active_doors;
-    use crate::totp::Algorithm;
-    use crate::window::Window;
 
     const CONFIG: &str = r#"
 name = "web"

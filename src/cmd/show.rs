@@ -4,8 +4,8 @@ use std::io::Write;
 
 use super::{confirm, stdout_is_tty, Context};
 use crate::cli::ShowArgs;
+use crate::core::otpauth::OtpauthUri;
 use crate::error::UserError;
-use crate::otpauth::OtpauthUri;
 use crate::qr;
 
 pub fn run(ctx: &Context, args: ShowArgs) -> anyhow::Result<()> {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::ports::{MAX_KNOCK_PORT, MIN_KNOCK_PORT};
+use crate::core::ports::{MAX_KNOCK_PORT, MIN_KNOCK_PORT};
 
 /// Knock ports are decoys that must reach knockd from anywhere.
 pub const KNOCK_CIDR: &str = "0.0.0.0/0";

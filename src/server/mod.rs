@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use crate::clock::wall_clock;
+use crate::core::ports::PortPair;
+use crate::core::secret::SecretKey;
+use crate::core::totp::Totp;
+use crate::core::window::Window;
 use crate::error::UserError;
 pub use crate::log::Log;
-use crate::ports::PortPair;
-use crate::secret::SecretKey;
-use crate::totp::Totp;
-use crate::window::Window;
 
 use self::aws::{diff, retrying, AwsCli, AwsError, KnockPortRules, PortDiff};
 use self::reload::{Knockd, ReloadError};
@@ -573,7 +573,7 @@ fn join(ports: &BTreeSet<u16>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::totp::Algorithm;
+    use crate::core::totp::Algorithm;
 
     fn totp() -> Totp {
         Totp::new(

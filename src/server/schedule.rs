@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::window::Window;
+use crate::core::window::Window;
 
 /// Longest single sleep: after a suspend or a clock change we notice within this much.
 pub const MAX_SLEEP_CHUNK: Duration = Duration::from_secs(5);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use knock_totp::secret::SecretKey;
+use knock_totp::core::secret::SecretKey;
 
 use crate::support::{have, is_root, Env};
 

@@ -4,8 +4,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use knock_totp::secret::SecretKey;
-use knock_totp::totp::{Algorithm, Totp};
+use knock_totp::core::secret::SecretKey;
+use knock_totp::core::totp::{Algorithm, Totp};
 
 use crate::support::lab::{iptables_door, lab_available, Lab};
 use crate::support::{stderr_of, stdout_of, Env, RFC_SECRET};

@@ -461,7 +461,7 @@ fn logged_ports(line: &str) -> Option<BTreeSet<u16>> {
 
 /// Ports none of the next `windows` windows' doors use, so a planted rule cannot collide.
 fn port_unused_for(windows: u64) -> u16 {
-    use knock_totp::{secret::SecretKey, totp::Algorithm, totp::Totp, window::Window};
+    use knock_totp::core::{secret::SecretKey, totp::Algorithm, totp::Totp, window::Window};
     let totp = Totp::new(
         &SecretKey::from_base32(SECRET).unwrap(),
         Algorithm::Sha1,

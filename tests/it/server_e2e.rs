@@ -12,10 +12,10 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use knock_totp::ports::PortPair;
-use knock_totp::secret::SecretKey;
-use knock_totp::totp::{Algorithm, Totp};
-use knock_totp::window::Window;
+use knock_totp::core::ports::PortPair;
+use knock_totp::core::secret::SecretKey;
+use knock_totp::core::totp::{Algorithm, Totp};
+use knock_totp::core::window::Window;
 
 use crate::support::lab::{iptables_door, lab_available, Lab};
 use crate::support::{can_run, have, stderr_of, Env, RFC_SECRET};

@@ -3,8 +3,8 @@
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use zeroize::Zeroizing;
 
-use crate::secret::{SecretError, SecretKey};
-use crate::totp::{validate_period, Algorithm, DEFAULT_PERIOD, DIGITS};
+use crate::core::secret::{SecretError, SecretKey};
+use crate::core::totp::{validate_period, Algorithm, DEFAULT_PERIOD, DIGITS};
 
 /// Issuer written into the URIs `setup` builds.
 pub const ISSUER: &str = "knock-totp";

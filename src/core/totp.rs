@@ -5,9 +5,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ports::{Code, PortPair};
-use crate::secret::SecretKey;
-use crate::window::Window;
+use crate::core::ports::{Code, PortPair};
+use crate::core::secret::SecretKey;
+use crate::core::window::Window;
 
 /// Digits in every knock-totp code: ports need exactly six.
 pub const DIGITS: u8 = 6;
