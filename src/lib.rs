@@ -8,6 +8,7 @@ pub mod config;
 pub mod core;
 pub mod error;
 pub mod firewall;
+pub mod fsutil;
 pub mod knock;
 pub mod knockd;
 pub mod log;

@@ -58,9 +58,9 @@ pub fn write_png(data: &str, path: &Path) -> anyhow::Result<()> {
         &mut std::io::Cursor::new(&mut bytes),
         image::ImageFormat::Png,
     )?;
-    crate::config::write_atomically(path, &bytes, 0o600)
+    crate::fsutil::write_atomically(path, &bytes, 0o600)
 }
 
 pub fn write_svg(data: &str, path: &Path) -> anyhow::Result<()> {
-    crate::config::write_atomically(path, to_svg(data)?.as_bytes(), 0o600)
+    crate::fsutil::write_atomically(path, to_svg(data)?.as_bytes(), 0o600)
 }

@@ -4,13 +4,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{file_place, parse_toml};
 use crate::core::names::validate_host_name;
 use crate::core::ports::PortPair;
 use crate::core::totp::{validate_period, Algorithm, DEFAULT_PERIOD};
 use crate::core::window::Window;
 use crate::error::UserError;
 use crate::firewall::{AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget, ProtectedPort};
+use crate::fsutil::{file_place, parse_toml};
 use crate::knockd::{door_name, KnockdDoor, KnockdLog, KnockdOptions};
 
 /// Directory `setup` puts a server's files in on the server.

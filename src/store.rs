@@ -7,9 +7,10 @@ use std::sync::Mutex;
 
 use zeroize::Zeroizing;
 
-use crate::config::{create_private_dir, write_atomically, ConfigPaths, StoreKind};
+use crate::config::{ConfigPaths, StoreKind};
 use crate::core::secret::SecretKey;
 use crate::error::{ExitKind, UserError};
+use crate::fsutil::{create_private_dir, write_atomically};
 
 /// Keyring service name; the account is the host name.
 pub const KEYRING_SERVICE: &str = "knock-totp";

@@ -11,13 +11,13 @@ use zeroize::Zeroizing;
 
 use super::{now, read_stdin_value, stdout_is_tty, Context};
 use crate::cli::SetupArgs;
-use crate::config::{create_private_dir, write_atomically};
 use crate::core::names::{validate_address, validate_host_name};
 use crate::core::otpauth::OtpauthUri;
 use crate::core::secret::SecretKey;
 use crate::core::totp::Totp;
 use crate::error::UserError;
 use crate::firewall::{aws_iam_policy, AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget};
+use crate::fsutil::{create_private_dir, write_atomically};
 use crate::knockd::render_knockd_conf;
 use crate::qr;
 use crate::server_config::{validate_interface, ServerConfig, DEFAULT_EXECUTABLE};

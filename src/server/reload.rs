@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::config::write_atomically;
+use crate::fsutil::write_atomically;
 
 /// knockd has no "check the config" flag; on an interface that cannot exist it parses the
 /// file and then fails to open the interface, or fails on the file first.
