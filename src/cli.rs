@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::StoreKind;
+use crate::client::hosts::StoreKind;
 use crate::core::totp::Algorithm;
 pub use crate::firewall::FirewallKind;
 
@@ -108,7 +108,7 @@ pub struct AddArgs {
 
     /// Secret store for this host (default: `secret_store` in hosts.toml, else keyring)
     #[arg(long, value_enum)]
-    pub store: Option<StoreKind>,
+    pub store: Option<StoreArg>,
 
     #[command(flatten)]
     pub source: SecretSource,
@@ -418,6 +418,24 @@ pub fn parse_time(input: &str) -> Result<u64, String> {
     })?;
     u64::try_from(timestamp.as_second())
         .map_err(|_| "the time is before 1970: TOTP counts from the unix epoch".to_string())
+}
+
+/// Where a host's secret is kept (maps to [`StoreKind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreArg {
+    /// The OS keyring (Secret Service, macOS Keychain, Windows Credential Manager)
+    Keyring,
+    /// One 0600 file per host under the config directory
+    File,
+}
+
+impl From<StoreArg> for StoreKind {
+    fn from(arg: StoreArg) -> Self {
+        match arg {
+            StoreArg::Keyring => Self::Keyring,
+            StoreArg::File => Self::File,
+        }
+    }
 }
 
 #[cfg(test)]

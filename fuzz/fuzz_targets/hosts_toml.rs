@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use knock_totp::config::HostsFile;
+use knock_totp::client::hosts::HostsFile;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

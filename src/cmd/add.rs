@@ -6,13 +6,13 @@ use zeroize::Zeroizing;
 
 use super::{read_stdin_value, stdin_is_tty, Context};
 use crate::cli::AddArgs;
-use crate::config::HostProfile;
+use crate::client::hosts::{HostProfile, StoreKind};
+use crate::client::store;
 use crate::core::names::{validate_address, validate_host_name};
 use crate::core::otpauth::OtpauthUri;
 use crate::core::secret::SecretKey;
 use crate::core::totp::{Algorithm, DEFAULT_PERIOD};
 use crate::error::UserError;
-use crate::store;
 
 pub fn run(ctx: &Context, args: AddArgs) -> anyhow::Result<()> {
     validate_host_name(&args.name).map_err(UserError::usage)?;
@@ -37,14 +37,17 @@ pub fn run(ctx: &Context, args: AddArgs) -> anyhow::Result<()> {
         .period
         .or(from_uri.as_ref().map(|u| u.1))
         .unwrap_or(DEFAULT_PERIOD);
-    profile.store = args.store;
+    profile.store = args.store.map(StoreKind::from);
     profile.validate(&args.name).map_err(UserError::usage)?;
 
     ctx.paths.update(|hosts| {
         if hosts.hosts.contains_key(&args.name) && !args.force {
             return Err(duplicate(&args.name).into());
         }
-        let kind = args.store.unwrap_or_else(|| hosts.store_for(&profile));
+        let kind = args
+            .store
+            .map(StoreKind::from)
+            .unwrap_or_else(|| hosts.store_for(&profile));
         let previous_kind = hosts.hosts.get(&args.name).map(|p| hosts.store_for(p));
         // The secret goes in first: a profile without its secret would be useless.
         store::open(kind, &ctx.paths)

@@ -18,12 +18,12 @@ use std::io::{IsTerminal, Read};
 use zeroize::Zeroizing;
 
 use crate::cli::{Cli, Command};
-use crate::config::{ConfigPaths, HostProfile, HostsFile};
+use crate::client::hosts::{ConfigPaths, HostProfile, HostsFile};
+use crate::client::store;
 use crate::core::secret::SecretKey;
 use crate::core::totp::Totp;
 use crate::error::UserError;
 use crate::log::Log;
-use crate::store;
 
 /// What every subcommand may need: where the configuration is, and how chatty to be.
 pub struct Context {

@@ -6,16 +6,17 @@ use std::io;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::knock::{knock_host, Target};
+use super::knock::{policy, target_for_host};
 use super::Context;
 use crate::cli::ProxyArgs;
+use crate::client::knock::knock_target;
 use crate::error::UserError;
 
 /// EBADF: a stdin that was closed before we started reads as an empty one.
 const EBADF: i32 = 9;
 
 pub fn run(ctx: &Context, args: ProxyArgs) -> anyhow::Result<()> {
-    let (profile, target, totp) = Target::for_host(ctx, &args.name, args.port)?;
+    let (profile, target, totp) = target_for_host(ctx, &args.name, args.port)?;
     if let Some(host) = args.host.as_deref() {
         if host != profile.address && host != args.name {
             ctx.log.detail(format!(
@@ -25,7 +26,7 @@ pub fn run(ctx: &Context, args: ProxyArgs) -> anyhow::Result<()> {
         }
     }
     let addr = target.addr;
-    let stream = knock_host(ctx, &target, &totp, &args.options, true)?
+    let stream = knock_target(&ctx.log, &target, &totp, &policy(&args.options, true))?
         .expect("a verified knock returns the connection that proved the port open");
     relay(stream).map_err(|e| UserError::runtime(format!("relaying to {addr}: {e}")).into())
 }

@@ -2,9 +2,9 @@
 
 use super::{confirm, stdin_is_tty, Context};
 use crate::cli::RemoveArgs;
-use crate::config::no_such_host;
+use crate::client::hosts::no_such_host;
+use crate::client::store;
 use crate::error::UserError;
-use crate::store;
 
 pub fn run(ctx: &Context, args: RemoveArgs) -> anyhow::Result<()> {
     ctx.host(&args.name)?;

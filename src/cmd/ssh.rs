@@ -4,16 +4,22 @@ use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use super::knock::{knock_host, Target};
+use super::knock::{policy, target_for_host};
 use super::Context;
 use crate::cli::SshArgs;
+use crate::client::knock::knock_target;
 use crate::error::UserError;
 
 pub fn run(ctx: &Context, args: SshArgs) -> anyhow::Result<()> {
-    let (profile, target, totp) = Target::for_host(ctx, &args.name, None)?;
+    let (profile, target, totp) = target_for_host(ctx, &args.name, None)?;
     let addr = target.addr;
     // The probe connection only proved the door is open; ssh makes its own.
-    drop(knock_host(ctx, &target, &totp, &args.options, true)?);
+    drop(knock_target(
+        &ctx.log,
+        &target,
+        &totp,
+        &policy(&args.options, true),
+    )?);
 
     let argv = ssh_argv(
         &args.name,

@@ -8,6 +8,11 @@ pub const MIN_KNOCK_PORT: u16 = 1000;
 /// Highest port a knock can use.
 pub const MAX_KNOCK_PORT: u16 = 9999;
 
+/// The knock range as firewalls and messages write it: `1000-9999`.
+pub fn knock_range_text() -> String {
+    format!("{MIN_KNOCK_PORT}-{MAX_KNOCK_PORT}")
+}
+
 /// A six-digit TOTP code, shown zero-padded as authenticator apps do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Code(u32);

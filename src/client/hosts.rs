@@ -18,12 +18,12 @@ pub const DEFAULT_SSH_PORT: u16 = 22;
 pub const DEFAULT_DELAY_MS: u64 = 100;
 
 /// Where a host's secret is kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
-    /// The OS keyring (Secret Service, macOS Keychain, Windows Credential Manager)
+    /// The OS keyring (Secret Service, macOS Keychain, Windows Credential Manager).
     Keyring,
-    /// One 0600 file per host under the config directory
+    /// One 0600 file per host under the config directory.
     File,
 }
 

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use zeroize::Zeroizing;
 
-use crate::config::{ConfigPaths, StoreKind};
+use crate::client::hosts::{ConfigPaths, StoreKind};
 use crate::core::secret::SecretKey;
 use crate::error::{ExitKind, UserError};
 use crate::fsutil::{create_private_dir, write_atomically};

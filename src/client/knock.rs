@@ -1,0 +1,134 @@
+//! Knocking a target with a policy: wait out a window's edge, knock, verify, knock once more.
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use crate::client::wire::{self, KnockError};
+use crate::clock::wall_clock;
+use crate::core::ports::knock_range_text;
+use crate::core::totp::Totp;
+use crate::core::window::Window;
+use crate::error::UserError;
+use crate::log::Log;
+
+/// Where to knock: the resolved protected address, a label for messages, the knock spacing.
+pub struct Target {
+    pub label: String,
+    pub addr: SocketAddr,
+    pub delay: Duration,
+}
+
+impl Target {
+    pub fn new(label: &str, addr: SocketAddr, delay_ms: u64) -> Self {
+        Self {
+            label: label.to_owned(),
+            addr,
+            delay: Duration::from_millis(delay_ms),
+        }
+    }
+}
+
+/// How a knock is sent and checked.
+#[derive(Debug, Clone, Copy)]
+pub struct KnockPolicy {
+    /// Seconds to wait for the protected port to open.
+    pub timeout: f64,
+    /// Wait for the next window when fewer than this many seconds are left.
+    pub margin: u64,
+    /// Poll the protected port until it accepts (knocking again once if the window changed).
+    pub verify: bool,
+}
+
+/// Resolves a profile's address once, mapping failures to a runtime error with a hint.
+pub fn resolve(address: &str, port: u16) -> anyhow::Result<SocketAddr> {
+    wire::resolve_once(address, port).map_err(|e| {
+        UserError::runtime(e.to_string())
+            .with_hint(
+                "check the name and your DNS, or store an IP address in the profile \
+                 (`knock-totp add NAME --address IP --force ...`)",
+            )
+            .into()
+    })
+}
+
+/// Knocks the current window's sequence at `target`. With `policy.verify`, polls the protected
+/// port until it accepts (returning that connection), knocking once more if the window changed
+/// while waiting; fails with the likely causes when it never opens.
+pub fn knock_target(
+    log: &Log,
+    target: &Target,
+    totp: &Totp,
+    policy: &KnockPolicy,
+) -> anyhow::Result<Option<TcpStream>> {
+    let timeout = Duration::from_secs_f64(policy.timeout);
+    let mut window = knock_window(log, target, totp, policy.margin)?;
+    if !policy.verify {
+        return Ok(None);
+    }
+    let mut knocked_again = false;
+    loop {
+        if let Some(stream) = wire::wait_until_open(target.addr, timeout).map_err(network)? {
+            log.detail(format!("port {} accepted a connection", target.addr.port()));
+            return Ok(Some(stream));
+        }
+        let current = totp.window_at(wall_clock()?.as_secs());
+        if !wire::should_knock_again(window.counter, current.counter, knocked_again) {
+            break;
+        }
+        knocked_again = true;
+        log.note(format!(
+            "{}: port {} did not open and the code has changed since; knocking again",
+            target.label,
+            target.addr.port()
+        ));
+        window = knock_window(log, target, totp, policy.margin)?;
+    }
+    Err(UserError::runtime(format!(
+        "{}: port {} on {} did not open within {} s of knocking; likely causes: the clock is \
+         off (TOTP needs it within a few seconds of the server's), the secret is wrong, or the \
+         knock ports ({}) are filtered before they reach knockd (a cloud firewall or \
+         security group)",
+        target.label,
+        target.addr.port(),
+        target.addr.ip(),
+        policy.timeout,
+        knock_range_text(),
+    ))
+    .with_hint(format!(
+        "compare `knock-totp ports {}` with the ports knockd expects (its log, or the \
+         authenticator app's code), sync the clock (e.g. `timedatectl set-ntp true`), and let \
+         TCP {} reach the server",
+        target.label,
+        knock_range_text(),
+    ))
+    .into())
+}
+
+/// Waits out the end of a window when fewer than `margin` seconds are left, then knocks that
+/// window's ports. Returns the window knocked.
+fn knock_window(log: &Log, target: &Target, totp: &Totp, margin: u64) -> anyhow::Result<Window> {
+    let now = wall_clock()?;
+    if let Some(wait) = wire::edge_wait(now, totp.period(), margin) {
+        log.note(format!(
+            "{}: the code changes in {:.1} s; waiting for the next one",
+            target.label,
+            wait.as_secs_f64()
+        ));
+        std::thread::sleep(wait);
+    }
+    let window = totp.window_at(wall_clock()?.as_secs());
+    let ports = totp.ports_for(window);
+    log.detail(format!(
+        "knocking {} on ports {} ({} ms apart), then port {}",
+        target.addr.ip(),
+        ports,
+        target.delay.as_millis(),
+        target.addr.port()
+    ));
+    wire::knock_sequence(target.addr.ip(), ports, target.delay).map_err(network)?;
+    Ok(window)
+}
+
+fn network(error: KnockError) -> anyhow::Error {
+    UserError::runtime(error.to_string()).into()
+}

@@ -1,0 +1,6 @@
+//! The client: host profiles, secret stores, and knocking a target.
+
+pub mod hosts;
+pub mod knock;
+pub mod store;
+pub mod wire;
