@@ -3,11 +3,12 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use knock_totp::{cli::Cli, cmd, error};
+use knock_totp::cli::{self, args::Cli};
+use knock_totp::error;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cmd::run(cli) {
+    match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let (code, hint) = error::classify(&err);

@@ -46,9 +46,14 @@ fn check_dir(dir: &Path, expected: &[(String, String)]) {
 
 #[test]
 fn completions_are_current() {
-    let expected: Vec<(String, String)> = knock_totp::completions::SHELLS
+    let expected: Vec<(String, String)> = knock_totp::cli::completions::SHELLS
         .iter()
-        .map(|(shell, file)| (file.to_string(), knock_totp::completions::script(*shell)))
+        .map(|(shell, file)| {
+            (
+                file.to_string(),
+                knock_totp::cli::completions::script(*shell),
+            )
+        })
         .collect();
     check_dir(&root().join("completions"), &expected);
 }
@@ -71,7 +76,7 @@ fn packaged_systemd_unit_is_current() {
 
 #[test]
 fn man_pages_are_current() {
-    check_dir(&root().join("man"), &knock_totp::manpages::pages());
+    check_dir(&root().join("man"), &knock_totp::cli::manpages::pages());
 }
 
 #[test]
@@ -82,7 +87,7 @@ fn man_pages_render_without_warnings() {
     ) {
         return;
     }
-    for (name, text) in knock_totp::manpages::pages() {
+    for (name, text) in knock_totp::cli::manpages::pages() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(&name);
         fs::write(&path, text).unwrap();

@@ -2,7 +2,7 @@
 //! valid shell, and the set-up command prints what the README says it prints.
 
 use clap::Parser;
-use knock_totp::cli::Cli;
+use knock_totp::cli::args::Cli;
 
 use crate::support::Env;
 

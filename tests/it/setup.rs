@@ -6,10 +6,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command as Std;
 
+use knock_totp::cli::qr;
 use knock_totp::core::otpauth::OtpauthUri;
 use knock_totp::core::secret::SecretKey;
 use knock_totp::core::totp::Algorithm;
-use knock_totp::qr;
 
 use crate::support::lab::Lab;
 use crate::support::{can_run, have, is_root, stderr_of, stdout_of, Env, RFC_SECRET};

@@ -1,7 +1,8 @@
 //! `remove`: delete a host profile and its secret.
 
-use super::{confirm, stdin_is_tty, Context};
-use crate::cli::RemoveArgs;
+use crate::cli::args::RemoveArgs;
+use crate::cli::term::{confirm, stdin_is_tty};
+use crate::cli::Context;
 use crate::client::hosts::no_such_host;
 use crate::client::store;
 use crate::error::UserError;

@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-use super::{now, read_stdin_value, stdout_is_tty, Context};
-use crate::cli::SetupArgs;
+use crate::cli::args::SetupArgs;
+use crate::cli::qr;
+use crate::cli::term::{now, read_stdin_value, stdout_is_tty};
+use crate::cli::Context;
 use crate::core::names::{validate_address, validate_host_name};
 use crate::core::otpauth::OtpauthUri;
 use crate::core::secret::SecretKey;
@@ -19,7 +21,6 @@ use crate::error::UserError;
 use crate::firewall::{aws_iam_policy, AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget};
 use crate::fsutil::{create_private_dir, write_atomically};
 use crate::knockd::render_knockd_conf;
-use crate::qr;
 use crate::server_config::{validate_interface, ServerConfig, DEFAULT_EXECUTABLE};
 
 /// Stands in for the server's address in the client command when --address is not given.

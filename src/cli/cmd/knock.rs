@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use super::{read_stdin_value, Context};
-use crate::cli::{KnockArgs, KnockOptions};
+use crate::cli::args::{KnockArgs, KnockOptions};
+use crate::cli::term::read_stdin_value;
+use crate::cli::Context;
 use crate::client::hosts::{HostProfile, DEFAULT_DELAY_MS};
 use crate::client::knock::{knock_target, resolve, KnockPolicy, Target};
 use crate::core::secret::SecretKey;

@@ -2,12 +2,12 @@
 
 use std::io::Write;
 
-use super::Context;
-use crate::cli::CompletionsArgs;
+use crate::cli::args::CompletionsArgs;
+use crate::cli::Context;
 
 pub fn run(_ctx: &Context, args: CompletionsArgs) -> anyhow::Result<()> {
     std::io::stdout()
         .lock()
-        .write_all(crate::completions::script(args.shell).as_bytes())?;
+        .write_all(crate::cli::completions::script(args.shell).as_bytes())?;
     Ok(())
 }

@@ -4,8 +4,9 @@ use std::fs;
 
 use zeroize::Zeroizing;
 
-use super::{read_stdin_value, stdin_is_tty, Context};
-use crate::cli::AddArgs;
+use crate::cli::args::AddArgs;
+use crate::cli::term::{read_stdin_value, stdin_is_tty};
+use crate::cli::Context;
 use crate::client::hosts::{HostProfile, StoreKind};
 use crate::client::store;
 use crate::core::names::{validate_address, validate_host_name};

@@ -5,8 +5,8 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use super::knock::{policy, target_for_host};
-use super::Context;
-use crate::cli::SshArgs;
+use crate::cli::args::SshArgs;
+use crate::cli::Context;
 use crate::client::knock::knock_target;
 use crate::error::UserError;
 

@@ -3,8 +3,9 @@
 use std::io::Write;
 
 use super::code::json_for;
-use super::{now, stdout_is_tty, Context};
-use crate::cli::PortsArgs;
+use crate::cli::args::PortsArgs;
+use crate::cli::term::{now, stdout_is_tty};
+use crate::cli::Context;
 use crate::core::ports::Code;
 use crate::error::UserError;
 

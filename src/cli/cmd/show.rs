@@ -2,11 +2,12 @@
 
 use std::io::Write;
 
-use super::{confirm, stdout_is_tty, Context};
-use crate::cli::ShowArgs;
+use crate::cli::args::ShowArgs;
+use crate::cli::qr;
+use crate::cli::term::{confirm, stdout_is_tty};
+use crate::cli::Context;
 use crate::core::otpauth::OtpauthUri;
 use crate::error::UserError;
-use crate::qr;
 
 pub fn run(ctx: &Context, args: ShowArgs) -> anyhow::Result<()> {
     let (hosts, profile) = ctx.host(&args.name)?;

@@ -2,8 +2,8 @@
 
 use std::io::Write;
 
-use super::Context;
-use crate::cli::ListArgs;
+use crate::cli::args::ListArgs;
+use crate::cli::Context;
 
 pub fn run(ctx: &Context, args: ListArgs) -> anyhow::Result<()> {
     let hosts = ctx.paths.load()?;

@@ -2,7 +2,7 @@
 
 use clap::CommandFactory;
 
-use crate::cli::Cli;
+use crate::cli::args::Cli;
 
 const EXIT_STATUS: &str = r#".SH "EXIT STATUS"
 .TP

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use super::Context;
-use crate::cli::ServerArgs;
+use crate::cli::args::ServerArgs;
+use crate::cli::Context;
 use crate::core::totp::Totp;
 use crate::error::UserError;
 use crate::firewall::FirewallKind;

@@ -3,8 +3,9 @@
 use std::io::Write;
 use std::time::Duration;
 
-use super::{now, stdout_is_tty, Context};
-use crate::cli::CodeArgs;
+use crate::cli::args::CodeArgs;
+use crate::cli::term::{now, stdout_is_tty};
+use crate::cli::Context;
 use crate::core::ports::Code;
 use crate::core::totp::Totp;
 use crate::core::window::Window;

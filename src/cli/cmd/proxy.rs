@@ -7,8 +7,8 @@ use std::io;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::knock::{policy, target_for_host};
-use super::Context;
-use crate::cli::ProxyArgs;
+use crate::cli::args::ProxyArgs;
+use crate::cli::Context;
 use crate::client::knock::knock_target;
 use crate::error::UserError;
 

@@ -4,7 +4,7 @@
 use clap::CommandFactory;
 use clap_complete::Shell;
 
-use crate::cli::Cli;
+use crate::cli::args::Cli;
 
 /// Subcommands whose first positional argument is an existing host.
 pub const HOST_SUBCOMMANDS: &[&str] = &["show", "remove", "code", "ports", "knock", "ssh", "proxy"];
