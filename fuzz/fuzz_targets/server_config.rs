@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use knock_totp::server_config::ServerConfig;
+use knock_totp::server::config::ServerConfig;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::client::hosts::StoreKind;
 use crate::core::totp::Algorithm;
-pub use crate::firewall::FirewallKind;
+pub use crate::server::firewall::FirewallKind;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -1,7 +1,9 @@
 //! The rotation daemon: keeps knockd's doors, and the AWS knock-port rules, following the code.
 
-pub mod aws;
-pub mod reload;
+pub mod cloud;
+pub mod config;
+pub mod engine;
+pub mod firewall;
 pub mod schedule;
 
 use std::collections::BTreeSet;
@@ -20,8 +22,8 @@ use crate::core::window::Window;
 use crate::error::UserError;
 pub use crate::log::Log;
 
-use self::aws::{diff, retrying, AwsCli, AwsError, KnockPortRules, PortDiff};
-use self::reload::{Knockd, ReloadError};
+use self::cloud::aws::{diff, retrying, AwsCli, AwsError, KnockPortRules, PortDiff};
+use self::engine::knockd::process::{Knockd, ReloadError};
 use self::schedule::{clock_jump, door_windows, next_step, ClockJump, Step};
 
 /// One knockd door: the window it serves and that window's knock ports.
@@ -236,11 +238,11 @@ impl<C: AwsCli> Server<C> {
             }
             Err(e) => Err(UserError::runtime(e.to_string())
                 .with_hint(match self.knockd.pid_source {
-                    reload::PidSource::File(_) => {
+                    engine::knockd::process::PidSource::File(_) => {
                         "start knockd in daemon mode first (knockd -d, with PidFile in its \
                          config) and check knockd_pid_file"
                     }
-                    reload::PidSource::SystemdUnit(_) => {
+                    engine::knockd::process::PidSource::SystemdUnit(_) => {
                         "start knockd first (systemctl start knockd) and check \
                          knockd_reload_command"
                     }
@@ -506,7 +508,7 @@ impl<C: AwsCli> Server<C> {
             candidate.display(),
             self.knockd.program.display(),
             candidate.display(),
-            reload::NO_SUCH_INTERFACE
+            engine::knockd::process::NO_SUCH_INTERFACE
         );
         let _ = writeln!(out, "would rename it over {}:", self.knockd.conf.display());
         out.push_str(text);

@@ -302,7 +302,7 @@ fn out_dir_files_and_modes() {
     assert!(!stdout.contains("[options]"));
 
     // The server config loads back.
-    let config = knock_totp::server_config::ServerConfig::load(&dir.join("web.toml")).unwrap();
+    let config = knock_totp::server::config::ServerConfig::load(&dir.join("web.toml")).unwrap();
     assert_eq!(config.aws.unwrap().security_group, "sg-0123abcd");
 
     // A second run refuses to overwrite; --force overwrites.
@@ -374,7 +374,7 @@ fn nft_ruleset_is_accepted_by_nft() {
     }
     let env = Env::new();
     let file = env.path().join("knock.nft");
-    fs::write(&file, knock_totp::firewall::nft_ruleset(22)).unwrap();
+    fs::write(&file, knock_totp::server::firewall::nft_ruleset(22)).unwrap();
     let out = Std::new("nft")
         .arg("-c")
         .arg("-f")
@@ -491,7 +491,7 @@ fn sh(lab: &Lab, command: &str, ip: &str) -> String {
 
 #[test]
 fn iptables_doors_delete_exactly_their_rule() {
-    use knock_totp::firewall::{Firewall, ProtectedPort};
+    use knock_totp::server::firewall::{Firewall, ProtectedPort};
     if !can_run(
         "needs root, ip and iptables for a network namespace",
         is_root() && have("ip") && have("iptables"),
@@ -524,7 +524,7 @@ fn iptables_doors_delete_exactly_their_rule() {
 
 #[test]
 fn nft_doors_add_timed_elements() {
-    use knock_totp::firewall::{nft_ruleset, Firewall, ProtectedPort};
+    use knock_totp::server::firewall::{nft_ruleset, Firewall, ProtectedPort};
     if !can_run(
         "needs root, ip and nft for a network namespace",
         is_root() && have("ip") && have("nft"),

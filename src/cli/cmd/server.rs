@@ -6,12 +6,12 @@ use crate::cli::args::ServerArgs;
 use crate::cli::Context;
 use crate::core::totp::Totp;
 use crate::error::UserError;
-use crate::firewall::FirewallKind;
-use crate::knockd::{render_knockd_conf, KnockdDoor};
-use crate::server::aws::{AwsCommand, KnockPortRules};
-use crate::server::reload::{Knockd, PidSource};
+use crate::server::cloud::aws::{AwsCommand, KnockPortRules};
+use crate::server::config::ServerConfig;
+use crate::server::engine::knockd::conf::{render_knockd_conf, KnockdDoor};
+use crate::server::engine::knockd::process::{Knockd, PidSource};
+use crate::server::firewall::FirewallKind;
 use crate::server::{load_secret_file, ActiveDoor, RenderConf, Server, StopSignal};
-use crate::server_config::ServerConfig;
 
 pub fn run(ctx: &Context, args: ServerArgs) -> anyhow::Result<()> {
     let config = ServerConfig::load(&args.config)?;

@@ -18,10 +18,12 @@ use crate::core::otpauth::OtpauthUri;
 use crate::core::secret::SecretKey;
 use crate::core::totp::Totp;
 use crate::error::UserError;
-use crate::firewall::{aws_iam_policy, AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget};
 use crate::fsutil::{create_private_dir, write_atomically};
-use crate::knockd::render_knockd_conf;
-use crate::server_config::{validate_interface, ServerConfig, DEFAULT_EXECUTABLE};
+use crate::server::config::{validate_interface, ServerConfig, DEFAULT_EXECUTABLE};
+use crate::server::engine::knockd::conf::render_knockd_conf;
+use crate::server::firewall::{
+    aws_iam_policy, AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget,
+};
 
 /// Stands in for the server's address in the client command when --address is not given.
 const ADDRESS_PLACEHOLDER: &str = "SERVER_ADDRESS";

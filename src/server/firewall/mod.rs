@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::core::ports::PortPair;
-use crate::knockd::KnockdDoor;
+use crate::server::engine::knockd::conf::KnockdDoor;
 
 /// Name of the nftables table that holds the knockers' address sets.
 pub const NFT_TABLE: &str = "knock_totp";

@@ -9,9 +9,11 @@ use crate::core::ports::PortPair;
 use crate::core::totp::{validate_period, Algorithm, DEFAULT_PERIOD};
 use crate::core::window::Window;
 use crate::error::UserError;
-use crate::firewall::{AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget, ProtectedPort};
 use crate::fsutil::{file_place, parse_toml};
-use crate::knockd::{door_name, KnockdDoor, KnockdLog, KnockdOptions};
+use crate::server::engine::knockd::conf::{door_name, KnockdDoor, KnockdLog, KnockdOptions};
+use crate::server::firewall::{
+    AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget, ProtectedPort,
+};
 
 /// Directory `setup` puts a server's files in on the server.
 pub const SERVER_DIR: &str = "/etc/knock-totp";

@@ -1,0 +1,3 @@
+//! The cloud CLIs the server calls (aws today).
+
+pub mod aws;
