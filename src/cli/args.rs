@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::client::hosts::StoreKind;
 use crate::core::totp::Algorithm;
-pub use crate::server::firewall::FirewallKind;
+use crate::server::firewall::FirewallKind;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -309,8 +309,8 @@ pub struct SetupArgs {
     pub interface: String,
 
     /// How the door opens the protected port
-    #[arg(long, value_enum, default_value_t = FirewallKind::Iptables)]
-    pub firewall: FirewallKind,
+    #[arg(long, value_enum, default_value_t = FirewallArg::Iptables)]
+    pub firewall: FirewallArg,
 
     /// AWS security group (sg-...) for --firewall aws; the NSG name for --firewall azure
     #[arg(long, value_name = "SG")]
@@ -434,6 +434,33 @@ impl From<StoreArg> for StoreKind {
         match arg {
             StoreArg::Keyring => Self::Keyring,
             StoreArg::File => Self::File,
+        }
+    }
+}
+
+/// How a door opens the protected port (maps to [`FirewallKind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FirewallArg {
+    /// iptables/ip6tables rules inserted and deleted per client
+    Iptables,
+    /// an nftables set whose elements time out by themselves
+    Nftables,
+    /// AWS security group rules through the aws CLI
+    Aws,
+    /// Google Cloud firewall rules through gcloud
+    Gcp,
+    /// Azure network security group rules through az
+    Azure,
+}
+
+impl From<FirewallArg> for FirewallKind {
+    fn from(arg: FirewallArg) -> Self {
+        match arg {
+            FirewallArg::Iptables => Self::Iptables,
+            FirewallArg::Nftables => Self::Nftables,
+            FirewallArg::Aws => Self::Aws,
+            FirewallArg::Gcp => Self::Gcp,
+            FirewallArg::Azure => Self::Azure,
         }
     }
 }

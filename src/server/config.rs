@@ -5,12 +5,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::core::names::validate_host_name;
-use crate::core::ports::PortPair;
 use crate::core::totp::{validate_period, Algorithm, DEFAULT_PERIOD};
-use crate::core::window::Window;
 use crate::error::UserError;
 use crate::fsutil::{file_place, parse_toml};
-use crate::server::engine::knockd::conf::{door_name, KnockdDoor, KnockdLog, KnockdOptions};
 use crate::server::firewall::{
     AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget, ProtectedPort,
 };
@@ -247,31 +244,6 @@ impl ServerConfig {
             port: self.port,
             open_seconds: self.open_seconds,
         }
-    }
-
-    pub fn knockd_options(&self) -> KnockdOptions {
-        KnockdOptions {
-            log: KnockdLog::Syslog,
-            interface: self.interface.clone(),
-            pid_file: self
-                .knockd_pid_file
-                .as_ref()
-                .map(|p| p.display().to_string()),
-        }
-    }
-
-    /// The door for one window whose code gives `ports`. Call only on a validated config.
-    pub fn door(&self, window: Window, ports: PortPair) -> KnockdDoor {
-        let firewall = self
-            .firewall_backend()
-            .expect("a validated config has its firewall table");
-        firewall.door(
-            door_name(window.counter),
-            ports,
-            &self.protected_port(),
-            self.seq_timeout,
-            self.cmd_timeout(),
-        )
     }
 
     /// The secret's path: systemd's credential when the unit passed one, else `secret_file`.

@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use crate::core::window::Window;
+#[cfg(test)]
+use crate::server::doors::door_windows;
 
 /// Longest single sleep: after a suspend or a clock change we notice within this much.
 pub const MAX_SLEEP_CHUNK: Duration = Duration::from_secs(5);
@@ -12,15 +14,6 @@ pub const BOUNDARY_SLACK: Duration = Duration::from_millis(50);
 
 /// A wall clock that disagrees with the monotonic clock by more than this has jumped.
 pub const JUMP_TOLERANCE: Duration = Duration::from_secs(2);
-
-/// The windows that get a door at `window`: previous, current and next (one step of clock
-/// skew either way, as RFC 6238 advises). At the epoch there is no previous window, so the
-/// current one stands in for it and is listed once.
-pub fn door_windows(window: Window) -> Vec<Window> {
-    let mut windows = vec![window.previous(), window, window.next()];
-    windows.dedup();
-    windows
-}
 
 /// What the loop should do, given the window it last rendered and the wall clock now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -374,7 +374,11 @@ fn nft_ruleset_is_accepted_by_nft() {
     }
     let env = Env::new();
     let file = env.path().join("knock.nft");
-    fs::write(&file, knock_totp::server::firewall::nft_ruleset(22)).unwrap();
+    fs::write(
+        &file,
+        knock_totp::server::firewall::nftables::nft_ruleset(22),
+    )
+    .unwrap();
     let out = Std::new("nft")
         .arg("-c")
         .arg("-f")
@@ -524,7 +528,8 @@ fn iptables_doors_delete_exactly_their_rule() {
 
 #[test]
 fn nft_doors_add_timed_elements() {
-    use knock_totp::server::firewall::{nft_ruleset, Firewall, ProtectedPort};
+    use knock_totp::server::firewall::nftables::nft_ruleset;
+    use knock_totp::server::firewall::{Firewall, ProtectedPort};
     if !can_run(
         "needs root, ip and nft for a network namespace",
         is_root() && have("ip") && have("nft"),

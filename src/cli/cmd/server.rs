@@ -8,10 +8,11 @@ use crate::core::totp::Totp;
 use crate::error::UserError;
 use crate::server::cloud::aws::{AwsCommand, KnockPortRules};
 use crate::server::config::ServerConfig;
-use crate::server::engine::knockd::conf::{render_knockd_conf, KnockdDoor};
 use crate::server::engine::knockd::process::{Knockd, PidSource};
+use crate::server::engine::knockd::KnockdEngine;
 use crate::server::firewall::FirewallKind;
-use crate::server::{load_secret_file, ActiveDoor, RenderConf, Server, StopSignal};
+use crate::server::load_secret_file;
+use crate::server::rotation::{Rotation, StopSignal};
 
 pub fn run(ctx: &Context, args: ServerArgs) -> anyhow::Result<()> {
     let config = ServerConfig::load(&args.config)?;
@@ -42,24 +43,12 @@ pub fn run(ctx: &Context, args: ServerArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let render = renderer(config.clone());
     let log = ctx.log;
-    let mut server = Server::new(totp, knockd, rules, render, log, args.dry_run);
+    let engine = KnockdEngine::new(config, knockd, rules, log, args.dry_run);
+    let mut server = Rotation::new(totp, Box::new(engine), log, args.dry_run);
     server.preflight()?;
     let mut stop = StopSignal::install()?;
     server.run(args.once, &mut stop)
-}
-
-/// knockd.conf for a set of doors, with the door commands of the configured firewall.
-fn renderer(config: ServerConfig) -> RenderConf {
-    Box::new(move |doors: &[ActiveDoor]| {
-        let doors: Vec<KnockdDoor> = doors
-            .iter()
-            .map(|d| config.door(d.window, d.ports))
-            .collect();
-        render_knockd_conf(&config.knockd_options(), &doors)
-            .map_err(|e| UserError::usage(format!("cannot render knockd.conf: {e}")).into())
-    })
 }
 
 /// How to find, reload and restart knockd from the config: its pid file, or the systemd unit
@@ -117,7 +106,8 @@ mod tests {
     use crate::core::secret::SecretKey;
     use crate::core::totp::Algorithm;
     use crate::core::window::Window;
-    use crate::server::active_doors;
+    use crate::server::doors::active_doors;
+    use crate::server::engine::knockd::render_conf;
 
     const CONFIG: &str = r#"
 name = "web"
@@ -139,7 +129,7 @@ firewall = "iptables"
         )
         .unwrap();
         let doors = active_doors(&totp, Window::at(1_740_012_930, 30));
-        let text = renderer(config)(&doors).unwrap();
+        let text = render_conf(&config, &doors).unwrap();
         let sequences: Vec<&str> = text
             .lines()
             .filter(|l| l.trim_start().starts_with("sequence") || l.starts_with('['))

@@ -21,6 +21,7 @@ use crate::error::UserError;
 use crate::fsutil::{create_private_dir, write_atomically};
 use crate::server::config::{validate_interface, ServerConfig, DEFAULT_EXECUTABLE};
 use crate::server::engine::knockd::conf::render_knockd_conf;
+use crate::server::engine::knockd::{knockd_door, knockd_options};
 use crate::server::firewall::{
     aws_iam_policy, AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget,
 };
@@ -83,8 +84,8 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
     let totp = Totp::new(&secret, config.algorithm, config.period)
         .map_err(|e| UserError::usage(e.to_string()))?;
     let window = totp.window_at(at);
-    let door = config.door(window, totp.ports_for(window));
-    let knockd_conf = render_knockd_conf(&config.knockd_options(), &[door])
+    let door = knockd_door(&config, window, totp.ports_for(window));
+    let knockd_conf = render_knockd_conf(&knockd_options(&config), &[door])
         .map_err(|e| UserError::usage(e.to_string()))?;
     let uri =
         OtpauthUri::for_host(&args.name, secret.clone(), config.algorithm, config.period).to_uri();
@@ -215,7 +216,7 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
 
 /// The firewall backend from the flags, refusing flags that do not belong to it.
 fn firewall_from(args: &SetupArgs) -> Result<Firewall, UserError> {
-    let kind = args.firewall;
+    let kind = FirewallKind::from(args.firewall);
     let cloud_only = |flag: &str, given: bool, allowed: &[FirewallKind]| {
         if given && !allowed.contains(&kind) {
             Err(UserError::usage(format!(

@@ -1,43 +1,18 @@
-//! Knock ports in an AWS security group: the `aws` CLI behind a trait, and the port diff.
+//! Knock ports in an AWS security group: the `aws` CLI behind a trait.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::core::ports::{MAX_KNOCK_PORT, MIN_KNOCK_PORT};
+use crate::server::doors::{diff, PortDiff};
+use crate::server::firewall::rule_description;
 
 /// Knock ports are decoys that must reach knockd from anywhere.
 pub const KNOCK_CIDR: &str = "0.0.0.0/0";
-
-/// Ports to open and to close to get from what the group has to what the doors need.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PortDiff {
-    pub authorize: BTreeSet<u16>,
-    pub revoke: BTreeSet<u16>,
-}
-
-impl PortDiff {
-    pub fn is_empty(&self) -> bool {
-        self.authorize.is_empty() && self.revoke.is_empty()
-    }
-}
-
-/// What to authorize (wanted, not present) and revoke (present, no longer wanted).
-pub fn diff(desired: &BTreeSet<u16>, present: &BTreeSet<u16>) -> PortDiff {
-    PortDiff {
-        authorize: desired.difference(present).copied().collect(),
-        revoke: present.difference(desired).copied().collect(),
-    }
-}
-
-/// The rule description that marks a server's own rules, so servers can share a group.
-pub fn rule_description(name: &str) -> String {
-    format!("knock-totp:{name}")
-}
 
 /// Why an `aws` call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +28,11 @@ pub enum AwsError {
 }
 
 impl AwsError {
+    /// The CLI cannot run at all: retrying will not help.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Missing(_))
+    }
+
     fn code_is(&self, code: &str) -> bool {
         matches!(self, Self::Failed(text) if text.contains(code))
     }
@@ -333,41 +313,13 @@ pub fn own_ports(json: &str, group: &str, description: &str) -> Result<BTreeSet<
     Ok(ports)
 }
 
-/// Calls `op` until it succeeds, `deadline` passes or `pause` says to stop (it sleeps and
-/// returns false when the server is shutting down). Backs off 1, 2, 4, 8, 8... seconds and
-/// reports each distinct failure once. A missing CLI is not retried.
-pub fn retrying<T>(
-    deadline: Instant,
-    pause: &mut dyn FnMut(Duration) -> bool,
-    report: &mut dyn FnMut(&AwsError),
-    mut op: impl FnMut() -> Result<T, AwsError>,
-) -> Result<T, AwsError> {
-    let mut backoff = Duration::from_secs(1);
-    let mut reported: Vec<AwsError> = Vec::new();
-    loop {
-        match op() {
-            Ok(value) => return Ok(value),
-            Err(e) => {
-                if !reported.contains(&e) {
-                    report(&e);
-                    reported.push(e.clone());
-                }
-                if matches!(e, AwsError::Missing(_))
-                    || Instant::now() + backoff > deadline
-                    || !pause(backoff)
-                {
-                    return Err(e);
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(8));
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::doors::diff;
+    use crate::server::rotation::retrying;
     use std::collections::BTreeMap;
+    use std::time::{Duration, Instant};
 
     /// A security group in memory that answers like EC2 does.
     #[derive(Default)]
@@ -522,7 +474,8 @@ mod tests {
                 pauses.push(d);
                 true
             },
-            &mut |e| reports.push(e.to_string()),
+            &mut |e: &AwsError| reports.push(e.to_string()),
+            AwsError::is_permanent,
             || {
                 attempts += 1;
                 if attempts < 4 {
@@ -540,13 +493,20 @@ mod tests {
     #[test]
     fn gives_up_at_the_deadline_or_when_the_cli_is_missing() {
         let failing = || Err::<(), _>(AwsError::Failed("ExpiredToken".into()));
-        let result = retrying(Instant::now(), &mut |_| true, &mut |_| {}, failing);
+        let result = retrying(
+            Instant::now(),
+            &mut |_| true,
+            &mut |_| {},
+            AwsError::is_permanent,
+            failing,
+        );
         assert!(result.is_err());
         let mut tries = 0;
         let missing = retrying(
             Instant::now() + Duration::from_secs(60),
             &mut |_| true,
             &mut |_| {},
+            AwsError::is_permanent,
             || {
                 tries += 1;
                 Err::<(), _>(AwsError::Missing("aws: not found".into()))

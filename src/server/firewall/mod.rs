@@ -6,26 +6,25 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::ports::PortPair;
-use crate::server::engine::knockd::conf::KnockdDoor;
+pub mod aws;
+pub mod azure;
+pub mod gcp;
+pub mod iptables;
+pub mod nftables;
 
-/// Name of the nftables table that holds the knockers' address sets.
-pub const NFT_TABLE: &str = "knock_totp";
-/// Lowest and highest knock ports, as `A-B` for cloud rules that must let knocks through.
-const KNOCK_PORT_RANGE: &str = "1000-9999";
+pub use self::aws::{aws_iam_policy, validate_security_group, AwsTarget};
+pub use self::azure::AzureTarget;
+pub use self::gcp::GcpTarget;
+use self::iptables::Iptables;
+use self::nftables::Nftables;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FirewallKind {
-    /// iptables/ip6tables rules inserted and deleted per client
     Iptables,
-    /// an nftables set whose elements time out by themselves
     Nftables,
-    /// AWS security group rules through the aws CLI
     Aws,
-    /// Google Cloud firewall rules through gcloud
     Gcp,
-    /// Azure network security group rules through az
     Azure,
 }
 
@@ -41,32 +40,9 @@ impl FirewallKind {
     }
 }
 
-/// The AWS security group a server's doors add rules to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AwsTarget {
-    /// `sg-` and 8 or 17 hex digits.
-    pub security_group: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    /// aws CLI profile (`--profile`); none means the instance role or the environment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub profile: Option<String>,
-}
-
-/// The GCP VPC network the per-client firewall rules are created in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GcpTarget {
-    pub network: String,
-}
-
-/// The Azure network security group the per-client rules are created in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AzureTarget {
-    pub resource_group: String,
-    pub nsg: String,
+/// The rule description that marks a server's own rules, so servers can share a group.
+pub fn rule_description(name: &str) -> String {
+    format!("knock-totp:{name}")
 }
 
 /// A firewall backend with what its commands need to name.
@@ -100,7 +76,7 @@ pub struct ProtectedPort {
 
 impl ProtectedPort {
     fn description(&self) -> String {
-        format!("knock-totp:{}", self.server)
+        rule_description(&self.server)
     }
 
     /// A lowercase, dash-only form of the server name for cloud rule names (max 16 chars).
@@ -133,18 +109,6 @@ pub enum FirewallError {
     Name { what: &'static str, value: String },
 }
 
-/// `sg-` followed by 8 or 17 lowercase hex digits.
-pub fn validate_security_group(id: &str) -> Result<(), FirewallError> {
-    let ok = id.strip_prefix("sg-").is_some_and(|hex| {
-        matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(FirewallError::SecurityGroup(id.chars().take(40).collect()))
-    }
-}
-
 /// A name that goes unquoted into a shell command: region, profile, network, group.
 pub fn validate_cloud_name(what: &'static str, value: &str) -> Result<(), FirewallError> {
     let ok = !value.is_empty()
@@ -163,176 +127,47 @@ pub fn validate_cloud_name(what: &'static str, value: &str) -> Result<(), Firewa
     }
 }
 
+/// What every firewall backend provides: the commands a door runs for a knocker, and the
+/// one-time steps that prepare the firewall.
+pub trait Backend {
+    fn kind(&self) -> FirewallKind;
+
+    /// Checks the names that end up in shell commands.
+    fn validate(&self) -> Result<(), FirewallError> {
+        Ok(())
+    }
+
+    /// knockd's start/stop commands for a door of `target`.
+    fn door_commands(&self, target: &ProtectedPort) -> DoorCommands;
+
+    /// The body of the one-time setup script (after its header).
+    fn setup_steps(&self, target: &ProtectedPort) -> String;
+}
+
 impl Firewall {
-    pub fn kind(&self) -> FirewallKind {
+    /// The backend: the one place a firewall is chosen.
+    pub fn backend(&self) -> &dyn Backend {
         match self {
-            Self::Iptables => FirewallKind::Iptables,
-            Self::Nftables => FirewallKind::Nftables,
-            Self::Aws(_) => FirewallKind::Aws,
-            Self::Gcp(_) => FirewallKind::Gcp,
-            Self::Azure(_) => FirewallKind::Azure,
+            Self::Iptables => &Iptables,
+            Self::Nftables => &Nftables,
+            Self::Aws(aws) => aws,
+            Self::Gcp(gcp) => gcp,
+            Self::Azure(azure) => azure,
         }
+    }
+
+    pub fn kind(&self) -> FirewallKind {
+        self.backend().kind()
     }
 
     /// Checks the names that end up in shell commands.
     pub fn validate(&self) -> Result<(), FirewallError> {
-        match self {
-            Self::Iptables | Self::Nftables => Ok(()),
-            Self::Aws(aws) => {
-                validate_security_group(&aws.security_group)?;
-                if let Some(region) = &aws.region {
-                    validate_cloud_name("region", region)?;
-                }
-                if let Some(profile) = &aws.profile {
-                    validate_cloud_name("aws profile", profile)?;
-                }
-                Ok(())
-            }
-            Self::Gcp(gcp) => validate_cloud_name("network", &gcp.network),
-            Self::Azure(azure) => {
-                validate_cloud_name("resource group", &azure.resource_group)?;
-                validate_cloud_name("network security group", &azure.nsg)
-            }
-        }
+        self.backend().validate()
     }
 
     /// knockd's start/stop commands for a door of `target`.
     pub fn door_commands(&self, target: &ProtectedPort) -> DoorCommands {
-        let port = target.port;
-        match self {
-            Self::Iptables => {
-                let spec = format!(
-                    "INPUT -s %IP% -p tcp --dport {port} -m comment --comment {} -j ACCEPT",
-                    target.description()
-                );
-                DoorCommands {
-                    start: format!("iptables -w -I {}", spec),
-                    stop: Some(format!("iptables -w -D {}", spec)),
-                    start_6: Some(format!("ip6tables -w -I {}", spec)),
-                    stop_6: Some(format!("ip6tables -w -D {}", spec)),
-                }
-            }
-            Self::Nftables => {
-                let add = |set: &str| {
-                    format!(
-                        "nft add element inet {NFT_TABLE} {set} {{ %IP% timeout {}s }}",
-                        target.open_seconds
-                    )
-                };
-                DoorCommands {
-                    start: add("allowed4"),
-                    stop: None,
-                    start_6: Some(add("allowed6")),
-                    stop_6: None,
-                }
-            }
-            Self::Aws(aws) => {
-                let base = |verb: &str| {
-                    let mut command = format!(
-                        "aws ec2 {verb}-security-group-ingress --group-id {}",
-                        aws.security_group
-                    );
-                    if let Some(region) = &aws.region {
-                        command.push_str(&format!(" --region {region}"));
-                    }
-                    if let Some(profile) = &aws.profile {
-                        command.push_str(&format!(" --profile {profile}"));
-                    }
-                    command
-                };
-                let v4 = format!("--protocol tcp --port {port} --cidr %IP%/32");
-                let v6 = format!(
-                    "--ip-permissions 'IpProtocol=tcp,FromPort={port},ToPort={port},\
-                     Ipv6Ranges=[{{CidrIpv6=%IP%/128}}]'"
-                );
-                DoorCommands {
-                    start: format!("{} {v4}", base("authorize")),
-                    stop: Some(format!("{} {v4}", base("revoke"))),
-                    start_6: Some(format!("{} {v6}", base("authorize"))),
-                    stop_6: Some(format!("{} {v6}", base("revoke"))),
-                }
-            }
-            Self::Gcp(gcp) => {
-                // Rule names allow [a-z0-9-] only: dots and colons of the address become dashes.
-                let rule =
-                    |suffix: &str| format!("kt-{}-$(echo %IP% | tr .: --){suffix}", target.slug());
-                let create = |suffix: &str, bits: u8| {
-                    format!(
-                        "gcloud compute firewall-rules create {} --network={} --direction=INGRESS \
-                         --action=ALLOW --rules=tcp:{port} --source-ranges=%IP%/{bits} \
-                         --target-tags=knock-totp-{} --description={} --quiet",
-                        rule(suffix),
-                        gcp.network,
-                        target.slug(),
-                        target.description()
-                    )
-                };
-                let delete = |suffix: &str| {
-                    format!(
-                        "gcloud compute firewall-rules delete {} --quiet",
-                        rule(suffix)
-                    )
-                };
-                DoorCommands {
-                    start: create("", 32),
-                    stop: Some(delete("")),
-                    start_6: Some(create("-6", 128)),
-                    stop_6: Some(delete("-6")),
-                }
-            }
-            Self::Azure(azure) => {
-                let rule =
-                    |suffix: &str| format!("kt-{}-$(echo %IP% | tr .: --){suffix}", target.slug());
-                let group = format!(
-                    "--resource-group {} --nsg-name {}",
-                    azure.resource_group, azure.nsg
-                );
-                // Priorities must be unique in the group: derive one from the address. No '%'
-                // other than %IP% anywhere: knockd substitutes it in the text.
-                let create = |suffix: &str, bits: u8, base: u32| {
-                    format!(
-                        "az network nsg rule create {group} --name {} \
-                         --priority $(( $(echo %IP% | cksum | cut -c1-3) + {base} )) \
-                         --direction Inbound --access Allow --protocol Tcp \
-                         --source-address-prefixes %IP%/{bits} --destination-port-ranges {port} \
-                         --description {} --output none",
-                        rule(suffix),
-                        target.description()
-                    )
-                };
-                let delete = |suffix: &str| {
-                    format!("az network nsg rule delete {group} --name {}", rule(suffix))
-                };
-                DoorCommands {
-                    start: create("", 32, 1000),
-                    stop: Some(delete("")),
-                    start_6: Some(create("-6", 128, 2000)),
-                    stop_6: Some(delete("-6")),
-                }
-            }
-        }
-    }
-
-    /// A knockd door for `ports` that runs this backend's commands.
-    pub fn door(
-        &self,
-        name: String,
-        ports: PortPair,
-        target: &ProtectedPort,
-        seq_timeout: u64,
-        cmd_timeout: u64,
-    ) -> KnockdDoor {
-        let commands = self.door_commands(target);
-        KnockdDoor {
-            name,
-            ports,
-            seq_timeout,
-            cmd_timeout,
-            start_command: commands.start,
-            stop_command: commands.stop,
-            start_command_6: commands.start_6,
-            stop_command_6: commands.stop_6,
-        }
+        self.backend().door_commands(target)
     }
 
     /// The one-time admin commands (a POSIX shell script) that prepare the firewall.
@@ -346,150 +181,16 @@ impl Firewall {
              set -eu\n\n",
             kind = self.kind().as_str()
         );
-        match self {
-            Self::Iptables => {
-                for bin in ["iptables", "ip6tables"] {
-                    s.push_str(&format!(
-                        "# {bin}: keep open connections alive after the door closes, then close port {port}\n\
-                         # to everyone else (appended after your rules; each door inserts an ACCEPT\n\
-                         # for its knocker at the top of INPUT and deletes exactly that rule).\n\
-                         {bin} -w -C INPUT -p tcp --dport {port} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT 2>/dev/null \\\n\
-                         \x20 || {bin} -w -A INPUT -p tcp --dport {port} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n\
-                         {bin} -w -C INPUT -p tcp --dport {port} -j DROP 2>/dev/null \\\n\
-                         \x20 || {bin} -w -A INPUT -p tcp --dport {port} -j DROP\n\n"
-                    ));
-                }
-            }
-            Self::Nftables => {
-                s.push_str(
-                    "# Creates (or recreates) only knock-totp's own table; other tables are untouched.\n\
-                     # If another table drops the port too, allow @allowed4/@allowed6 there as well.\n\
-                     nft -f - <<'EOF'\n",
-                );
-                s.push_str(&nft_ruleset(port));
-                s.push_str("EOF\n");
-            }
-            Self::Aws(aws) => {
-                let mut flags = String::new();
-                if let Some(region) = &aws.region {
-                    flags.push_str(&format!(" --region {region}"));
-                }
-                if let Some(profile) = &aws.profile {
-                    flags.push_str(&format!(" --profile {profile}"));
-                }
-                s.push_str(&format!(
-                    "# 1. Let the instance role open and close rules in {sg} (policy: iam-policy.json).\n\
-                     #    Replace ROLE and ACCOUNT_ID with the instance profile's role and your account.\n\
-                     aws iam create-policy --policy-name knock-totp-{name} --policy-document file://iam-policy.json\n\
-                     aws iam attach-role-policy --role-name ROLE --policy-arn arn:aws:iam::ACCOUNT_ID:policy/knock-totp-{name}\n\n\
-                     # 2. Port {port} must not be open to the world in {sg}: check, and revoke any 0.0.0.0/0 rule.\n\
-                     aws ec2 describe-security-groups --group-ids {sg}{flags} --query 'SecurityGroups[0].IpPermissions'\n\n\
-                     # 3. Knock ports: `knock-totp server` authorizes the current windows' two ports\n\
-                     #    (0.0.0.0/0, description knock-totp:{name}) and revokes them when they expire.\n\
-                     #    knockd's doors authorize port {port} for the knocker's /32 only and revoke it.\n",
-                    sg = aws.security_group
-                ));
-            }
-            Self::Gcp(gcp) => {
-                let slug = target.slug();
-                s.push_str(&format!(
-                    "# 1. Tag the instance so only it gets the rules (replace INSTANCE and ZONE).\n\
-                     gcloud compute instances add-tags INSTANCE --zone=ZONE --tags=knock-totp-{slug}\n\n\
-                     # 2. Knocks must reach knockd. This lets TCP {KNOCK_PORT_RANGE} reach the instance; knockd\n\
-                     #    sees knocks before the host firewall, so drop these ports on the host if\n\
-                     #    anything listens there. Port {port} must have no 0.0.0.0/0 rule.\n\
-                     gcloud compute firewall-rules create kt-{slug}-knocks --network={network} --direction=INGRESS \\\n\
-                     \x20 --action=ALLOW --rules=tcp:{KNOCK_PORT_RANGE} --source-ranges=0.0.0.0/0 \\\n\
-                     \x20 --target-tags=knock-totp-{slug} --description=knock-totp:{name}\n\n\
-                     # 3. knockd's doors create a rule for the knocker's address only and delete it.\n",
-                    network = gcp.network
-                ));
-            }
-            Self::Azure(azure) => {
-                s.push_str(&format!(
-                    "# 1. Knocks must reach knockd. This lets TCP {KNOCK_PORT_RANGE} through {nsg}; knockd sees\n\
-                     #    knocks before the host firewall, so drop these ports on the host if anything\n\
-                     #    listens there. Port {port} must have no rule open to Internet/*.\n\
-                     az network nsg rule create --resource-group {rg} --nsg-name {nsg} \\\n\
-                     \x20 --name kt-{slug}-knocks --priority 3900 --direction Inbound --access Allow \\\n\
-                     \x20 --protocol Tcp --source-address-prefixes '*' --destination-port-ranges {KNOCK_PORT_RANGE} \\\n\
-                     \x20 --description knock-totp:{name} --output none\n\n\
-                     # 2. The VM's identity needs Microsoft.Network/networkSecurityGroups/securityRules/\n\
-                     #    write and delete on {nsg} (e.g. the Network Contributor role scoped to it).\n\
-                     # 3. knockd's doors create a rule for the knocker's address only and delete it.\n",
-                    rg = azure.resource_group,
-                    nsg = azure.nsg,
-                    slug = target.slug()
-                ));
-            }
-        }
+        s.push_str(&self.backend().setup_steps(target));
         s.truncate(s.trim_end().len());
         s.push('\n');
         s
     }
 }
 
-/// The nftables table whose sets hold the addresses that knocked; elements time out by
-/// themselves (`flags timeout`), so doors need no stop command.
-pub fn nft_ruleset(port: u16) -> String {
-    format!(
-        "# `add` then `delete` makes re-running this replace the table instead of doubling it.\n\
-         add table inet {NFT_TABLE}\n\
-         delete table inet {NFT_TABLE}\n\
-         table inet {NFT_TABLE} {{\n\
-         \tset allowed4 {{\n\
-         \t\ttype ipv4_addr\n\
-         \t\tflags timeout\n\
-         \t}}\n\
-         \tset allowed6 {{\n\
-         \t\ttype ipv6_addr\n\
-         \t\tflags timeout\n\
-         \t}}\n\
-         \tchain input {{\n\
-         \t\ttype filter hook input priority filter; policy accept;\n\
-         \t\ttcp dport {port} ct state established,related accept\n\
-         \t\ttcp dport {port} ip saddr @allowed4 accept\n\
-         \t\ttcp dport {port} ip6 saddr @allowed6 accept\n\
-         \t\ttcp dport {port} drop\n\
-         \t}}\n\
-         }}\n"
-    )
-}
-
-/// The least-privilege IAM policy for `knock-totp server` and knockd's doors on AWS.
-/// Describe calls cannot be scoped to a resource, so they get `"*"`.
-pub fn aws_iam_policy(aws: &AwsTarget) -> String {
-    let region = aws.region.as_deref().unwrap_or("*");
-    let policy = serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "KnockTotpOpenAndCloseRules",
-                "Effect": "Allow",
-                "Action": [
-                    "ec2:AuthorizeSecurityGroupIngress",
-                    "ec2:RevokeSecurityGroupIngress"
-                ],
-                "Resource": format!("arn:aws:ec2:{region}:*:security-group/{}", aws.security_group)
-            },
-            {
-                "Sid": "KnockTotpReadRules",
-                "Effect": "Allow",
-                "Action": [
-                    "ec2:DescribeSecurityGroups",
-                    "ec2:DescribeSecurityGroupRules"
-                ],
-                "Resource": "*"
-            }
-        ]
-    });
-    let mut text = serde_json::to_string_pretty(&policy).expect("JSON values serialize");
-    text.push('\n');
-    text
-}
-
 #[cfg(test)]
 mod tests {
+    use super::nftables::nft_ruleset;
     use super::*;
 
     fn target() -> ProtectedPort {

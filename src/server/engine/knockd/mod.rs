@@ -2,3 +2,381 @@
 
 pub mod conf;
 pub mod process;
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use self::conf::{
+    door_name, render_knockd_conf, sequence_ports, KnockdDoor, KnockdLog, KnockdOptions,
+};
+use self::process::{Knockd, PidSource, ReloadError, NO_SUCH_INTERFACE};
+use crate::clock::wall_clock;
+use crate::core::ports::PortPair;
+use crate::core::window::Window;
+use crate::error::UserError;
+use crate::log::Log;
+use crate::server::cloud::aws::{AwsCli, AwsError, KnockPortRules};
+use crate::server::config::ServerConfig;
+use crate::server::doors::{diff, door_ports, ActiveDoor, PortDiff};
+use crate::server::engine::Engine;
+use crate::server::rotation::{retrying, StopSignal};
+
+/// knockd's `[options]` for a server.
+pub fn knockd_options(config: &ServerConfig) -> KnockdOptions {
+    KnockdOptions {
+        log: KnockdLog::Syslog,
+        interface: config.interface.clone(),
+        pid_file: config
+            .knockd_pid_file
+            .as_ref()
+            .map(|p| p.display().to_string()),
+    }
+}
+
+/// The knockd door for one window whose code gives `ports`, running the configured firewall's
+/// commands. Call only on a validated config.
+pub fn knockd_door(config: &ServerConfig, window: Window, ports: PortPair) -> KnockdDoor {
+    let commands = config
+        .firewall_backend()
+        .expect("a validated config has its firewall table")
+        .door_commands(&config.protected_port());
+    KnockdDoor {
+        name: door_name(window.counter),
+        ports,
+        seq_timeout: config.seq_timeout,
+        cmd_timeout: config.cmd_timeout(),
+        start_command: commands.start,
+        stop_command: commands.stop,
+        start_command_6: commands.start_6,
+        stop_command_6: commands.stop_6,
+    }
+}
+
+/// The text of knockd.conf for these doors.
+pub fn render_conf(config: &ServerConfig, doors: &[ActiveDoor]) -> anyhow::Result<String> {
+    let doors: Vec<KnockdDoor> = doors
+        .iter()
+        .map(|d| knockd_door(config, d.window, d.ports))
+        .collect();
+    render_knockd_conf(&knockd_options(config), &doors)
+        .map_err(|e| UserError::usage(format!("cannot render knockd.conf: {e}")).into())
+}
+
+/// knockd with one door per window, and the AWS knock-port rules when the firewall is AWS.
+pub struct KnockdEngine<C> {
+    pub config: ServerConfig,
+    pub knockd: Knockd,
+    pub rules: Option<KnockPortRules<C>>,
+    pub log: Log,
+    pub dry_run: bool,
+    /// The knock ports last put in place.
+    rendered_ports: Option<BTreeSet<u16>>,
+}
+
+/// How long to keep retrying AWS calls while shutting down.
+const SHUTDOWN_RETRY: Duration = Duration::from_secs(30);
+
+impl<C: AwsCli> KnockdEngine<C> {
+    pub fn new(
+        config: ServerConfig,
+        knockd: Knockd,
+        rules: Option<KnockPortRules<C>>,
+        log: Log,
+        dry_run: bool,
+    ) -> Self {
+        Self {
+            config,
+            knockd,
+            rules,
+            log,
+            dry_run,
+            rendered_ports: None,
+        }
+    }
+}
+
+impl<C: AwsCli> Engine for KnockdEngine<C> {
+    /// Checks what must hold before anything changes: the config directory is usable and
+    /// knockd runs (and is old enough to survive a SIGHUP).
+    fn preflight(&mut self, dry_run: bool) -> anyhow::Result<()> {
+        self.knockd.check_conf_dir().map_err(|e| {
+            anyhow::Error::from(e).context(UserError::runtime(format!(
+                "cannot manage {}",
+                self.knockd.conf.display()
+            )))
+        })?;
+        match self.knockd.running_pid() {
+            Ok(pid) => {
+                if !dry_run {
+                    self.knockd.wait_ready(pid);
+                }
+                self.log.detail(format!("knockd runs as pid {pid}"));
+                Ok(())
+            }
+            Err(e) if dry_run => {
+                self.log.alarm(format!("{e} (dry run: going on)"));
+                Ok(())
+            }
+            Err(e) => Err(UserError::runtime(e.to_string())
+                .with_hint(match self.knockd.pid_source {
+                    PidSource::File(_) => {
+                        "start knockd in daemon mode first (knockd -d, with PidFile in its \
+                         config) and check knockd_pid_file"
+                    }
+                    PidSource::SystemdUnit(_) => {
+                        "start knockd first (systemctl start knockd) and check \
+                         knockd_reload_command"
+                    }
+                })
+                .into()),
+        }
+    }
+
+    /// Puts the doors for `window` in place: authorize new knock ports, install and reload
+    /// knockd.conf, revoke knock ports no door uses. `first` reconciles with the group.
+    fn apply(
+        &mut self,
+        window: Window,
+        doors: &[ActiveDoor],
+        stop: &mut StopSignal,
+        first: bool,
+    ) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let desired = door_ports(doors);
+        let text = render_conf(&self.config, doors)?;
+        let previous = match &self.rendered_ports {
+            Some(ports) => ports.clone(),
+            // A fresh start: compare with the doors of the file knockd runs now.
+            None => std::fs::read_to_string(&self.knockd.conf)
+                .map(|text| sequence_ports(&text))
+                .unwrap_or_default(),
+        };
+        let now = wall_clock()?.as_secs();
+        // Retry AWS calls until the window ends (at least a few seconds, after a late start).
+        let deadline = Instant::now() + Duration::from_secs(window.seconds_left(now).max(5));
+        let log = self.log;
+        let mut aws_trouble: Option<AwsError> = None;
+
+        if let Some(rules) = self.rules.as_mut() {
+            let mut report = |e: &AwsError| log.alarm(format!("aws: {e}"));
+            let mut pause = |d| stop.pause(d);
+            if first {
+                let present = retrying(
+                    deadline,
+                    &mut pause,
+                    &mut report,
+                    AwsError::is_permanent,
+                    || rules.refresh(),
+                )
+                .map_err(|e| aws_failure("cannot read the security group", e))?;
+                log.detail(format!(
+                    "the group has our rules for {} knock ports",
+                    present.len()
+                ));
+            }
+            let plan = rules.plan(&desired);
+            log.detail(format!("authorizing {}", join(&plan.authorize)));
+            if let Err(e) = retrying(
+                deadline,
+                &mut pause,
+                &mut report,
+                AwsError::is_permanent,
+                || rules.authorize(&plan.authorize),
+            ) {
+                if first {
+                    return Err(aws_failure("cannot open the knock ports", e));
+                }
+                aws_trouble = Some(e);
+            }
+        }
+
+        let installed = self.knockd.install(&text)?;
+        if let Some(died) = &installed.died {
+            self.log.alarm(format!(
+                "KNOCKD WAS GONE ({died}); restarted it, now pid {}",
+                installed.pid
+            ));
+        }
+
+        if let Some(rules) = self.rules.as_mut() {
+            let stale = rules.plan(&desired).revoke;
+            log.detail(format!("revoking {}", join(&stale)));
+            let mut report = |e: &AwsError| log.alarm(format!("aws: {e}"));
+            if let Err(e) = retrying(
+                deadline,
+                &mut |d| stop.pause(d),
+                &mut report,
+                AwsError::is_permanent,
+                || rules.revoke(&stale),
+            ) {
+                if first {
+                    return Err(aws_failure("cannot revoke stale knock ports", e));
+                }
+                aws_trouble = Some(e);
+            }
+        }
+
+        let PortDiff {
+            authorize: added,
+            revoke: removed,
+        } = diff(&desired, &previous);
+        self.log.note(format!(
+            "window {}: doors for {}..={}, knock ports +{} -{}, {} ms{}",
+            window.counter,
+            doors.first().map_or(window.counter, |d| d.window.counter),
+            doors.last().map_or(window.counter, |d| d.window.counter),
+            added.len(),
+            removed.len(),
+            started.elapsed().as_millis(),
+            if aws_trouble.is_some() {
+                " (security group not in step, retrying next window)"
+            } else {
+                ""
+            }
+        ));
+        self.log.detail(format!(
+            "knock ports now {} (added {}, removed {}), knockd pid {}",
+            join(&desired),
+            join(&added),
+            join(&removed),
+            installed.pid
+        ));
+        self.rendered_ports = Some(desired);
+        Ok(())
+    }
+
+    fn dry_run(&mut self, window: Window, doors: &[ActiveDoor]) -> anyhow::Result<()> {
+        let desired = &door_ports(doors);
+        let text = &render_conf(&self.config, doors)?;
+        let mut out = String::new();
+        let _ = writeln!(out, "# dry run: window {}", window.counter);
+        for door in doors {
+            let _ = writeln!(
+                out,
+                "# door for window {}: knock {}",
+                door.window.counter, door.ports
+            );
+        }
+        if let Some(rules) = &self.rules {
+            let mut ports = desired.clone();
+            if let Some(previous) = &self.rendered_ports {
+                ports = ports.difference(previous).copied().collect();
+            } else {
+                let _ = writeln!(
+                    out,
+                    "would read the group: {}",
+                    rules.cli().show(&rules.describe_args())
+                );
+            }
+            if !ports.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "would authorize (where not already ours): {}",
+                    rules.cli().show(&rules.change_args(false, &ports))
+                );
+            }
+        }
+        let candidate = self.knockd.candidate_path();
+        let _ = writeln!(
+            out,
+            "would write {} and check it: {} -c {} -i {}",
+            candidate.display(),
+            self.knockd.program.display(),
+            candidate.display(),
+            NO_SUCH_INTERFACE
+        );
+        let _ = writeln!(out, "would rename it over {}:", self.knockd.conf.display());
+        out.push_str(text);
+        if !text.ends_with('\n') {
+            out.push('\n');
+        }
+        match &self.knockd.reload_command {
+            Some(command) => {
+                let _ = writeln!(out, "would reload knockd: {}", command.join(" "));
+            }
+            None => {
+                let pid = self
+                    .knockd
+                    .running_pid()
+                    .map_or_else(|_| "PID".to_string(), |p| p.to_string());
+                let _ = writeln!(
+                    out,
+                    "would reload knockd: kill -HUP {pid} (from its {})",
+                    self.knockd.pid_source
+                );
+            }
+        }
+        if let Some(rules) = &self.rules {
+            let _ = writeln!(
+                out,
+                "would revoke our rules ({}) for knock ports other than {}",
+                rules.description(),
+                join(desired)
+            );
+        }
+        print!("{out}");
+        self.rendered_ports = Some(desired.clone());
+        Ok(())
+    }
+
+    /// A dead knockd that could not be restarted ends the daemon.
+    fn is_fatal(&self, error: &anyhow::Error) -> bool {
+        matches!(
+            error.downcast_ref::<ReloadError>(),
+            Some(ReloadError::DiedNotRestarted(_) | ReloadError::NotRunning(_))
+        )
+    }
+
+    /// Revokes every knock-port rule this server owns.
+    fn shut_down(&mut self) -> anyhow::Result<()> {
+        let Some(rules) = self.rules.as_mut() else {
+            return Ok(());
+        };
+        let owned = rules.owned().clone();
+        if owned.is_empty() || self.dry_run {
+            return Ok(());
+        }
+        let log = self.log;
+        let result = retrying(
+            Instant::now() + SHUTDOWN_RETRY,
+            &mut |d| {
+                std::thread::sleep(d);
+                true
+            },
+            &mut |e| log.alarm(format!("revoking knock ports failed: {e}")),
+            AwsError::is_permanent,
+            || rules.revoke(&owned),
+        );
+        match result {
+            Ok(()) => {
+                log.note(format!("revoked {} knock-port rules", owned.len()));
+                log.detail(format!("revoked ports {}", join(&owned)));
+                Ok(())
+            }
+            Err(e) => Err(UserError::runtime(format!(
+                "could not revoke the knock ports {} from the security group: {e}",
+                join(rules.owned())
+            ))
+            .with_hint("revoke them by hand (aws ec2 revoke-security-group-ingress)")
+            .into()),
+        }
+    }
+}
+
+fn aws_failure(what: &str, error: AwsError) -> anyhow::Error {
+    UserError::runtime(format!("{what}: {error}"))
+        .with_hint("check the aws CLI, its credentials, the region and the security group id")
+        .into()
+}
+
+fn join(ports: &BTreeSet<u16>) -> String {
+    if ports.is_empty() {
+        return "none".into();
+    }
+    ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}

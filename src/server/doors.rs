@@ -1,0 +1,123 @@
+//! The doors of a window: which windows get one, their knock ports, and what changed.
+
+use std::collections::BTreeSet;
+
+use crate::core::ports::PortPair;
+use crate::core::totp::Totp;
+use crate::core::window::Window;
+
+/// One door: the window it serves and that window's knock ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveDoor {
+    pub window: Window,
+    pub ports: PortPair,
+}
+
+/// The doors for `window`: previous, current and next.
+pub fn active_doors(totp: &Totp, window: Window) -> Vec<ActiveDoor> {
+    door_windows(window)
+        .into_iter()
+        .map(|window| ActiveDoor {
+            window,
+            ports: totp.ports_for(window),
+        })
+        .collect()
+}
+
+/// Every knock port some door uses.
+pub fn door_ports(doors: &[ActiveDoor]) -> BTreeSet<u16> {
+    doors.iter().flat_map(|d| d.ports.0).collect()
+}
+
+/// The windows that get a door at `window`: previous, current and next (one step of clock
+/// skew either way, as RFC 6238 advises). At the epoch there is no previous window, so the
+/// current one stands in for it and is listed once.
+pub fn door_windows(window: Window) -> Vec<Window> {
+    let mut windows = vec![window.previous(), window, window.next()];
+    windows.dedup();
+    windows
+}
+
+/// Ports to open and to close to get from what the group has to what the doors need.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PortDiff {
+    pub authorize: BTreeSet<u16>,
+    pub revoke: BTreeSet<u16>,
+}
+
+impl PortDiff {
+    pub fn is_empty(&self) -> bool {
+        self.authorize.is_empty() && self.revoke.is_empty()
+    }
+}
+
+/// What to authorize (wanted, not present) and revoke (present, no longer wanted).
+pub fn diff(desired: &BTreeSet<u16>, present: &BTreeSet<u16>) -> PortDiff {
+    PortDiff {
+        authorize: desired.difference(present).copied().collect(),
+        revoke: present.difference(desired).copied().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::secret::SecretKey;
+    use crate::core::totp::Algorithm;
+
+    fn totp() -> Totp {
+        Totp::new(
+            &SecretKey::from_base32("LPI3UVRWMUTRNDBD").unwrap(),
+            Algorithm::Sha1,
+            30,
+        )
+        .unwrap()
+    }
+
+    fn snapshot(doors: &[ActiveDoor]) -> String {
+        doors
+            .iter()
+            .map(|d| format!("{} {}", d.window.counter, d.ports))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn doors_around_a_window_whose_code_starts_with_zeros() {
+        // 1740012930 -> 000418 -> 4000 4180 (the 0000 group widened). Neighbours checked
+        // with `oathtool --totp -b LPI3UVRWMUTRNDBD -N @T`.
+        let doors = active_doors(&totp(), Window::at(1_740_012_930, 30));
+        assert_eq!(doors[1].ports, PortPair([4000, 4180]));
+        insta_like(
+            &snapshot(&doors),
+            "58000430 2332 3279\n58000431 4000 4180\n58000432 1015 1537",
+        );
+    }
+
+    #[test]
+    fn doors_around_a_window_whose_code_is_000024() {
+        let doors = active_doors(&totp(), Window::at(1_740_134_610, 30));
+        assert_eq!(doors[1].ports, PortPair([1000, 2400]));
+        insta_like(
+            &snapshot(&doors),
+            "58004486 7374 7437\n58004487 1000 2400\n58004488 4979 7937",
+        );
+    }
+
+    #[test]
+    fn the_previous_and_next_doors_are_the_neighbours_current_doors() {
+        let t = totp();
+        let w = Window::at(1_740_012_930, 30);
+        let now = active_doors(&t, w);
+        let later = active_doors(&t, w.next());
+        assert_eq!(now[1..], later[..2]);
+        let ports = door_ports(&now);
+        assert!(ports.contains(&4000) && ports.contains(&4180));
+        assert!(ports.len() <= 6);
+    }
+
+    /// Compares with an inline snapshot and prints the actual text when it differs.
+    fn insta_like(actual: &str, expected: &str) {
+        assert_eq!(actual, expected, "\nactual snapshot:\n{actual}\n");
+    }
+}

@@ -1,0 +1,136 @@
+//! AWS security groups through the aws CLI: a rule per knocker's /32 or /128.
+
+use serde::{Deserialize, Serialize};
+
+use super::validate_cloud_name;
+use super::{Backend, DoorCommands, FirewallError, FirewallKind, ProtectedPort};
+
+/// The AWS security group a server's doors add rules to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsTarget {
+    /// `sg-` and 8 or 17 hex digits.
+    pub security_group: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// aws CLI profile (`--profile`); none means the instance role or the environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+}
+
+/// `sg-` followed by 8 or 17 lowercase hex digits.
+pub fn validate_security_group(id: &str) -> Result<(), FirewallError> {
+    let ok = id.strip_prefix("sg-").is_some_and(|hex| {
+        matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(FirewallError::SecurityGroup(id.chars().take(40).collect()))
+    }
+}
+
+impl Backend for AwsTarget {
+    fn kind(&self) -> FirewallKind {
+        FirewallKind::Aws
+    }
+
+    fn validate(&self) -> Result<(), FirewallError> {
+        validate_security_group(&self.security_group)?;
+        if let Some(region) = &self.region {
+            validate_cloud_name("region", region)?;
+        }
+        if let Some(profile) = &self.profile {
+            validate_cloud_name("aws profile", profile)?;
+        }
+        Ok(())
+    }
+
+    fn door_commands(&self, target: &ProtectedPort) -> DoorCommands {
+        let aws = self;
+        let port = target.port;
+        let base = |verb: &str| {
+            let mut command = format!(
+                "aws ec2 {verb}-security-group-ingress --group-id {}",
+                aws.security_group
+            );
+            if let Some(region) = &aws.region {
+                command.push_str(&format!(" --region {region}"));
+            }
+            if let Some(profile) = &aws.profile {
+                command.push_str(&format!(" --profile {profile}"));
+            }
+            command
+        };
+        let v4 = format!("--protocol tcp --port {port} --cidr %IP%/32");
+        let v6 = format!(
+            "--ip-permissions 'IpProtocol=tcp,FromPort={port},ToPort={port},\
+                 Ipv6Ranges=[{{CidrIpv6=%IP%/128}}]'"
+        );
+        DoorCommands {
+            start: format!("{} {v4}", base("authorize")),
+            stop: Some(format!("{} {v4}", base("revoke"))),
+            start_6: Some(format!("{} {v6}", base("authorize"))),
+            stop_6: Some(format!("{} {v6}", base("revoke"))),
+        }
+    }
+
+    fn setup_steps(&self, target: &ProtectedPort) -> String {
+        let aws = self;
+        let port = target.port;
+        let name = &target.server;
+        let mut s = String::new();
+        let mut flags = String::new();
+        if let Some(region) = &aws.region {
+            flags.push_str(&format!(" --region {region}"));
+        }
+        if let Some(profile) = &aws.profile {
+            flags.push_str(&format!(" --profile {profile}"));
+        }
+        s.push_str(&format!(
+                "# 1. Let the instance role open and close rules in {sg} (policy: iam-policy.json).\n\
+                 #    Replace ROLE and ACCOUNT_ID with the instance profile's role and your account.\n\
+                 aws iam create-policy --policy-name knock-totp-{name} --policy-document file://iam-policy.json\n\
+                 aws iam attach-role-policy --role-name ROLE --policy-arn arn:aws:iam::ACCOUNT_ID:policy/knock-totp-{name}\n\n\
+                 # 2. Port {port} must not be open to the world in {sg}: check, and revoke any 0.0.0.0/0 rule.\n\
+                 aws ec2 describe-security-groups --group-ids {sg}{flags} --query 'SecurityGroups[0].IpPermissions'\n\n\
+                 # 3. Knock ports: `knock-totp server` authorizes the current windows' two ports\n\
+                 #    (0.0.0.0/0, description knock-totp:{name}) and revokes them when they expire.\n\
+                 #    knockd's doors authorize port {port} for the knocker's /32 only and revoke it.\n",
+                sg = aws.security_group
+            ));
+        s
+    }
+}
+
+/// The least-privilege IAM policy for `knock-totp server` and knockd's doors on AWS.
+/// Describe calls cannot be scoped to a resource, so they get `"*"`.
+pub fn aws_iam_policy(aws: &AwsTarget) -> String {
+    let region = aws.region.as_deref().unwrap_or("*");
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "KnockTotpOpenAndCloseRules",
+                "Effect": "Allow",
+                "Action": [
+                    "ec2:AuthorizeSecurityGroupIngress",
+                    "ec2:RevokeSecurityGroupIngress"
+                ],
+                "Resource": format!("arn:aws:ec2:{region}:*:security-group/{}", aws.security_group)
+            },
+            {
+                "Sid": "KnockTotpReadRules",
+                "Effect": "Allow",
+                "Action": [
+                    "ec2:DescribeSecurityGroups",
+                    "ec2:DescribeSecurityGroupRules"
+                ],
+                "Resource": "*"
+            }
+        ]
+    });
+    let mut text = serde_json::to_string_pretty(&policy).expect("JSON values serialize");
+    text.push('\n');
+    text
+}
