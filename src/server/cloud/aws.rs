@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::core::ports::{MAX_KNOCK_PORT, MIN_KNOCK_PORT};
 use crate::server::doors::{diff, PortDiff};
+use crate::server::firewall::aws::aws_cli_flags;
 use crate::server::firewall::rule_description;
 
 /// Knock ports are decoys that must reach knockd from anywhere.
@@ -71,13 +72,11 @@ impl AwsCommand {
     }
 
     fn global_args(&self) -> Vec<OsString> {
-        let mut args = Vec::new();
-        if let Some(region) = &self.region {
-            args.extend(["--region".into(), region.into()]);
-        }
-        if let Some(profile) = &self.profile {
-            args.extend(["--profile".into(), profile.into()]);
-        }
+        let mut args: Vec<OsString> =
+            aws_cli_flags(self.region.as_deref(), self.profile.as_deref())
+                .into_iter()
+                .map(OsString::from)
+                .collect();
         args.extend(["--output".into(), "json".into()]);
         args
     }

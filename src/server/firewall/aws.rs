@@ -18,6 +18,25 @@ pub struct AwsTarget {
     pub profile: Option<String>,
 }
 
+impl AwsTarget {
+    /// The aws CLI's `--region` and `--profile` flags for this target.
+    pub fn cli_flags(&self) -> Vec<String> {
+        aws_cli_flags(self.region.as_deref(), self.profile.as_deref())
+    }
+}
+
+/// `--region R --profile P`, each only when given: every aws command line starts with these.
+pub fn aws_cli_flags(region: Option<&str>, profile: Option<&str>) -> Vec<String> {
+    let mut flags = Vec::new();
+    if let Some(region) = region {
+        flags.extend(["--region".to_owned(), region.to_owned()]);
+    }
+    if let Some(profile) = profile {
+        flags.extend(["--profile".to_owned(), profile.to_owned()]);
+    }
+    flags
+}
+
 /// `sg-` followed by 8 or 17 lowercase hex digits.
 pub fn validate_security_group(id: &str) -> Result<(), FirewallError> {
     let ok = id.strip_prefix("sg-").is_some_and(|hex| {
@@ -54,11 +73,9 @@ impl Backend for AwsTarget {
                 "aws ec2 {verb}-security-group-ingress --group-id {}",
                 aws.security_group
             );
-            if let Some(region) = &aws.region {
-                command.push_str(&format!(" --region {region}"));
-            }
-            if let Some(profile) = &aws.profile {
-                command.push_str(&format!(" --profile {profile}"));
+            for flag in aws.cli_flags() {
+                command.push(' ');
+                command.push_str(&flag);
             }
             command
         };
@@ -81,11 +98,9 @@ impl Backend for AwsTarget {
         let name = &target.server;
         let mut s = String::new();
         let mut flags = String::new();
-        if let Some(region) = &aws.region {
-            flags.push_str(&format!(" --region {region}"));
-        }
-        if let Some(profile) = &aws.profile {
-            flags.push_str(&format!(" --profile {profile}"));
+        for flag in aws.cli_flags() {
+            flags.push(' ');
+            flags.push_str(&flag);
         }
         s.push_str(&format!(
                 "# 1. Let the instance role open and close rules in {sg} (policy: iam-policy.json).\n\
