@@ -10,6 +10,7 @@ pub mod engine;
 pub mod firewall;
 pub mod rotation;
 pub mod schedule;
+pub mod systemd;
 
 use std::path::Path;
 

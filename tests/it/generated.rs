@@ -60,8 +60,7 @@ fn completions_are_current() {
 
 #[test]
 fn packaged_systemd_unit_is_current() {
-    let unit =
-        knock_totp::server::config::ServerConfig::systemd_template_unit("/usr/bin/knock-totp");
+    let unit = knock_totp::server::systemd::template_unit("/usr/bin/knock-totp");
     assert!(unit.contains("ExecStart=/usr/bin/knock-totp server --config /etc/knock-totp/%i.toml"));
     assert!(unit.contains("LoadCredential=secret:/etc/knock-totp/%i.secret"));
     assert!(
@@ -170,8 +169,7 @@ fn systemd_accepts_the_units() {
     }
     let dir = tempfile::tempdir().unwrap();
     let exe = assert_cmd::cargo::cargo_bin("knock-totp");
-    let template =
-        knock_totp::server::config::ServerConfig::systemd_template_unit(&exe.display().to_string());
+    let template = knock_totp::server::systemd::template_unit(&exe.display().to_string());
     let env = Env::new();
     let out = env
         .cmd()

@@ -25,6 +25,7 @@ use crate::server::engine::knockd::{knockd_door, knockd_options};
 use crate::server::firewall::{
     aws_iam_policy, AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget,
 };
+use crate::server::systemd;
 
 /// Stands in for the server's address in the client command when --address is not given.
 const ADDRESS_PLACEHOLDER: &str = "SERVER_ADDRESS";
@@ -304,7 +305,7 @@ fn render_artifacts(config: &ServerConfig, firewall: &Firewall) -> anyhow::Resul
             "/etc/systemd/system/knock-totp-{name}.service"
         ))),
         file_name: format!("knock-totp-{name}.service"),
-        contents: Zeroizing::new(config.systemd_unit(&config_path, DEFAULT_EXECUTABLE)),
+        contents: Zeroizing::new(systemd::unit(config, &config_path, DEFAULT_EXECUTABLE)),
         mode: 0o644,
     });
     Ok(artifacts)

@@ -2,9 +2,16 @@
 
 pub mod knockd;
 
+use crate::core::ports::knock_range_text;
 use crate::core::window::Window;
+use crate::log::Log;
+use crate::server::cloud::aws::{AwsCommand, KnockPortRules};
+use crate::server::config::ServerConfig;
 use crate::server::doors::ActiveDoor;
+use crate::server::firewall::FirewallKind;
 use crate::server::rotation::StopSignal;
+
+use self::knockd::{knockd_for, KnockdEngine};
 
 /// A knock engine, driven by the rotation loop.
 pub trait Engine {
@@ -31,4 +38,33 @@ pub trait Engine {
 
     /// Leaves the firewall safe when the daemon stops or fails.
     fn shut_down(&mut self) -> anyhow::Result<()>;
+}
+
+/// The engine a server's config asks for, ready for its preflight.
+pub fn build(config: ServerConfig, log: Log, dry_run: bool) -> anyhow::Result<Box<dyn Engine>> {
+    let knockd = knockd_for(&config)?;
+    let rules = match (&config.firewall, &config.aws) {
+        (FirewallKind::Aws, Some(aws)) => Some(KnockPortRules::new(
+            AwsCommand {
+                program: "aws".into(),
+                region: aws.region.clone(),
+                profile: aws.profile.clone(),
+            },
+            &aws.security_group,
+            &config.name,
+        )),
+        (FirewallKind::Gcp | FirewallKind::Azure, _) => {
+            log.note(format!(
+                "firewall = \"{}\": the knock ports are not managed; allow TCP {} to \
+                 reach knockd in the cloud firewall",
+                config.firewall.as_str(),
+                knock_range_text()
+            ));
+            None
+        }
+        _ => None,
+    };
+    Ok(Box::new(KnockdEngine::new(
+        config, knockd, rules, log, dry_run,
+    )))
 }

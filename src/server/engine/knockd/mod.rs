@@ -11,6 +11,8 @@ use self::conf::{
     door_name, render_knockd_conf, sequence_ports, KnockdDoor, KnockdLog, KnockdOptions,
 };
 use self::process::{Knockd, PidSource, ReloadError, NO_SUCH_INTERFACE};
+use std::path::PathBuf;
+
 use crate::clock::wall_clock;
 use crate::core::ports::PortPair;
 use crate::core::window::Window;
@@ -364,6 +366,55 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
     }
 }
 
+/// How to find, reload and restart knockd from the config: its pid file, or the systemd unit
+/// named by a `systemctl reload UNIT` reload command.
+pub fn knockd_for(config: &ServerConfig) -> anyhow::Result<Knockd> {
+    let program = PathBuf::from("knockd");
+    let reload = config.knockd_reload_command.clone();
+    let systemd_unit = reload.as_ref().and_then(|argv| {
+        let is_systemctl = argv.first()?.rsplit('/').next()? == "systemctl";
+        let is_reload = argv
+            .iter()
+            .any(|a| a == "reload" || a == "reload-or-restart");
+        (is_systemctl && is_reload)
+            .then(|| argv.last().cloned())
+            .flatten()
+    });
+    let (pid_source, restart) = match (&config.knockd_pid_file, systemd_unit) {
+        (Some(pid_file), _) => (
+            PidSource::File(pid_file.clone()),
+            // knockd in daemon mode, on the same config (whose PidFile is this pid file).
+            vec![
+                program.display().to_string(),
+                "-d".into(),
+                "-c".into(),
+                config.knockd_conf.display().to_string(),
+                "-i".into(),
+                config.interface.clone(),
+            ],
+        ),
+        (None, Some(unit)) => (
+            PidSource::SystemdUnit(unit.clone()),
+            vec!["systemctl".into(), "restart".into(), unit],
+        ),
+        (None, None) => {
+            return Err(UserError::usage(
+                "set knockd_pid_file in the server config: without it (or a \
+                 `systemctl reload UNIT` reload command) the server cannot tell whether knockd \
+                 survived a reload",
+            )
+            .into())
+        }
+    };
+    Ok(Knockd {
+        program,
+        conf: config.knockd_conf.clone(),
+        pid_source,
+        reload_command: reload,
+        restart_command: Some(restart),
+    })
+}
+
 fn aws_failure(what: &str, error: AwsError) -> anyhow::Error {
     UserError::runtime(format!("{what}: {error}"))
         .with_hint("check the aws CLI, its credentials, the region and the security group id")
@@ -379,4 +430,87 @@ fn join(ports: &BTreeSet<u16>) -> String {
         .map(u16::to_string)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::secret::SecretKey;
+    use crate::core::totp::{Algorithm, Totp};
+    use crate::core::window::Window;
+    use crate::server::doors::active_doors;
+
+    const CONFIG: &str = r#"
+name = "web"
+secret_file = "/etc/knock-totp/web.secret"
+port = 22
+interface = "eth0"
+knockd_conf = "/etc/knock-totp/knockd/web.conf"
+knockd_pid_file = "/run/knockd.pid"
+firewall = "iptables"
+"#;
+
+    #[test]
+    fn knockd_conf_for_the_window_of_code_000418() {
+        let config = ServerConfig::parse(CONFIG, "web.toml".as_ref()).unwrap();
+        let totp = Totp::new(
+            &SecretKey::from_base32("LPI3UVRWMUTRNDBD").unwrap(),
+            Algorithm::Sha1,
+            30,
+        )
+        .unwrap();
+        let doors = active_doors(&totp, Window::at(1_740_012_930, 30));
+        let text = render_conf(&config, &doors).unwrap();
+        let sequences: Vec<&str> = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with("sequence") || l.starts_with('['))
+            .collect();
+        assert_eq!(
+            sequences,
+            [
+                "[options]",
+                "[knock-totp-58000430]",
+                "\tsequence        = 2332:tcp,3279:tcp",
+                "[knock-totp-58000431]",
+                "\tsequence        = 4000:tcp,4180:tcp",
+                "[knock-totp-58000432]",
+                "\tsequence        = 1015:tcp,1537:tcp",
+            ]
+        );
+        assert!(text.contains("PidFile = /run/knockd.pid"), "{text}");
+        assert!(text.contains("%IP%"), "{text}");
+        assert!(!text.contains("LPI3UVRWMUTRNDBD") && !text.contains("000418"));
+    }
+
+    #[test]
+    fn knockd_is_found_through_its_pid_file_or_systemd_unit() {
+        let config = ServerConfig::parse(CONFIG, "web.toml".as_ref()).unwrap();
+        let knockd = knockd_for(&config).unwrap();
+        assert_eq!(knockd.pid_source, PidSource::File("/run/knockd.pid".into()));
+        assert_eq!(
+            knockd.restart_command.unwrap(),
+            [
+                "knockd",
+                "-d",
+                "-c",
+                "/etc/knock-totp/knockd/web.conf",
+                "-i",
+                "eth0"
+            ]
+        );
+        let systemd = CONFIG.replace(
+            "knockd_pid_file = \"/run/knockd.pid\"",
+            "knockd_reload_command = [\"systemctl\", \"reload\", \"knockd.service\"]",
+        );
+        let config = ServerConfig::parse(&systemd, "web.toml".as_ref()).unwrap();
+        let knockd = knockd_for(&config).unwrap();
+        assert_eq!(
+            knockd.pid_source,
+            PidSource::SystemdUnit("knockd.service".into())
+        );
+        assert_eq!(
+            knockd.restart_command.unwrap(),
+            ["systemctl", "restart", "knockd.service"]
+        );
+    }
 }

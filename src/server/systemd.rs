@@ -1,0 +1,110 @@
+//! The systemd units that run `knock-totp server`: one per server, and the packaged template.
+
+use std::path::Path;
+
+use crate::server::config::{ServerConfig, SECRET_CREDENTIAL, SERVER_DIR};
+use crate::server::firewall::Firewall;
+
+/// A hardened systemd unit running `knock-totp server` with this config at `config_path`.
+pub fn unit(config: &ServerConfig, config_path: &Path, executable: &str) -> String {
+    let writable = config
+        .knockd_conf
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "/".into());
+    format!(
+        "# knock-totp rotation daemon for {name}: rewrites knockd's doors at every TOTP window.\n\
+         # Install as /etc/systemd/system/knock-totp-{name}.service, then\n\
+         # `systemctl daemon-reload && systemctl enable --now knock-totp-{name}`.\n\
+         [Unit]\n\
+         Description=knock-totp rotation daemon for {name}\n\
+         Documentation=man:knock-totp(1)\n\
+         Wants=network-online.target\n\
+         After=network-online.target knockd.service\n\
+         \n\
+         [Service]\n\
+         Type=simple\n\
+         ExecStart={executable} server --config {config}\n\
+         Restart=on-failure\n\
+         RestartSec=5\n\
+         # The secret reaches the daemon as $CREDENTIALS_DIRECTORY/{SECRET_CREDENTIAL}, readable by it alone.\n\
+         LoadCredential={SECRET_CREDENTIAL}:{secret}\n\
+         UMask=0077\n\
+         NoNewPrivileges=yes\n\
+         ProtectSystem=strict\n\
+         ReadWritePaths={writable}\n\
+         ProtectHome=read-only\n\
+         PrivateTmp=yes\n\
+         PrivateDevices=yes\n\
+         ProtectKernelTunables=yes\n\
+         ProtectKernelModules=yes\n\
+         ProtectKernelLogs=yes\n\
+         ProtectControlGroups=yes\n\
+         ProtectClock=yes\n\
+         ProtectHostname=yes\n\
+         RestrictSUIDSGID=yes\n\
+         RestrictRealtime=yes\n\
+         RestrictNamespaces=yes\n\
+         LockPersonality=yes\n\
+         SystemCallArchitectures=native\n\
+         RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        name = config.name,
+        config = config_path.display(),
+        secret = config.secret_file.display(),
+    )
+}
+
+/// The packaged template unit `knock-totp-server@.service`: instance NAME runs
+/// `/etc/knock-totp/NAME.toml` with the secret `/etc/knock-totp/NAME.secret`.
+pub fn template_unit(executable: &str) -> String {
+    let template = ServerConfig::new("%i", 22, "eth0", &Firewall::Iptables);
+    let config = Path::new(SERVER_DIR).join("%i.toml");
+    unit(&template, &config, executable).replace(
+        "Install as /etc/systemd/system/knock-totp-%i.service, then\n\
+             # `systemctl daemon-reload && systemctl enable --now knock-totp-%i`.",
+        "Packaged template: for server NAME (/etc/knock-totp/NAME.toml), run\n\
+             # `systemctl enable --now knock-totp-server@NAME`.",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::config::DEFAULT_EXECUTABLE;
+    use crate::server::firewall::AwsTarget;
+
+    fn sample() -> ServerConfig {
+        ServerConfig::new(
+            "web",
+            22,
+            "eth0",
+            &Firewall::Aws(AwsTarget {
+                security_group: "sg-0123abcd".into(),
+                region: Some("eu-west-1".into()),
+                profile: None,
+            }),
+        )
+    }
+
+    #[test]
+    fn unit_is_hardened_and_names_the_secret_credential() {
+        let unit = unit(
+            &sample(),
+            Path::new("/etc/knock-totp/web.toml"),
+            DEFAULT_EXECUTABLE,
+        );
+        for line in [
+            "ExecStart=/usr/local/bin/knock-totp server --config /etc/knock-totp/web.toml",
+            "LoadCredential=secret:/etc/knock-totp/web.secret",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "ReadWritePaths=/etc/knock-totp/knockd",
+            "PrivateTmp=yes",
+        ] {
+            assert!(unit.lines().any(|l| l == line), "{line} missing:\n{unit}");
+        }
+    }
+}
