@@ -1,4 +1,7 @@
-//! knock-totp: time-based port knocking. A pure core (codes, ports, URIs) and thin adapters.
+//! knock-totp: time-based port knocking, in four layers whose arrows point down only:
+//! [`cli`] (the command line) uses [`server`] (the daemon and its engines) and [`client`]
+//! (profiles, secret stores, knocking), which use [`core`] (pure codes, ports, windows,
+//! secrets, URIs). [`error`], [`log`], [`clock`] and [`fsutil`] serve every layer.
 
 pub mod cli;
 pub mod client;
