@@ -110,9 +110,10 @@ impl Backend for AwsTarget {
                  # 2. Port {port} must not be open to the world in {sg}: check, and revoke any 0.0.0.0/0 rule.\n\
                  aws ec2 describe-security-groups --group-ids {sg}{flags} --query 'SecurityGroups[0].IpPermissions'\n\n\
                  # 3. Knock ports: `knock-totp server` authorizes the current windows' two ports\n\
-                 #    (0.0.0.0/0, description knock-totp:{name}) and revokes them when they expire.\n\
+                 #    (0.0.0.0/0, description {description}) and revokes them when they expire.\n\
                  #    knockd's doors authorize port {port} for the knocker's /32 only and revoke it.\n",
-                sg = aws.security_group
+                sg = aws.security_group,
+                description = target.description(),
             ));
         s
     }

@@ -58,7 +58,6 @@ impl Backend for AzureTarget {
     fn setup_steps(&self, target: &ProtectedPort) -> String {
         let azure = self;
         let port = target.port;
-        let name = &target.server;
         let mut s = String::new();
         s.push_str(&format!(
                 "# 1. Knocks must reach knockd. This lets TCP {range} through {nsg}; knockd sees\n\
@@ -67,7 +66,7 @@ impl Backend for AzureTarget {
                  az network nsg rule create --resource-group {rg} --nsg-name {nsg} \\\n\
                  \x20 --name kt-{slug}-knocks --priority 3900 --direction Inbound --access Allow \\\n\
                  \x20 --protocol Tcp --source-address-prefixes '*' --destination-port-ranges {range} \\\n\
-                 \x20 --description knock-totp:{name} --output none\n\n\
+                 \x20 --description {description} --output none\n\n\
                  # 2. The VM's identity needs Microsoft.Network/networkSecurityGroups/securityRules/\n\
                  #    write and delete on {nsg} (e.g. the Network Contributor role scoped to it).\n\
                  # 3. knockd's doors create a rule for the knocker's address only and delete it.\n",
@@ -75,6 +74,7 @@ impl Backend for AzureTarget {
                 nsg = azure.nsg,
                 slug = target.slug(),
                 range = knock_range_text(),
+                description = target.description(),
             ));
         s
     }

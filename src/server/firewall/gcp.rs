@@ -55,7 +55,6 @@ impl Backend for GcpTarget {
     fn setup_steps(&self, target: &ProtectedPort) -> String {
         let gcp = self;
         let port = target.port;
-        let name = &target.server;
         let mut s = String::new();
         let slug = target.slug();
         s.push_str(&format!(
@@ -66,10 +65,11 @@ impl Backend for GcpTarget {
                  #    anything listens there. Port {port} must have no 0.0.0.0/0 rule.\n\
                  gcloud compute firewall-rules create kt-{slug}-knocks --network={network} --direction=INGRESS \\\n\
                  \x20 --action=ALLOW --rules=tcp:{range} --source-ranges=0.0.0.0/0 \\\n\
-                 \x20 --target-tags=knock-totp-{slug} --description=knock-totp:{name}\n\n\
+                 \x20 --target-tags=knock-totp-{slug} --description={description}\n\n\
                  # 3. knockd's doors create a rule for the knocker's address only and delete it.\n",
                 network = gcp.network,
                 range = knock_range_text(),
+                description = target.description(),
             ));
         s
     }

@@ -75,7 +75,7 @@ pub struct ProtectedPort {
 }
 
 impl ProtectedPort {
-    fn description(&self) -> String {
+    pub fn description(&self) -> String {
         rule_description(&self.server)
     }
 
