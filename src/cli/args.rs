@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::client::hosts::StoreKind;
 use crate::core::totp::Algorithm;
+use crate::server::config::EngineKind;
 use crate::server::firewall::FirewallKind;
 
 #[derive(Debug, Parser)]
@@ -308,9 +309,13 @@ pub struct SetupArgs {
     #[arg(long, short = 'i', default_value = "eth0")]
     pub interface: String,
 
-    /// How the door opens the protected port
-    #[arg(long, value_enum, default_value_t = FirewallArg::Iptables)]
-    pub firewall: FirewallArg,
+    /// Knock engine: nftables (in the kernel) or knockd (the original design)
+    #[arg(long, value_enum, default_value_t = EngineArg::Nftables)]
+    pub engine: EngineArg,
+
+    /// How the door opens the protected port (default: nftables; iptables with --engine knockd)
+    #[arg(long, value_enum)]
+    pub firewall: Option<FirewallArg>,
 
     /// AWS security group (sg-...) for --firewall aws; the NSG name for --firewall azure
     #[arg(long, value_name = "SG")]
@@ -374,6 +379,14 @@ pub struct ServerArgs {
     /// Print the actions instead of doing them
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Print the engine's state (doors, allowed and banned sources, counters) and exit
+    #[arg(long, conflicts_with_all = ["once", "dry_run"])]
+    pub status: bool,
+
+    /// With --status: print JSON
+    #[arg(long, requires = "status")]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -434,6 +447,24 @@ impl From<StoreArg> for StoreKind {
         match arg {
             StoreArg::Keyring => Self::Keyring,
             StoreArg::File => Self::File,
+        }
+    }
+}
+
+/// Which knock engine a server runs (maps to [`EngineKind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineArg {
+    /// In-kernel doors: sweep-proof, rate-limited, single-use, fail-closed
+    Nftables,
+    /// knockd with one door per window (the original design)
+    Knockd,
+}
+
+impl From<EngineArg> for EngineKind {
+    fn from(arg: EngineArg) -> Self {
+        match arg {
+            EngineArg::Nftables => Self::Nftables,
+            EngineArg::Knockd => Self::Knockd,
         }
     }
 }

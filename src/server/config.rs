@@ -31,10 +31,15 @@ pub struct ServerConfig {
     pub secret_file: PathBuf,
     /// Protected port.
     pub port: u16,
-    /// Interface knockd listens on.
-    pub interface: String,
-    /// knockd.conf the daemon rewrites (atomically) at every window.
-    pub knockd_conf: PathBuf,
+    /// Knock engine; a file without the key predates the nftables engine and means knockd.
+    #[serde(default = "EngineKind::legacy")]
+    pub engine: EngineKind,
+    /// Interface knockd listens on (knockd engine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// knockd.conf the daemon rewrites (atomically) at every window (knockd engine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knockd_conf: Option<PathBuf>,
     /// knockd's pid file, to send it SIGHUP (knockd writes one only with `-d`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub knockd_pid_file: Option<PathBuf>,
@@ -61,6 +66,79 @@ pub struct ServerConfig {
     pub gcp: Option<GcpTarget>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub azure: Option<AzureTarget>,
+    /// The nftables engine's limits (defaults when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nftables: Option<NftSettings>,
+}
+
+/// Which engine opens the doors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// In the kernel: sweep-proof, rate-limited, single-use, time-bounded doors.
+    Nftables,
+    /// knockd with one door per window (the original design).
+    Knockd,
+}
+
+impl EngineKind {
+    fn legacy() -> Self {
+        Self::Knockd
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Nftables => "nftables",
+            Self::Knockd => "knockd",
+        }
+    }
+}
+
+/// Limits of the nftables engine. The defaults let ten ssh logins a minute through a
+/// ProxyCommand (2 knocks each, 4 when the client knocks again) from one address, and ban a
+/// blind guesser after at most 20 wrong pairs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NftSettings {
+    /// Knock-range SYNs a source (an IPv6 /64) may send per minute, sustained.
+    #[serde(default = "NftSettings::default_rate")]
+    pub rate_per_minute: u32,
+    /// Knock-range SYNs a source may send in a burst before the rate applies.
+    #[serde(default = "NftSettings::default_burst")]
+    pub burst: u32,
+    /// Seconds a source that exceeded the rate is banned (completes no door).
+    #[serde(default = "NftSettings::default_ban")]
+    pub ban_seconds: u64,
+    /// Drop the knock range on the host (set where a cloud firewall opens it to the world).
+    #[serde(default)]
+    pub drop_knock_range: bool,
+    /// Ports in the knock range that serve the public and stay reachable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public_ports: Vec<u16>,
+}
+
+impl NftSettings {
+    fn default_rate() -> u32 {
+        60
+    }
+    fn default_burst() -> u32 {
+        40
+    }
+    fn default_ban() -> u64 {
+        600
+    }
+}
+
+impl Default for NftSettings {
+    fn default() -> Self {
+        Self {
+            rate_per_minute: Self::default_rate(),
+            burst: Self::default_burst(),
+            ban_seconds: Self::default_ban(),
+            drop_knock_range: false,
+            public_ports: Vec::new(),
+        }
+    }
 }
 
 fn default_open_seconds() -> u64 {
@@ -91,7 +169,14 @@ pub fn validate_interface(name: &str) -> Result<(), String> {
 
 impl ServerConfig {
     /// The configuration `setup` writes for a new server, with the standard paths.
-    pub fn new(name: &str, port: u16, interface: &str, firewall: &Firewall) -> Self {
+    pub fn new(
+        name: &str,
+        port: u16,
+        engine: EngineKind,
+        interface: &str,
+        firewall: &Firewall,
+    ) -> Self {
+        let knockd = engine == EngineKind::Knockd;
         let (aws, gcp, azure) = match firewall {
             Firewall::Aws(a) => (Some(a.clone()), None, None),
             Firewall::Gcp(g) => (None, Some(g.clone()), None),
@@ -102,16 +187,19 @@ impl ServerConfig {
             name: name.to_owned(),
             secret_file: Path::new(SERVER_DIR).join(format!("{name}.secret")),
             port,
-            interface: interface.to_owned(),
-            knockd_conf: Path::new(SERVER_DIR)
-                .join("knockd")
-                .join(format!("{name}.conf")),
+            engine,
+            interface: knockd.then(|| interface.to_owned()),
+            knockd_conf: knockd.then(|| {
+                Path::new(SERVER_DIR)
+                    .join("knockd")
+                    .join(format!("{name}.conf"))
+            }),
             knockd_pid_file: None,
-            knockd_reload_command: Some(
+            knockd_reload_command: knockd.then(|| {
                 ["systemctl", "reload", "knockd.service"]
                     .map(String::from)
-                    .to_vec(),
-            ),
+                    .to_vec()
+            }),
             firewall: firewall.kind(),
             open_seconds: DEFAULT_OPEN_SECONDS,
             seq_timeout: DEFAULT_SEQ_TIMEOUT,
@@ -121,6 +209,7 @@ impl ServerConfig {
             aws,
             gcp,
             azure,
+            nftables: (!knockd).then(NftSettings::default),
         }
     }
 
@@ -155,7 +244,7 @@ impl ServerConfig {
         validate_host_name(&self.name).map_err(|e| ("name", e))?;
         for (key, path) in [
             ("secret_file", Some(&self.secret_file)),
-            ("knockd_conf", Some(&self.knockd_conf)),
+            ("knockd_conf", self.knockd_conf.as_ref()),
             ("knockd_pid_file", self.knockd_pid_file.as_ref()),
         ] {
             if let Some(path) = path {
@@ -170,22 +259,11 @@ impl ServerConfig {
         if self.port == 0 {
             return Err(("port", "port 0 is not a usable TCP port (1-65535)".into()));
         }
-        validate_interface(&self.interface).map_err(|e| ("interface", e))?;
-        match &self.knockd_reload_command {
-            Some(argv) if argv.is_empty() || argv[0].is_empty() => {
-                return Err((
-                    "knockd_reload_command",
-                    "knockd_reload_command is empty".into(),
-                ))
-            }
-            None if self.knockd_pid_file.is_none() => {
-                return Err((
-                    "knockd_conf",
-                    "set knockd_reload_command or knockd_pid_file so knockd can be told to reload"
-                        .into(),
-                ))
-            }
-            _ => {}
+        if self.engine == EngineKind::Knockd {
+            self.validate_knockd()?;
+        }
+        if let Some(nft) = &self.nftables {
+            nft.validate()?;
         }
         for (key, value, range) in [
             ("open_seconds", self.open_seconds, 1..=86_400),
@@ -215,6 +293,34 @@ impl ServerConfig {
         })
     }
 
+    /// What the knockd engine needs: an interface, knockd.conf, a way to reload knockd.
+    fn validate_knockd(&self) -> Result<(), (&'static str, String)> {
+        let Some(interface) = &self.interface else {
+            return Err(("engine", "engine = \"knockd\" needs interface".into()));
+        };
+        validate_interface(interface).map_err(|e| ("interface", e))?;
+        if self.knockd_conf.is_none() {
+            return Err(("engine", "engine = \"knockd\" needs knockd_conf".into()));
+        }
+        match &self.knockd_reload_command {
+            Some(argv) if argv.is_empty() || argv[0].is_empty() => {
+                return Err((
+                    "knockd_reload_command",
+                    "knockd_reload_command is empty".into(),
+                ))
+            }
+            None if self.knockd_pid_file.is_none() => {
+                return Err((
+                    "knockd_conf",
+                    "set knockd_reload_command or knockd_pid_file so knockd can be told to reload"
+                        .into(),
+                ))
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// The firewall backend with its cloud settings.
     pub fn firewall_backend(&self) -> Result<Firewall, (&'static str, String)> {
         let missing = |table: &'static str| {
@@ -232,6 +338,25 @@ impl ServerConfig {
                 Firewall::Azure(self.azure.clone().ok_or_else(|| missing("azure"))?)
             }
         })
+    }
+
+    /// The nftables engine's limits (the defaults when the table is absent).
+    pub fn nft_settings(&self) -> NftSettings {
+        self.nftables.clone().unwrap_or_default()
+    }
+
+    /// knockd.conf's path. Call only on a validated knockd-engine config.
+    pub fn knockd_conf(&self) -> &Path {
+        self.knockd_conf
+            .as_deref()
+            .expect("a validated knockd config names knockd_conf")
+    }
+
+    /// knockd's interface. Call only on a validated knockd-engine config.
+    pub fn interface(&self) -> &str {
+        self.interface
+            .as_deref()
+            .expect("a validated knockd config names its interface")
     }
 
     pub fn cmd_timeout(&self) -> u64 {
@@ -264,6 +389,27 @@ impl ServerConfig {
     }
 }
 
+impl NftSettings {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !(1..=6_000).contains(&self.rate_per_minute) {
+            return Err((
+                "rate_per_minute",
+                "rate_per_minute must be between 1 and 6000".into(),
+            ));
+        }
+        if !(1..=1_000).contains(&self.burst) {
+            return Err(("burst", "burst must be between 1 and 1000".into()));
+        }
+        if !(1..=604_800).contains(&self.ban_seconds) {
+            return Err((
+                "ban_seconds",
+                "ban_seconds must be between 1 and 604800 (a week)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Line of the first `key = ...` in a TOML text, for errors that name a key.
 fn line_of_key(text: &str, key: &str) -> Option<usize> {
     text.lines()
@@ -283,6 +429,7 @@ mod tests {
         ServerConfig::new(
             "web",
             22,
+            EngineKind::Knockd,
             "eth0",
             &Firewall::Aws(AwsTarget {
                 security_group: "sg-0123abcd".into(),

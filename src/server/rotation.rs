@@ -16,7 +16,11 @@ use crate::server::schedule::{clock_jump, next_step, ClockJump, Step};
 pub struct StopSignal {
     rx: mpsc::Receiver<&'static str>,
     received: Option<&'static str>,
+    /// SIGHUPs received and not yet reported (a SIGHUP never stops the daemon).
+    hangups: u32,
 }
+
+const SIGHUP: &str = "SIGHUP";
 
 impl StopSignal {
     /// Installs the handlers (before anything that needs undoing on shutdown happens).
@@ -38,9 +42,14 @@ impl StopSignal {
                     }
                 };
                 runtime.block_on(async move {
-                    let handlers = signal(SignalKind::terminate())
-                        .and_then(|t| Ok((t, signal(SignalKind::interrupt())?)));
-                    let (mut term, mut int) = match handlers {
+                    let handlers = signal(SignalKind::terminate()).and_then(|t| {
+                        Ok((
+                            t,
+                            signal(SignalKind::interrupt())?,
+                            signal(SignalKind::hangup())?,
+                        ))
+                    });
+                    let (mut term, mut int, mut hup) = match handlers {
                         Ok(h) => h,
                         Err(e) => {
                             let _ = ready_tx.send(Err(e.to_string()));
@@ -52,6 +61,7 @@ impl StopSignal {
                         let name = tokio::select! {
                             _ = term.recv() => "SIGTERM",
                             _ = int.recv() => "SIGINT",
+                            _ = hup.recv() => SIGHUP,
                         };
                         if tx.send(name).is_err() {
                             return;
@@ -63,7 +73,11 @@ impl StopSignal {
             .recv()
             .map_err(|e| anyhow::anyhow!("the signal thread died: {e}"))?
             .map_err(|e| UserError::runtime(format!("cannot handle SIGTERM/SIGINT: {e}")))?;
-        Ok(Self { rx, received: None })
+        Ok(Self {
+            rx,
+            received: None,
+            hangups: 0,
+        })
     }
 
     /// Sleeps up to `duration`; false as soon as a stop signal arrives (now or earlier).
@@ -71,7 +85,12 @@ impl StopSignal {
         if self.received.is_some() {
             return false;
         }
+        let until = Instant::now() + duration;
         match self.rx.recv_timeout(duration) {
+            Ok(SIGHUP) => {
+                self.hangups += 1;
+                self.pause(until.saturating_duration_since(Instant::now()))
+            }
             Ok(name) => {
                 self.received = Some(name);
                 false
@@ -86,10 +105,19 @@ impl StopSignal {
 
     /// The stop signal received so far, if any.
     pub fn received(&mut self) -> Option<&'static str> {
-        if self.received.is_none() {
-            self.received = self.rx.try_recv().ok();
+        while self.received.is_none() {
+            match self.rx.try_recv() {
+                Ok(SIGHUP) => self.hangups += 1,
+                Ok(name) => self.received = Some(name),
+                Err(_) => break,
+            }
         }
         self.received
+    }
+
+    /// How many SIGHUPs arrived since the last call.
+    pub fn take_hangups(&mut self) -> u32 {
+        std::mem::take(&mut self.hangups)
     }
 }
 
@@ -124,7 +152,7 @@ impl Rotation {
             if let Some(signal) = stop.received() {
                 // Interrupted while retrying: a stop, not a failure.
                 self.log
-                    .note(format!("{signal}: revoking the knock ports and stopping"));
+                    .note(format!("{signal}: {} and stopping", self.engine.stopping()));
                 return self.engine.shut_down();
             }
             return Err(self.cleanup_after(e));
@@ -164,6 +192,12 @@ impl Rotation {
                     if !stop.pause(duration) {
                         break;
                     }
+                    if stop.take_hangups() > 0 {
+                        self.log.note(
+                            "SIGHUP: ignored (it never stops the daemon); restart it to read \
+                             a changed config",
+                        );
+                    }
                     match clock_jump(wall_before, wall_clock()?, mono_before.elapsed()) {
                         ClockJump::None => {}
                         ClockJump::Back(by) => self.log.alarm(format!(
@@ -181,7 +215,7 @@ impl Rotation {
         }
         let signal = stop.received().unwrap_or("a stop signal");
         self.log
-            .note(format!("{signal}: revoking the knock ports and stopping"));
+            .note(format!("{signal}: {} and stopping", self.engine.stopping()));
         self.engine.shut_down()
     }
 

@@ -1,26 +1,40 @@
 //! The systemd units that run `knock-totp server`: one per server, and the packaged template.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::server::config::{ServerConfig, SECRET_CREDENTIAL, SERVER_DIR};
+use crate::server::config::{EngineKind, ServerConfig, SECRET_CREDENTIAL, SERVER_DIR};
 use crate::server::firewall::Firewall;
 
 /// A hardened systemd unit running `knock-totp server` with this config at `config_path`.
 pub fn unit(config: &ServerConfig, config_path: &Path, executable: &str) -> String {
-    let writable = config
-        .knockd_conf
-        .parent()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "/".into());
+    // The knockd engine rewrites knockd.conf; the nftables engine writes no file at all.
+    let writable = match &config.knockd_conf {
+        Some(conf) => format!(
+            "ReadWritePaths={}\n",
+            conf.parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "/".into())
+        ),
+        None => String::new(),
+    };
+    // What the daemon drives, and what it needs beyond inet sockets (nft talks netlink).
+    let (what, after, families) = match config.engine {
+        EngineKind::Knockd => ("rewrites knockd's doors", "knockd.service".to_owned(), ""),
+        EngineKind::Nftables => (
+            "replaces the doors in the kernel",
+            base_unit_name(&config.name),
+            " AF_NETLINK",
+        ),
+    };
     format!(
-        "# knock-totp rotation daemon for {name}: rewrites knockd's doors at every TOTP window.\n\
+        "# knock-totp rotation daemon for {name}: {what} at every TOTP window.\n\
          # Install as /etc/systemd/system/knock-totp-{name}.service, then\n\
          # `systemctl daemon-reload && systemctl enable --now knock-totp-{name}`.\n\
          [Unit]\n\
          Description=knock-totp rotation daemon for {name}\n\
          Documentation=man:knock-totp(1)\n\
          Wants=network-online.target\n\
-         After=network-online.target knockd.service\n\
+         After=network-online.target {after}\n\
          \n\
          [Service]\n\
          Type=simple\n\
@@ -32,7 +46,7 @@ pub fn unit(config: &ServerConfig, config_path: &Path, executable: &str) -> Stri
          UMask=0077\n\
          NoNewPrivileges=yes\n\
          ProtectSystem=strict\n\
-         ReadWritePaths={writable}\n\
+         {writable}\
          ProtectHome=read-only\n\
          PrivateTmp=yes\n\
          PrivateDevices=yes\n\
@@ -47,7 +61,7 @@ pub fn unit(config: &ServerConfig, config_path: &Path, executable: &str) -> Stri
          RestrictNamespaces=yes\n\
          LockPersonality=yes\n\
          SystemCallArchitectures=native\n\
-         RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n\
+         RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6{families}\n\
          \n\
          [Install]\n\
          WantedBy=multi-user.target\n",
@@ -60,7 +74,7 @@ pub fn unit(config: &ServerConfig, config_path: &Path, executable: &str) -> Stri
 /// The packaged template unit `knock-totp-server@.service`: instance NAME runs
 /// `/etc/knock-totp/NAME.toml` with the secret `/etc/knock-totp/NAME.secret`.
 pub fn template_unit(executable: &str) -> String {
-    let template = ServerConfig::new("%i", 22, "eth0", &Firewall::Iptables);
+    let template = ServerConfig::new("%i", 22, EngineKind::Knockd, "eth0", &Firewall::Iptables);
     let config = Path::new(SERVER_DIR).join("%i.toml");
     unit(&template, &config, executable).replace(
         "Install as /etc/systemd/system/knock-totp-%i.service, then\n\
@@ -69,6 +83,47 @@ pub fn template_unit(executable: &str) -> String {
              # `systemctl enable --now knock-totp-server@NAME`.",
     )
 }
+
+/// The oneshot unit that loads the nftables engine's base table at boot.
+pub fn base_unit_name(name: &str) -> String {
+    format!("knock-totp-{name}-base.service")
+}
+
+/// Where `setup` puts the nftables engine's base table (no doors, the port closed).
+pub fn base_ruleset_path(name: &str) -> PathBuf {
+    Path::new(SERVER_DIR).join(format!("{name}.nft"))
+}
+
+/// Closes the protected port at boot, before the network and sshd are up, without our
+/// binary: nft loads the base table (the daemon adds the doors once it runs).
+pub fn base_unit(config: &ServerConfig) -> String {
+    format!(
+        "# knock-totp base firewall for {name}: port {port} closed to all but knockers, from boot on.\n\
+         # Install as /etc/systemd/system/{unit}, then `systemctl enable {unit}`.\n\
+         [Unit]\n\
+         Description=knock-totp base firewall for {name} (port {port} closed until knocked)\n\
+         Documentation=man:knock-totp(1)\n\
+         DefaultDependencies=no\n\
+         Wants=network-pre.target\n\
+         Before=network-pre.target shutdown.target ssh.service sshd.service\n\
+         Conflicts=shutdown.target\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         RemainAfterExit=yes\n\
+         ExecStart={NFT_PROGRAM} -f {ruleset}\n\
+         \n\
+         [Install]\n\
+         WantedBy=sysinit.target\n",
+        name = config.name,
+        port = config.port,
+        unit = base_unit_name(&config.name),
+        ruleset = base_ruleset_path(&config.name).display(),
+    )
+}
+
+/// nft's path on Debian and its derivatives (units need an absolute path).
+pub const NFT_PROGRAM: &str = "/usr/sbin/nft";
 
 #[cfg(test)]
 mod tests {
@@ -80,6 +135,7 @@ mod tests {
         ServerConfig::new(
             "web",
             22,
+            EngineKind::Knockd,
             "eth0",
             &Firewall::Aws(AwsTarget {
                 security_group: "sg-0123abcd".into(),

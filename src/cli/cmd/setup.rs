@@ -15,13 +15,16 @@ use crate::cli::term::{now, read_stdin_value, stdout_is_tty};
 use crate::cli::Context;
 use crate::core::names::{validate_address, validate_host_name};
 use crate::core::otpauth::OtpauthUri;
+use crate::core::ports::{knock_range_text, MAX_KNOCK_PORT, MIN_KNOCK_PORT};
 use crate::core::secret::SecretKey;
 use crate::core::totp::Totp;
 use crate::error::UserError;
 use crate::fsutil::{create_private_dir, write_atomically};
+use crate::server::config::EngineKind;
 use crate::server::config::{validate_interface, ServerConfig, DEFAULT_EXECUTABLE};
 use crate::server::engine::knockd::conf::render_knockd_conf;
 use crate::server::engine::knockd::{knockd_door, knockd_options};
+use crate::server::engine::nftables::{self, ruleset::base_ruleset};
 use crate::server::firewall::{
     aws_iam_policy, AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget,
 };
@@ -53,14 +56,36 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
         validate_address(address).map_err(UserError::usage)?;
     }
     validate_interface(&args.interface).map_err(UserError::usage)?;
-    let firewall = firewall_from(&args)?;
+    let engine = EngineKind::from(args.engine);
+    let firewall = firewall_from(&args, engine)?;
     if args.secret.as_deref().is_some_and(|s| s != "-") {
         return Err(UserError::usage("--secret only takes - (read the secret from stdin)")
             .with_hint("a secret on the command line lands in shell history: pipe it in with `--secret -`")
             .into());
     }
 
-    let mut config = ServerConfig::new(&args.name, args.port, &args.interface, &firewall);
+    let mut config = ServerConfig::new(&args.name, args.port, engine, &args.interface, &firewall);
+    let cloud = firewall
+        .backend()
+        .static_opening(&config.protected_port())
+        .is_some();
+    if let (true, Some(nft)) = (cloud, config.nftables.as_mut()) {
+        // The cloud firewall opens the knock range to everyone: the host must drop it.
+        nft.drop_knock_range = true;
+    }
+    if cloud
+        && engine == EngineKind::Knockd
+        && (MIN_KNOCK_PORT..=MAX_KNOCK_PORT).contains(&args.port)
+    {
+        return Err(UserError::usage(format!(
+            "port {} is in the knock range {}, which the cloud firewall opens to everyone for \
+             knockd: the port would be open to the world",
+            args.port,
+            knock_range_text()
+        ))
+        .with_hint("use --engine nftables (it keeps such a port closed), or another port")
+        .into());
+    }
     config.period = args.period;
     config.open_seconds = args.open_seconds;
     config
@@ -85,9 +110,6 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
     let totp = Totp::new(&secret, config.algorithm, config.period)
         .map_err(|e| UserError::usage(e.to_string()))?;
     let window = totp.window_at(at);
-    let door = knockd_door(&config, window, totp.ports_for(window));
-    let knockd_conf = render_knockd_conf(&knockd_options(&config), &[door])
-        .map_err(|e| UserError::usage(e.to_string()))?;
     let uri =
         OtpauthUri::for_host(&args.name, secret.clone(), config.algorithm, config.period).to_uri();
     let terminal_qr = qr::to_terminal(&uri, stdout_is_tty())?;
@@ -105,18 +127,23 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
             mode: 0o600,
         },
     );
-    artifacts.insert(
-        2,
-        Artifact {
-            title:
-                "knockd.conf (an example for the current window; `knock-totp server` rewrites it)",
-            server_path: Some(config.knockd_conf.clone()),
-            file_name: KNOCKD_CONF_FILE.into(),
-            // The doors' ports are the current code: not for other local users.
-            contents: Zeroizing::new(knockd_conf),
-            mode: 0o600,
-        },
-    );
+    if let Some(conf_path) = &config.knockd_conf {
+        let door = knockd_door(&config, window, totp.ports_for(window));
+        let knockd_conf = render_knockd_conf(&knockd_options(&config), &[door])
+            .map_err(|e| UserError::usage(e.to_string()))?;
+        artifacts.insert(
+            2,
+            Artifact {
+                title: "knockd.conf (an example for the current window; `knock-totp server` \
+                        rewrites it)",
+                server_path: Some(conf_path.clone()),
+                file_name: KNOCKD_CONF_FILE.into(),
+                // The doors' ports are the current code: not for other local users.
+                contents: Zeroizing::new(knockd_conf),
+                mode: 0o600,
+            },
+        );
+    }
 
     // 3. Write (only after every check passed), then print.
     if let Some(path) = &args.qr_png {
@@ -198,17 +225,35 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let _ = writeln!(
-        text,
-        "\n# Then, on the server:\n\
-         #   1. put the files in place and run firewall-setup.sh once;\n\
-         #   2. point knockd at the doors: in /etc/default/knockd set START_KNOCKD=1 and\n\
-         #      KNOCKD_OPTS=\"-i {} -c {}\", then `systemctl enable --now knockd`;\n\
-         #   3. `systemctl daemon-reload && systemctl enable --now knock-totp-{}`.",
-        args.interface,
-        config.knockd_conf.display(),
-        args.name
-    );
+    match &config.knockd_conf {
+        Some(conf_path) => {
+            let _ = writeln!(
+                text,
+                "\n# Then, on the server:\n\
+                 #   1. put the files in place and run firewall-setup.sh once;\n\
+                 #   2. point knockd at the doors: in /etc/default/knockd set START_KNOCKD=1 and\n\
+                 #      KNOCKD_OPTS=\"-i {} -c {}\", then `systemctl enable --now knockd`;\n\
+                 #   3. `systemctl daemon-reload && systemctl enable --now knock-totp-{}`.",
+                args.interface,
+                conf_path.display(),
+                args.name
+            );
+        }
+        None => {
+            let _ = writeln!(
+                text,
+                "\n# Then, on the server:\n\
+                 #   1. put the files in place and run firewall-setup.sh once (it closes port {port}\n\
+                 #      now, and runs the one-time cloud firewall commands if there are any);\n\
+                 #   2. `systemctl daemon-reload && systemctl enable {base}` closes port {port}\n\
+                 #      at every boot, before sshd starts;\n\
+                 #   3. `systemctl enable --now knock-totp-{name}` keeps the doors following the code.",
+                port = args.port,
+                base = systemd::base_unit_name(&args.name),
+                name = args.name
+            );
+        }
+    }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
     stdout.flush()?;
@@ -216,8 +261,19 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
 }
 
 /// The firewall backend from the flags, refusing flags that do not belong to it.
-fn firewall_from(args: &SetupArgs) -> Result<Firewall, UserError> {
-    let kind = FirewallKind::from(args.firewall);
+fn firewall_from(args: &SetupArgs, engine: EngineKind) -> Result<Firewall, UserError> {
+    let kind = match (args.firewall.map(FirewallKind::from), engine) {
+        (Some(FirewallKind::Iptables), EngineKind::Nftables) => {
+            return Err(UserError::usage(
+                "--firewall iptables does not apply to --engine nftables: the engine is the \
+                 host firewall (its drop holds whatever iptables rules accept)",
+            )
+            .with_hint("leave out --firewall, or give a cloud firewall (aws, gcp, azure)"))
+        }
+        (Some(kind), _) => kind,
+        (None, EngineKind::Nftables) => FirewallKind::Nftables,
+        (None, EngineKind::Knockd) => FirewallKind::Iptables,
+    };
     let cloud_only = |flag: &str, given: bool, allowed: &[FirewallKind]| {
         if given && !allowed.contains(&kind) {
             Err(UserError::usage(format!(
@@ -274,23 +330,44 @@ fn firewall_from(args: &SetupArgs) -> Result<Firewall, UserError> {
 fn render_artifacts(config: &ServerConfig, firewall: &Firewall) -> anyhow::Result<Vec<Artifact>> {
     let name = &config.name;
     let config_path = ServerConfig::default_path(name);
-    let mut artifacts = vec![
-        Artifact {
-            title: "server configuration",
-            server_path: Some(config_path.clone()),
-            file_name: format!("{name}.toml"),
-            contents: Zeroizing::new(config.to_toml()),
+    let mut artifacts = vec![Artifact {
+        title: "server configuration",
+        server_path: Some(config_path.clone()),
+        file_name: format!("{name}.toml"),
+        contents: Zeroizing::new(config.to_toml()),
+        mode: 0o644,
+    }];
+    let setup_script = match config.engine {
+        EngineKind::Knockd => firewall.setup_script(&config.protected_port()),
+        EngineKind::Nftables => nft_setup_script(config, firewall),
+    };
+    artifacts.push(Artifact {
+        title: "one-time firewall setup, run as root",
+        server_path: None,
+        file_name: "firewall-setup.sh".into(),
+        contents: Zeroizing::new(setup_script),
+        mode: 0o644,
+    });
+    if config.engine == EngineKind::Nftables {
+        artifacts.push(Artifact {
+            title: "the base table: port closed, no doors (loaded at boot)",
+            server_path: Some(systemd::base_ruleset_path(name)),
+            file_name: format!("{name}.nft"),
+            contents: Zeroizing::new(base_ruleset(&nftables::params(config))),
             mode: 0o644,
-        },
-        Artifact {
-            title: "one-time firewall setup, run as root",
-            server_path: None,
-            file_name: "firewall-setup.sh".into(),
-            contents: Zeroizing::new(firewall.setup_script(&config.protected_port())),
+        });
+        artifacts.push(Artifact {
+            title: "systemd unit that closes the port at boot, before sshd",
+            server_path: Some(PathBuf::from(format!(
+                "/etc/systemd/system/{}",
+                systemd::base_unit_name(name)
+            ))),
+            file_name: systemd::base_unit_name(name),
+            contents: Zeroizing::new(systemd::base_unit(config)),
             mode: 0o644,
-        },
-    ];
-    if let Firewall::Aws(aws) = firewall {
+        });
+    }
+    if let (EngineKind::Knockd, Firewall::Aws(aws)) = (config.engine, firewall) {
         artifacts.push(Artifact {
             title: "least-privilege IAM policy for the instance role",
             server_path: None,
@@ -309,6 +386,28 @@ fn render_artifacts(config: &ServerConfig, firewall: &Firewall) -> anyhow::Resul
         mode: 0o644,
     });
     Ok(artifacts)
+}
+
+/// The nftables engine's one-time script: load the base table now (the boot unit loads it
+/// later), then the cloud firewall's static opening, if any.
+fn nft_setup_script(config: &ServerConfig, firewall: &Firewall) -> String {
+    let target = config.protected_port();
+    let mut s = format!(
+        "#!/bin/sh\n\
+         # One-time setup for knock-totp server {name} (nftables engine), protected port {port}.\n\
+         # Review before running; keep a console open. Only knock-totp's own table is touched.\n\
+         set -eu\n\n\
+         # Close port {port} now: everyone but a knocker is dropped, whatever other rules accept.\n\
+         nft -f {base}\n",
+        name = config.name,
+        port = config.port,
+        base = systemd::base_ruleset_path(&config.name).display()
+    );
+    if let Some(opening) = firewall.backend().static_opening(&target) {
+        s.push('\n');
+        s.push_str(&opening);
+    }
+    s
 }
 
 /// Every path `setup` will write, checked: no existing file without --force, and a

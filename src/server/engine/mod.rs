@@ -1,17 +1,19 @@
 //! Knock engines: what turns the doors of a window into something that opens the port.
 
 pub mod knockd;
+pub mod nftables;
 
 use crate::core::ports::knock_range_text;
 use crate::core::window::Window;
 use crate::log::Log;
 use crate::server::cloud::aws::{AwsCommand, KnockPortRules};
-use crate::server::config::ServerConfig;
+use crate::server::config::{EngineKind, ServerConfig};
 use crate::server::doors::ActiveDoor;
 use crate::server::firewall::FirewallKind;
 use crate::server::rotation::StopSignal;
 
 use self::knockd::{knockd_for, KnockdEngine};
+use self::nftables::NftEngine;
 
 /// A knock engine, driven by the rotation loop.
 pub trait Engine {
@@ -38,10 +40,20 @@ pub trait Engine {
 
     /// Leaves the firewall safe when the daemon stops or fails.
     fn shut_down(&mut self) -> anyhow::Result<()>;
+
+    /// What `shut_down` does, for the log line of a stop signal.
+    fn stopping(&self) -> &'static str;
 }
 
 /// The engine a server's config asks for, ready for its preflight.
 pub fn build(config: ServerConfig, log: Log, dry_run: bool) -> anyhow::Result<Box<dyn Engine>> {
+    match config.engine {
+        EngineKind::Nftables => Ok(Box::new(NftEngine::new(&config, log))),
+        EngineKind::Knockd => build_knockd(config, log, dry_run),
+    }
+}
+
+fn build_knockd(config: ServerConfig, log: Log, dry_run: bool) -> anyhow::Result<Box<dyn Engine>> {
     let knockd = knockd_for(&config)?;
     let rules = match (&config.firewall, &config.aws) {
         (FirewallKind::Aws, Some(aws)) => Some(KnockPortRules::new(

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::validate_cloud_name;
 use super::{Backend, DoorCommands, FirewallError, FirewallKind, ProtectedPort};
+use crate::core::ports::{MAX_KNOCK_PORT, MIN_KNOCK_PORT};
 
 /// The AWS security group a server's doors add rules to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +91,31 @@ impl Backend for AwsTarget {
             start_6: Some(format!("{} {v6}", base("authorize"))),
             stop_6: Some(format!("{} {v6}", base("revoke"))),
         }
+    }
+
+    fn static_opening(&self, target: &ProtectedPort) -> Option<String> {
+        let flags = self.cli_flags().join(" ");
+        let flags = if flags.is_empty() {
+            flags
+        } else {
+            format!(" {flags}")
+        };
+        let range = format!("FromPort={MIN_KNOCK_PORT},ToPort={MAX_KNOCK_PORT}");
+        let port = format!("FromPort={0},ToPort={0}", target.port);
+        let mut s = format!(
+            "# Once: let the knock range and port {port_no} reach the instance (the host decides\n\
+             # who gets in). The instance needs no AWS credentials.\n",
+            port_no = target.port
+        );
+        for ports in [range, port] {
+            s.push_str(&format!(
+                "aws ec2 authorize-security-group-ingress --group-id {sg}{flags} --ip-permissions \\\n\
+                 \x20 'IpProtocol=tcp,{ports},IpRanges=[{{CidrIp=0.0.0.0/0,Description={desc}}}],Ipv6Ranges=[{{CidrIpv6=::/0,Description={desc}}}]'\n",
+                sg = self.security_group,
+                desc = target.description(),
+            ));
+        }
+        Some(s)
     }
 
     fn setup_steps(&self, target: &ProtectedPort) -> String {

@@ -55,6 +55,23 @@ impl Backend for AzureTarget {
         }
     }
 
+    fn static_opening(&self, target: &ProtectedPort) -> Option<String> {
+        Some(format!(
+            "# Once: let the knock range and port {port} reach the VM from anywhere, IPv4 and IPv6\n\
+             # (the host decides who gets in). The VM needs no Azure permissions.\n\
+             az network nsg rule create --resource-group {rg} --nsg-name {nsg} \\\n\
+             \x20 --name kt-{slug}-open --priority 3900 --direction Inbound --access Allow \\\n\
+             \x20 --protocol Tcp --source-address-prefixes '*' \\\n\
+             \x20 --destination-port-ranges {range} {port} --description {desc} --output none\n",
+            port = target.port,
+            rg = self.resource_group,
+            nsg = self.nsg,
+            slug = target.slug(),
+            range = knock_range_text(),
+            desc = target.description(),
+        ))
+    }
+
     fn setup_steps(&self, target: &ProtectedPort) -> String {
         let azure = self;
         let port = target.port;

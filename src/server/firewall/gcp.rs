@@ -52,6 +52,28 @@ impl Backend for GcpTarget {
         }
     }
 
+    fn static_opening(&self, target: &ProtectedPort) -> Option<String> {
+        let slug = target.slug();
+        let mut s = format!(
+            "# Once: tag the instance (replace INSTANCE and ZONE), then let the knock range and\n\
+             # port {port} reach it from anywhere, IPv4 and IPv6 (the host decides who gets in).\n\
+             gcloud compute instances add-tags INSTANCE --zone=ZONE --tags=knock-totp-{slug}\n",
+            port = target.port
+        );
+        for (suffix, ranges) in [("", "0.0.0.0/0"), ("-6", "::/0")] {
+            s.push_str(&format!(
+                "gcloud compute firewall-rules create kt-{slug}-open{suffix} --network={network} \\\n\
+                 \x20 --direction=INGRESS --action=ALLOW --rules=tcp:{range},tcp:{port} \\\n\
+                 \x20 --source-ranges={ranges} --target-tags=knock-totp-{slug} --description={desc}\n",
+                network = self.network,
+                range = knock_range_text(),
+                port = target.port,
+                desc = target.description(),
+            ));
+        }
+        Some(s)
+    }
+
     fn setup_steps(&self, target: &ProtectedPort) -> String {
         let gcp = self;
         let port = target.port;

@@ -142,6 +142,13 @@ pub trait Backend {
 
     /// The body of the one-time setup script (after its header).
     fn setup_steps(&self, target: &ProtectedPort) -> String;
+
+    /// For a cloud firewall, the one-time commands that open the whole knock range and the
+    /// protected port to everyone, IPv4 and IPv6, for the nftables engine (which then decides
+    /// everything on the host). `None` for host firewalls.
+    fn static_opening(&self, _target: &ProtectedPort) -> Option<String> {
+        None
+    }
 }
 
 impl Firewall {

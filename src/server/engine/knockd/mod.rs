@@ -28,7 +28,7 @@ use crate::server::rotation::{retrying, StopSignal};
 pub fn knockd_options(config: &ServerConfig) -> KnockdOptions {
     KnockdOptions {
         log: KnockdLog::Syslog,
-        interface: config.interface.clone(),
+        interface: config.interface().to_owned(),
         pid_file: config
             .knockd_pid_file
             .as_ref()
@@ -322,6 +322,10 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
         Ok(())
     }
 
+    fn stopping(&self) -> &'static str {
+        "revoking the knock ports"
+    }
+
     /// A dead knockd that could not be restarted ends the daemon.
     fn is_fatal(&self, error: &anyhow::Error) -> bool {
         matches!(
@@ -388,9 +392,9 @@ pub fn knockd_for(config: &ServerConfig) -> anyhow::Result<Knockd> {
                 program.display().to_string(),
                 "-d".into(),
                 "-c".into(),
-                config.knockd_conf.display().to_string(),
+                config.knockd_conf().display().to_string(),
                 "-i".into(),
-                config.interface.clone(),
+                config.interface().to_owned(),
             ],
         ),
         (None, Some(unit)) => (
@@ -408,7 +412,7 @@ pub fn knockd_for(config: &ServerConfig) -> anyhow::Result<Knockd> {
     };
     Ok(Knockd {
         program,
-        conf: config.knockd_conf.clone(),
+        conf: config.knockd_conf().to_path_buf(),
         pid_source,
         reload_command: reload,
         restart_command: Some(restart),

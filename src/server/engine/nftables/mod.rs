@@ -1,0 +1,313 @@
+//! The nftables engine: every door lives in the kernel, in one table per server.
+//!
+//! The daemon replaces the door rules once per window in one `nft -f` transaction that keeps
+//! every set's contents; the doors carry their own time bounds, so none outlives its window
+//! when the daemon dies, and the protected port's drop never depends on the daemon at all.
+
+pub mod report;
+pub mod ruleset;
+pub mod status;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use self::ruleset::{
+    base_ruleset, doors_transaction, effective_doors, remove_doors_transaction, NftDoor, NftParams,
+};
+use self::status::{parse_status, NftStatus};
+use crate::core::window::Window;
+use crate::error::UserError;
+use crate::log::Log;
+use crate::server::config::ServerConfig;
+use crate::server::doors::ActiveDoor;
+use crate::server::engine::Engine;
+use crate::server::rotation::StopSignal;
+
+/// The nft table of server `name`: `knock_totp_` and the name with every character nft does
+/// not allow in a name turned into `_`.
+pub fn table_name(name: &str) -> String {
+    let tail: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("knock_totp_{tail}")
+}
+
+/// The ruleset parameters of a server's config.
+pub fn params(config: &ServerConfig) -> NftParams {
+    let nft = config.nft_settings();
+    NftParams {
+        table: table_name(&config.name),
+        port: config.port,
+        open_seconds: config.open_seconds,
+        seq_timeout: config.seq_timeout,
+        rate_per_minute: nft.rate_per_minute,
+        burst: nft.burst,
+        ban_seconds: nft.ban_seconds,
+        drop_knock_range: nft.drop_knock_range,
+        public_ports: nft.public_ports,
+    }
+}
+
+/// A door in the kernel: valid from the start of the window before its own to the end of the
+/// one after (the daemon's previous/current/next doors, one step of clock skew either way).
+pub fn nft_door(door: &ActiveDoor) -> NftDoor {
+    let period = door.window.period;
+    NftDoor {
+        counter: door.window.counter,
+        ports: door.ports.0,
+        valid_from: door.window.counter.saturating_sub(1) * period,
+        valid_until: (door.window.counter + 2) * period,
+    }
+}
+
+/// Whether the input chain of a table listed as JSON drops TCP to `port` (the protection that
+/// must hold whatever else happened to the table).
+pub fn drops_port(json: &str, port: u16) -> bool {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(json) else {
+        return false;
+    };
+    let Some(items) = value.get("nftables").and_then(|v| v.as_array()) else {
+        return false;
+    };
+    items
+        .iter()
+        .filter_map(|item| item.get("rule"))
+        .any(|rule| {
+            let in_input = rule.get("chain").and_then(|c| c.as_str()) == Some("input");
+            let exprs = rule.get("expr").and_then(|e| e.as_array());
+            in_input
+                && exprs.is_some_and(|exprs| {
+                    let drops = exprs.iter().any(|e| e.get("drop").is_some());
+                    let matches_port = exprs.iter().any(|e| {
+                        let m = e.get("match");
+                        m.and_then(|m| m.get("left"))
+                            .and_then(|l| l.get("payload"))
+                            .and_then(|p| p.get("field"))
+                            .and_then(|f| f.as_str())
+                            == Some("dport")
+                            && m.and_then(|m| m.get("right")).and_then(|r| r.as_u64())
+                                == Some(u64::from(port))
+                    });
+                    drops && matches_port && exprs.len() <= 3
+                })
+        })
+}
+
+/// Runs `nft`: with `-f -` and a ruleset on stdin, or with plain arguments.
+#[derive(Debug, Clone)]
+pub struct Nft {
+    pub program: PathBuf,
+}
+
+impl Nft {
+    /// Loads `ruleset` as one transaction (all of it or none of it).
+    pub fn load(&self, ruleset: &str) -> anyhow::Result<()> {
+        let mut child = self
+            .command()
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| self.missing(e))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(ruleset.as_bytes())?;
+        }
+        let output = child.wait_with_output()?;
+        if output.status.success() {
+            return Ok(());
+        }
+        // nft echoes the offending line, which holds door ports: keep only its first line.
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let first = stderr.lines().next().unwrap_or("").trim();
+        Err(UserError::runtime(format!("nft refused the ruleset: {first}")).into())
+    }
+
+    /// The table as nft's JSON, or `None` when there is no such table.
+    pub fn list_table(&self, table: &str) -> anyhow::Result<Option<String>> {
+        let output = self
+            .command()
+            .args(["-j", "list", "table", "inet", table])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| self.missing(e))?;
+        if output.status.success() {
+            return Ok(Some(String::from_utf8_lossy(&output.stdout).into_owned()));
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if stderr.contains("No such file or directory") {
+            return Ok(None);
+        }
+        Err(UserError::runtime(format!(
+            "nft cannot list table {table}: {}",
+            stderr.lines().next().unwrap_or("").trim()
+        ))
+        .into())
+    }
+
+    /// The kernel's state of the table and whether it drops `port`, or `None` when the
+    /// table is missing.
+    pub fn status(&self, table: &str, port: u16) -> anyhow::Result<Option<(NftStatus, bool)>> {
+        let Some(json) = self.list_table(table)? else {
+            return Ok(None);
+        };
+        let status = parse_status(&json)
+            .map_err(|e| UserError::runtime(format!("cannot read table {table}: {e}")))?;
+        Ok(Some((status, drops_port(&json, port))))
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.program);
+        // Door bounds are unix seconds, but keep nft's own time handling off the local zone.
+        command.env("TZ", "UTC");
+        command
+    }
+
+    fn missing(&self, error: std::io::Error) -> anyhow::Error {
+        UserError::runtime(format!("cannot run {}: {error}", self.program.display()))
+            .with_hint("install nftables (apt-get install nftables) and run as root")
+            .into()
+    }
+}
+
+/// The nftables engine of one server.
+pub struct NftEngine {
+    pub params: NftParams,
+    pub nft: Nft,
+    pub log: Log,
+    /// Window counters whose doors are in the kernel now.
+    installed: Vec<u64>,
+}
+
+impl NftEngine {
+    pub fn new(config: &ServerConfig, log: Log) -> Self {
+        Self {
+            params: params(config),
+            nft: Nft {
+                program: PathBuf::from("nft"),
+            },
+            log,
+            installed: Vec::new(),
+        }
+    }
+
+    /// Makes sure the table and the protected port's drop are in the kernel; loads the base
+    /// table when they are not (the first start, or someone flushed it). Returns the doors
+    /// found in place.
+    fn ensure_base(&mut self, first: bool) -> anyhow::Result<()> {
+        let status = self.nft.status(&self.params.table, self.params.port)?;
+        match status {
+            Some((status, true)) => {
+                if first {
+                    self.installed = status.installed_counters();
+                }
+                Ok(())
+            }
+            found => {
+                if !first || found.is_some() {
+                    self.log.alarm(format!(
+                        "TABLE inet {} WAS {}: restoring it (the port was not protected by it)",
+                        self.params.table,
+                        if found.is_some() { "ALTERED" } else { "GONE" }
+                    ));
+                }
+                self.nft.load(&base_ruleset(&self.params))?;
+                self.installed.clear();
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Engine for NftEngine {
+    fn preflight(&mut self, dry_run: bool) -> anyhow::Result<()> {
+        self.params
+            .validate()
+            .map_err(|e| UserError::usage(format!("nftables engine: {e}")))?;
+        let output = Command::new(&self.nft.program)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output();
+        match output {
+            Ok(output) if output.status.success() => Ok(()),
+            _ if dry_run => {
+                self.log
+                    .alarm("nft is not available (dry run: going on)".to_string());
+                Ok(())
+            }
+            Ok(output) => Err(UserError::runtime(format!(
+                "nft --version failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ))
+            .into()),
+            Err(e) => Err(self.nft.missing(e)),
+        }
+    }
+
+    fn apply(
+        &mut self,
+        window: Window,
+        doors: &[ActiveDoor],
+        _stop: &mut StopSignal,
+        first: bool,
+    ) -> anyhow::Result<()> {
+        let started = Instant::now();
+        self.ensure_base(first)?;
+        let doors: Vec<NftDoor> = doors.iter().map(nft_door).collect();
+        let effective = effective_doors(&self.params, &doors);
+        self.nft
+            .load(&doors_transaction(&self.params, &doors, &self.installed))?;
+        self.installed = effective.iter().map(|d| d.counter).collect();
+        let skipped = doors.len() - effective.len();
+        self.log.note(format!(
+            "window {}: {} doors in table inet {}{}, {} ms",
+            window.counter,
+            effective.len(),
+            self.params.table,
+            if skipped > 0 {
+                format!(" ({skipped} skipped: a repeated port)")
+            } else {
+                String::new()
+            },
+            started.elapsed().as_millis()
+        ));
+        Ok(())
+    }
+
+    fn dry_run(&mut self, window: Window, doors: &[ActiveDoor]) -> anyhow::Result<()> {
+        let doors: Vec<NftDoor> = doors.iter().map(nft_door).collect();
+        print!(
+            "# dry run: window {}\n# would make sure table inet {} is in place:\n{}\
+             # would load in one transaction (nft -f -):\n{}",
+            window.counter,
+            self.params.table,
+            base_ruleset(&self.params),
+            doors_transaction(&self.params, &doors, &self.installed)
+        );
+        self.installed = effective_doors(&self.params, &doors)
+            .iter()
+            .map(|d| d.counter)
+            .collect();
+        Ok(())
+    }
+
+    fn stopping(&self) -> &'static str {
+        "removing the doors (the port stays closed)"
+    }
+
+    /// Removes every door; the table, its grants and the protected port's drop stay.
+    fn shut_down(&mut self) -> anyhow::Result<()> {
+        self.nft
+            .load(&remove_doors_transaction(&self.params, &self.installed))?;
+        self.log.note(format!(
+            "removed {} doors; port {} stays closed",
+            self.installed.len(),
+            self.params.port
+        ));
+        self.installed.clear();
+        Ok(())
+    }
+}
