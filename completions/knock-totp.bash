@@ -535,7 +535,7 @@ _knock__totp() {
             return 0
             ;;
         knock__totp__subcmd__server)
-            opts="-c -v -q -h --config --once --dry-run --verbose --quiet --help"
+            opts="-c -v -q -h --config --once --dry-run --status --json --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -557,7 +557,7 @@ _knock__totp() {
             return 0
             ;;
         knock__totp__subcmd__setup)
-            opts="-a -p -i -f -v -q -h --address --port --interface --firewall --security-group --region --resource-group --network --secret --period --open-seconds --out --force --qr-png --qr-svg --at --verbose --quiet --help"
+            opts="-a -p -i -f -v -q -h --address --port --interface --engine --firewall --security-group --region --resource-group --network --secret --period --open-seconds --out --force --qr-png --qr-svg --at --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -585,6 +585,10 @@ _knock__totp() {
                     ;;
                 -i)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --engine)
+                    COMPREPLY=($(compgen -W "nftables knockd" -- "${cur}"))
                     return 0
                     ;;
                 --firewall)

@@ -111,7 +111,9 @@ complete -c knock-totp -n "__fish_knock_totp_using_subcommand proxy" -s h -l hel
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -s a -l address -d 'Address clients use to reach the server (for the enrollment command)' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -s p -l port -d 'Protected port' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -s i -l interface -d 'Network interface knockd listens on' -r
-complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l firewall -d 'How the door opens the protected port' -r -f -a "iptables\t'iptables/ip6tables rules inserted and deleted per client'
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l engine -d 'Knock engine: nftables (in the kernel) or knockd (the original design)' -r -f -a "nftables\t'In-kernel doors: sweep-proof, rate-limited, single-use, fail-closed'
+knockd\t'knockd with one door per window (the original design)'"
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l firewall -d 'How the door opens the protected port (default: nftables; iptables with --engine knockd)' -r -f -a "iptables\t'iptables/ip6tables rules inserted and deleted per client'
 nftables\t'an nftables set whose elements time out by themselves'
 aws\t'AWS security group rules through the aws CLI'
 gcp\t'Google Cloud firewall rules through gcloud'
@@ -134,6 +136,8 @@ complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -s h -l hel
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand server" -s c -l config -d 'Server configuration file (written by `setup`)' -r -F
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand server" -l once -d 'Do one rotation and exit'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand server" -l dry-run -d 'Print the actions instead of doing them'
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand server" -l status -d 'Print the engine\'s state (doors, allowed and banned sources, counters) and exit'
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand server" -l json -d 'With --status: print JSON'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand server" -s v -l verbose -d 'Say more on stderr (repeat for more detail); never shows secrets'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand server" -s q -l quiet -d 'Print only results and errors'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand server" -s h -l help -d 'Print help'

@@ -56,10 +56,13 @@ fn mode(path: &Path) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-/// `setup web` with the RFC secret on stdin at the fixed time, plus `extra` flags.
+/// `setup web --engine knockd` with the RFC secret on stdin at the fixed time, plus `extra`
+/// flags (the nftables engine's setup has tests of its own).
 fn setup(env: &Env, extra: &[&str]) -> std::process::Output {
     env.cmd()
-        .args(["setup", "web", "--secret", "-", "--at", AT])
+        .args([
+            "setup", "web", "--engine", "knockd", "--secret", "-", "--at", AT,
+        ])
         .args(extra)
         .write_stdin(RFC_SECRET)
         .output()
@@ -121,6 +124,98 @@ fn printed_configs_match_snapshots() {
 }
 
 #[test]
+fn nftables_engine_configs_match_snapshots() {
+    let cases: [(&str, &[&str]); 4] = [
+        ("nft-engine.txt", &["--address", "203.0.113.5"]),
+        (
+            "nft-engine-aws.txt",
+            &[
+                "--firewall",
+                "aws",
+                "--security-group",
+                "sg-0123456789abcdef0",
+                "--region",
+                "eu-west-1",
+                "--port",
+                "2222",
+            ],
+        ),
+        ("nft-engine-gcp.txt", &["--firewall", "gcp"]),
+        (
+            "nft-engine-azure.txt",
+            &[
+                "--firewall",
+                "azure",
+                "--security-group",
+                "web-nsg",
+                "--resource-group",
+                "rg1",
+            ],
+        ),
+    ];
+    for (name, extra) in cases {
+        let env = Env::new();
+        let out = env
+            .cmd()
+            .args(["setup", "web", "--secret", "-", "--at", AT])
+            .args(extra)
+            .write_stdin(RFC_SECRET)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", stderr_of(&out));
+        let stdout = stdout_of(&out);
+        assert!(stdout.contains("engine = \"nftables\""), "{name}");
+        assert!(!stdout.contains("knockd.conf"), "{name}: {stdout}");
+        // The door ports of the moment are nowhere: the doors exist only in the kernel.
+        assert!(
+            !stdout.contains("8180") && !stdout.contains("1804"),
+            "{name}"
+        );
+        let cloud = name != "nft-engine.txt";
+        assert_eq!(stdout.contains("drop_knock_range = true"), cloud, "{name}");
+        assert_snapshot(name, &stdout);
+    }
+}
+
+#[test]
+fn engine_and_firewall_combinations_that_would_open_the_port_are_refused() {
+    let env = Env::new();
+    // The nftables engine is the host firewall: an iptables backend has nothing to do.
+    let out = env
+        .cmd()
+        .args(["setup", "web", "--firewall", "iptables"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("--engine nftables"),
+        "{}",
+        stderr_of(&out)
+    );
+    // knockd behind a cloud firewall that opens the knock range: a protected port inside the
+    // range would be open to the world.
+    let out = env
+        .cmd()
+        .args(["setup", "web", "--engine", "knockd", "--port", "2222"])
+        .args(["--firewall", "gcp"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("knock range"),
+        "{}",
+        stderr_of(&out)
+    );
+    // The same port with the nftables engine is fine: the host keeps it closed.
+    let out = env
+        .cmd()
+        .args(["setup", "web", "--port", "2222", "--firewall", "gcp"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+#[test]
 fn uri_has_the_spec_form_and_is_accepted_by_add() {
     let env = Env::new();
     let out = setup(&env, &["--address", "127.0.0.1", "--port", "2222"]);
@@ -168,7 +263,11 @@ fn generated_secret_is_160_bits_and_fresh() {
     let env = Env::new();
     let uris: Vec<OtpauthUri> = (0..2)
         .map(|_| {
-            let out = env.cmd().args(["setup", "web"]).output().unwrap();
+            let out = env
+                .cmd()
+                .args(["setup", "web", "--engine", "knockd"])
+                .output()
+                .unwrap();
             assert!(out.status.success(), "{}", stderr_of(&out));
             OtpauthUri::parse(uri_line(&stdout_of(&out))).unwrap()
         })

@@ -44,6 +44,8 @@ fn setup_files_and_the_scanned_uri_open_the_door() {
         .args([
             "setup",
             "web",
+            "--engine",
+            "knockd",
             "--address",
             &server_ip,
             "--interface",
