@@ -500,6 +500,20 @@ fn rotating_doors_open_in_each_window_and_stale_ones_do_not() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(knockd_alive(rig.knockd_pid), "{}", rig.logs());
+    // ...with no door left in knockd (fail closed: no captured knock opens anything later).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let conf =
+            std::fs::read_to_string(rig.lab.dir.path().join("knockd.conf")).unwrap_or_default();
+        if !conf.contains("sequence") && conf.contains("[options]") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "knockd.conf still has doors after SIGTERM:\n{conf}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // 7. The server logged exactly one line per rotation, for consecutive windows, and never
     //    the secret or a code.

@@ -336,6 +336,17 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
 
     /// Revokes every knock-port rule this server owns.
     fn shut_down(&mut self) -> anyhow::Result<()> {
+        // Fail closed: knockd keeps running, but with no door a captured knock could open.
+        // (A daemon that never put doors in place leaves knockd.conf as it found it.)
+        if !self.dry_run && self.rendered_ports.is_some() {
+            let doorless = render_conf(&self.config, &[])?;
+            match self.knockd.install(&doorless) {
+                Ok(_) => self.log.detail("knockd now has no doors"),
+                Err(e) => self.log.alarm(format!(
+                    "cannot remove knockd's doors: {e}; knockd keeps them"
+                )),
+            }
+        }
         let Some(rules) = self.rules.as_mut() else {
             return Ok(());
         };
