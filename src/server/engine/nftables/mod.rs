@@ -311,3 +311,41 @@ impl Engine for NftEngine {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ports::PortPair;
+
+    #[test]
+    fn table_names_are_what_nft_accepts() {
+        assert_eq!(table_name("web"), "knock_totp_web");
+        assert_eq!(table_name("web-01.example"), "knock_totp_web_01_example");
+    }
+
+    #[test]
+    fn a_door_lives_from_the_window_before_its_own_to_the_one_after() {
+        let door = nft_door(&ActiveDoor {
+            window: Window::at(1_740_012_930, 30),
+            ports: PortPair([4000, 4180]),
+        });
+        assert_eq!(door.counter, 58_000_431);
+        assert_eq!(door.valid_from, 58_000_430 * 30);
+        assert_eq!(door.valid_until, 58_000_433 * 30);
+        assert!(door.valid_from <= 1_740_012_930 && 1_740_012_930 < door.valid_until);
+    }
+
+    #[test]
+    fn the_protected_ports_drop_is_recognised_in_nfts_json() {
+        let drop = r#"{"nftables":[{"rule":{"family":"inet","table":"t","chain":"input","handle":5,
+            "expr":[{"match":{"op":"==","left":{"payload":{"protocol":"tcp","field":"dport"}},"right":22}},
+            {"counter":"denied"},{"drop":null}]}}]}"#;
+        assert!(drops_port(drop, 22));
+        assert!(!drops_port(drop, 2222));
+        let accept = drop.replace(r#"{"drop":null}"#, r#"{"accept":null}"#);
+        assert!(!drops_port(&accept, 22));
+        let elsewhere = drop.replace(r#""chain":"input""#, r#""chain":"doors""#);
+        assert!(!drops_port(&elsewhere, 22));
+        assert!(!drops_port("not json", 22));
+    }
+}

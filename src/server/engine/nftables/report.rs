@@ -99,3 +99,56 @@ pub fn json(table: &str, status: &NftStatus, now: u64, show_ports: bool) -> Valu
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::engine::nftables::ruleset::NftDoor;
+    use crate::server::engine::nftables::status::DoorStatus;
+
+    fn status() -> NftStatus {
+        NftStatus {
+            doors: vec![DoorStatus {
+                door: NftDoor {
+                    counter: 7,
+                    ports: [4321, 8765],
+                    valid_from: 100,
+                    valid_until: 190,
+                },
+                owner: Some("10.213.0.2".parse().unwrap()),
+                staged: Vec::new(),
+            }],
+            allowed: vec![TimedSource {
+                addr: "10.213.0.2".parse().unwrap(),
+                prefix_len: 32,
+                seconds_left: Some(12),
+            }],
+            banned: vec![TimedSource {
+                addr: "fd13:213:0:2::".parse().unwrap(),
+                prefix_len: 64,
+                seconds_left: Some(500),
+            }],
+            counters: Default::default(),
+        }
+    }
+
+    #[test]
+    fn ports_appear_only_when_asked() {
+        let quiet = text("t", &status(), 150, false);
+        assert!(
+            !quiet.contains("4321") && !quiet.contains("8765"),
+            "{quiet}"
+        );
+        assert!(quiet.contains("window 7") && quiet.contains("owned by 10.213.0.2"));
+        assert!(quiet.contains("10.213.0.2 (12 s left)") && quiet.contains("fd13:213:0:2::/64"));
+        assert!(text("t", &status(), 150, true).contains("knock 4321 8765"));
+        let value = json("t", &status(), 150, false);
+        assert!(value["doors"][0].get("ports").is_none());
+        assert_eq!(
+            json("t", &status(), 150, true)["doors"][0]["ports"][0],
+            4321
+        );
+        // A door past its window is not active.
+        assert!(text("t", &status(), 190, true).contains("doors: 0 active"));
+    }
+}
