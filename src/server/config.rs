@@ -421,22 +421,28 @@ fn line_of_key(text: &str, key: &str) -> Option<usize> {
         .map(|index| index + 1)
 }
 
+/// A knockd server on AWS, for tests of what is built from a config.
+#[cfg(test)]
+pub(crate) fn sample_config() -> ServerConfig {
+    ServerConfig::new(
+        "web",
+        22,
+        EngineKind::Knockd,
+        "eth0",
+        &Firewall::Aws(AwsTarget {
+            security_group: "sg-0123abcd".into(),
+            region: Some("eu-west-1".into()),
+            profile: None,
+        }),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn sample() -> ServerConfig {
-        ServerConfig::new(
-            "web",
-            22,
-            EngineKind::Knockd,
-            "eth0",
-            &Firewall::Aws(AwsTarget {
-                security_group: "sg-0123abcd".into(),
-                region: Some("eu-west-1".into()),
-                profile: None,
-            }),
-        )
+        sample_config()
     }
 
     #[test]

@@ -129,20 +129,9 @@ pub const NFT_PROGRAM: &str = "/usr/sbin/nft";
 mod tests {
     use super::*;
     use crate::server::config::DEFAULT_EXECUTABLE;
-    use crate::server::firewall::AwsTarget;
 
     fn sample() -> ServerConfig {
-        ServerConfig::new(
-            "web",
-            22,
-            EngineKind::Knockd,
-            "eth0",
-            &Firewall::Aws(AwsTarget {
-                security_group: "sg-0123abcd".into(),
-                region: Some("eu-west-1".into()),
-                profile: None,
-            }),
-        )
+        crate::server::config::sample_config()
     }
 
     #[test]
