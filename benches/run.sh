@@ -324,3 +324,4 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 mkdir -p "$target_dir"
 python3 benches/report.py render "$rows" "$work/header.md" | tee "$target_dir/bench-report.md"
 say "written to $target_dir/bench-report.md"
+benches/engines.sh "$@" || say "warning: benches/engines.sh failed; the report above is complete without it"

@@ -1,0 +1,204 @@
+//! Rotation cost of the nftables engine, for `benches/engines.sh` (not a criterion bench).
+//!
+//! `cargo test --all-targets` runs bench binaries without `--bench`: then this exits 0 at
+//! once. With `--bench` (as `cargo bench` passes it) it takes a sub-command:
+//!
+//!   engines --bench render-lab DIR TABLE PORT A B RATE BURST BAN
+//!       writes DIR/base.nft and DIR/doors.nft: the library's base ruleset and one door
+//!       (ports A, B) valid from a minute ago for an hour.
+//!   engines --bench rotation TABLE RUNS
+//!       run inside a network namespace as root: times `nft -f -` (TZ=UTC, as the server
+//!       runs it) of the base ruleset and of the per-window doors transaction that shifts
+//!       3 doors, and 300 doors, by one window; also the time to render each transaction.
+//!       Prints {"id", "samples"} lines in milliseconds (benches/report.py's format).
+//!
+//! Without a sub-command it prints this hint and exits 0 (`cargo bench` alone stays green).
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use knock_totp::server::engine::nftables::ruleset::{
+    base_ruleset, doors_transaction, NftDoor, NftParams,
+};
+
+/// The server's period; only the door time bounds depend on it.
+const PERIOD: u64 = 30;
+
+fn main() {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(pos) = args.iter().position(|a| a == "--bench") else {
+        return;
+    };
+    args.remove(pos);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["render-lab", dir, table, port, a, b, rate, burst, ban] => render_lab(
+            dir,
+            table,
+            num(port),
+            [num(a), num(b)],
+            num(rate),
+            num(burst),
+            num(ban),
+        ),
+        ["rotation", table, runs] => rotation(table, num(runs)),
+        _ => {
+            eprintln!("benches/engines.rs: run by benches/engines.sh (root, network namespaces)");
+            Ok(())
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("engines: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn num<T: std::str::FromStr>(s: &str) -> T {
+    s.parse()
+        .unwrap_or_else(|_| panic!("engines: not a number: {s:?}"))
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+fn params(table: &str, port: u16) -> NftParams {
+    let p = NftParams::with_defaults(table, port);
+    p.validate().expect("valid bench parameters");
+    p
+}
+
+fn render_lab(
+    dir: &str,
+    table: &str,
+    port: u16,
+    ports: [u16; 2],
+    rate: u32,
+    burst: u32,
+    ban: u64,
+) -> Result<(), String> {
+    let mut p = params(table, port);
+    p.rate_per_minute = rate;
+    p.burst = burst;
+    p.ban_seconds = ban;
+    p.validate()?;
+    let t = now();
+    let door = NftDoor {
+        counter: t / PERIOD,
+        ports,
+        valid_from: t - 60,
+        valid_until: t + 3600,
+    };
+    if !door.is_renderable(&p) {
+        return Err(format!("door ports {ports:?} are not renderable"));
+    }
+    let write = |name: &str, text: String| {
+        std::fs::write(format!("{dir}/{name}"), text).map_err(|e| format!("{dir}/{name}: {e}"))
+    };
+    write("base.nft", base_ruleset(&p))?;
+    write("doors.nft", doors_transaction(&p, &[door], &[]))
+}
+
+/// `n` doors ending at window `last` (one per counter, as the server keeps previous, current
+/// and next window for one user; 300 counters stand for many users' doors), with distinct
+/// knock ports derived from the counter.
+fn doors(n: u64, last: u64) -> Vec<NftDoor> {
+    (last + 1 - n..=last)
+        .map(|c| {
+            let a = 1000 + (c * 7919 % 9000) as u16;
+            let mut b = 1000 + (c * 104_729 % 9000) as u16;
+            if b == a {
+                b = if b == 9999 { 1000 } else { b + 1 };
+            }
+            NftDoor {
+                counter: c,
+                ports: [a, b],
+                valid_from: c * PERIOD,
+                valid_until: (c + 1) * PERIOD,
+            }
+        })
+        .collect()
+}
+
+/// Loads `text` with `nft -f -` as the server does; returns the wall time in ms.
+fn nft_load(text: &str) -> Result<f64, String> {
+    let start = Instant::now();
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .env("TZ", "UTC")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("nft: {e}"))?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(text.as_bytes())
+        .map_err(|e| format!("nft stdin: {e}"))?;
+    let out = child.wait_with_output().map_err(|e| format!("nft: {e}"))?;
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!(
+            "nft -f failed: {}",
+            err.lines().next().unwrap_or("")
+        ));
+    }
+    Ok(ms)
+}
+
+fn emit(id: &str, samples: &[f64]) {
+    let list: Vec<String> = samples.iter().map(|s| format!("{s:.4}")).collect();
+    println!("{{\"id\": \"{id}\", \"samples\": [{}]}}", list.join(", "));
+}
+
+fn rotation(table: &str, runs: usize) -> Result<(), String> {
+    let p = params(table, 2222);
+    let base = base_ruleset(&p);
+    let mut base_ms = Vec::new();
+    for _ in 0..runs + 1 {
+        base_ms.push(nft_load(&base)?);
+    }
+    base_ms.remove(0); // warm-up (first table creation, page cache)
+    emit("rot-base", &base_ms);
+
+    let start = now() / PERIOD;
+    for n in [3u64, 300] {
+        // The table as the server leaves it: base, then the doors of window `start`.
+        nft_load(&base)?;
+        let mut window = start;
+        let mut current = doors(n, window + 1);
+        nft_load(&doors_transaction(&p, &current, &[]))?;
+        let (mut load_ms, mut render_ms) = (Vec::new(), Vec::new());
+        for i in 0..runs + 1 {
+            window += 1;
+            let next = doors(n, window + 1);
+            let previous: Vec<u64> = current.iter().map(|d| d.counter).collect();
+            let t = Instant::now();
+            let text = doors_transaction(&p, &next, &previous);
+            let render = t.elapsed().as_secs_f64() * 1000.0;
+            let load = nft_load(&text)?;
+            if i > 0 {
+                render_ms.push(render);
+                load_ms.push(load);
+            }
+            current = next;
+        }
+        emit(&format!("rot-load-{n}"), &load_ms);
+        emit(&format!("rot-render-{n}"), &render_ms);
+        let text = doors_transaction(&p, &doors(n, window + 2), &[]);
+        eprintln!(
+            "engines: {n} doors: transaction of {} lines, {} KiB",
+            text.lines().count(),
+            text.len() / 1024
+        );
+    }
+    nft_load(&format!("delete table inet {table}\n"))?;
+    Ok(())
+}
