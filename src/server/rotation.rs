@@ -192,6 +192,11 @@ impl Rotation {
                     if !stop.pause(duration) {
                         break;
                     }
+                    if !self.dry_run {
+                        if let Err(e) = self.engine.repair() {
+                            self.log.alarm(format!("{e:#}"));
+                        }
+                    }
                     if stop.take_hangups() > 0 {
                         self.log.note(
                             "SIGHUP: ignored (it never stops the daemon); restart it to read \

@@ -8,6 +8,7 @@ mod hygiene;
 mod keyring;
 mod knock_e2e;
 mod knock_local;
+mod nft_e2e;
 mod packaging;
 mod readme;
 mod server;

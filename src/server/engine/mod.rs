@@ -33,6 +33,12 @@ pub trait Engine {
     /// Prints what `apply` would do, changing nothing.
     fn dry_run(&mut self, window: Window, doors: &[ActiveDoor]) -> anyhow::Result<()>;
 
+    /// Between rotations (every few seconds): checks that what `apply` put in place is still
+    /// there and restores it if someone removed it.
+    fn repair(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// Whether `error` from `apply` must end the daemon (otherwise it retries next window).
     fn is_fatal(&self, _error: &anyhow::Error) -> bool {
         false

@@ -360,3 +360,159 @@ fn run_ok(cmd: &mut Command) -> Output {
     );
     out
 }
+
+// Helpers for the nftables-engine tests (tests/it/nft_e2e.rs): more client addresses (a
+// replayer, a guesser), IPv6 on the link, connections from a chosen source address.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+impl Lab {
+    /// The lab's /24 (third octet), also used for its IPv6 /64s.
+    fn subnet_octet(&self) -> u8 {
+        self.server_ip.octets()[2]
+    }
+
+    /// Adds `10.213.X.host/24` to the client's veth (a second knocker on the same link; the
+    /// lab's `client_ip` stays the source of connections that do not choose one).
+    pub fn add_client_ipv4(&self, host: u8) -> Ipv4Addr {
+        let mut octets = self.client_ip.octets();
+        octets[3] = host;
+        let ip = Ipv4Addr::from(octets);
+        run_ok(Command::new("ip").args([
+            "-n",
+            &self.client_ns,
+            "addr",
+            "add",
+            &format!("{ip}/24"),
+            "dev",
+            CLIENT_IF,
+        ]));
+        ip
+    }
+
+    /// `fd13:213:X::host` on the lab's link.
+    pub fn ipv6(&self, host: u16) -> Ipv6Addr {
+        Ipv6Addr::new(
+            0xfd13,
+            0x213,
+            u16::from(self.subnet_octet()),
+            0,
+            0,
+            0,
+            0,
+            host,
+        )
+    }
+
+    /// Gives the server `fd13:213:X::1/64` and the client `fd13:213:X::2/64` (no duplicate
+    /// address detection, so both are usable at once); returns (server, client).
+    pub fn enable_ipv6(&self) -> (Ipv6Addr, Ipv6Addr) {
+        let (server, client) = (self.ipv6(1), self.ipv6(2));
+        for (ns, dev, ip) in [
+            (&self.server_ns, SERVER_IF, server),
+            (&self.client_ns, CLIENT_IF, client),
+        ] {
+            run_ok(Command::new("ip").args([
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{ip}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ]));
+        }
+        client_neighbours_ready(self, server);
+        (server, client)
+    }
+
+    /// Adds `fd13:213:X::host/64` to the client's veth, deprecated (preferred_lft 0) so that
+    /// the kernel never picks it as a source by itself: only connections that bind to it use it.
+    pub fn add_client_ipv6(&self, host: u16) -> Ipv6Addr {
+        let ip = self.ipv6(host);
+        run_ok(Command::new("ip").args([
+            "-n",
+            &self.client_ns,
+            "addr",
+            "add",
+            &format!("{ip}/64"),
+            "dev",
+            CLIENT_IF,
+            "nodad",
+            "preferred_lft",
+            "0",
+        ]));
+        ip
+    }
+
+    /// Whether a TCP connection from the client namespace, with source address `from`, to
+    /// `to:port` succeeds within a second.
+    pub fn client_can_connect_from(&self, from: IpAddr, to: IpAddr, port: u16) -> bool {
+        let target = match (from, to) {
+            (IpAddr::V4(from), IpAddr::V4(to)) => {
+                format!("TCP4:{to}:{port},bind={from},connect-timeout=1")
+            }
+            (IpAddr::V6(from), IpAddr::V6(to)) => {
+                format!("TCP6:[{to}]:{port},bind=[{from}],connect-timeout=1")
+            }
+            _ => panic!("{from} and {to} are not of one family"),
+        };
+        self.client_cmd("socat")
+            .args(["-u", "/dev/null", &target])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// An IPv6-only echo server on `port` in the server namespace (next to the IPv4 one of
+    /// `start_echo_server`); returns once it listens.
+    pub fn start_echo_server6(&mut self, port: u16) {
+        let listen = format!("TCP6-LISTEN:{port},reuseaddr,fork,ipv6only=1");
+        self.server_spawn(
+            &["socat", &listen, "EXEC:cat"],
+            &format!("echo6-{port}.log"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let filter = format!("sport = :{port}");
+        loop {
+            let out = self.server_exec(&["ss", "-Htln6", &filter]);
+            if !out.stdout.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "IPv6 echo server on port {port} never listened"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Whether the process `pid` still runs (exists and is not a zombie).
+    pub fn process_alive(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state != "Z" && state != "X")
+        })
+    }
+}
+
+/// Waits (bounded) until the client reaches the server's IPv6 address: a connection to port 1
+/// (no listener, not a knock port) is refused by the server's TCP stack.
+fn client_neighbours_ready(lab: &Lab, server: Ipv6Addr) {
+    let target = format!("TCP6:[{server}]:1,connect-timeout=1");
+    for _ in 0..50 {
+        let out = lab
+            .client_cmd("socat")
+            .args(["-u", "/dev/null", &target])
+            .output();
+        if out.is_ok_and(|o| String::from_utf8_lossy(&o.stderr).contains("refused")) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the client never reached {server}");
+}

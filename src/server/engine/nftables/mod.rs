@@ -180,6 +180,8 @@ pub struct NftEngine {
     pub log: Log,
     /// Window counters whose doors are in the kernel now.
     installed: Vec<u64>,
+    /// The doors last put in place, to restore them with the table.
+    last_doors: Vec<NftDoor>,
 }
 
 impl NftEngine {
@@ -191,20 +193,21 @@ impl NftEngine {
             },
             log,
             installed: Vec::new(),
+            last_doors: Vec::new(),
         }
     }
 
     /// Makes sure the table and the protected port's drop are in the kernel; loads the base
-    /// table when they are not (the first start, or someone flushed it). Returns the doors
-    /// found in place.
-    fn ensure_base(&mut self, first: bool) -> anyhow::Result<()> {
+    /// table when they are not (the first start, or someone flushed it). Returns whether it
+    /// had to load it.
+    fn ensure_base(&mut self, first: bool) -> anyhow::Result<bool> {
         let status = self.nft.status(&self.params.table, self.params.port)?;
         match status {
             Some((status, true)) => {
                 if first {
                     self.installed = status.installed_counters();
                 }
-                Ok(())
+                Ok(false)
             }
             found => {
                 if !first || found.is_some() {
@@ -216,7 +219,7 @@ impl NftEngine {
                 }
                 self.nft.load(&base_ruleset(&self.params))?;
                 self.installed.clear();
-                Ok(())
+                Ok(true)
             }
         }
     }
@@ -261,6 +264,7 @@ impl Engine for NftEngine {
         self.nft
             .load(&doors_transaction(&self.params, &doors, &self.installed))?;
         self.installed = effective.iter().map(|d| d.counter).collect();
+        self.last_doors = doors.clone();
         let skipped = doors.len() - effective.len();
         self.log.note(format!(
             "window {}: {} doors in table inet {}{}, {} ms",
@@ -296,6 +300,22 @@ impl Engine for NftEngine {
 
     fn stopping(&self) -> &'static str {
         "removing the doors (the port stays closed)"
+    }
+
+    /// A flushed table is restored within seconds, doors included, not at the next boundary.
+    fn repair(&mut self) -> anyhow::Result<()> {
+        if self.ensure_base(false)? {
+            self.nft.load(&doors_transaction(
+                &self.params,
+                &self.last_doors,
+                &self.installed,
+            ))?;
+            self.installed = effective_doors(&self.params, &self.last_doors)
+                .iter()
+                .map(|d| d.counter)
+                .collect();
+        }
+        Ok(())
     }
 
     /// Removes every door; the table, its grants and the protected port's drop stay.
