@@ -18,7 +18,7 @@ use knock_totp::core::window::Window;
 use serde_json::Value;
 
 use crate::support::lab::{lab_available, Lab};
-use crate::support::{can_run, have, stderr_of, stdout_of, Env, RFC_SECRET};
+use crate::support::{can_run, have, stderr_of, stdout_of, wait_until, Env, RFC_SECRET};
 
 const SECRET: &str = RFC_SECRET;
 /// Inside the knock range on purpose: the protected port must never count as a knock.
@@ -291,33 +291,34 @@ impl Rig {
 
     /// Waits until the daemon logged a window >= `counter`; returns the latest.
     fn wait_rotation(&self, counter: u64, wait: Duration) -> u64 {
-        let deadline = Instant::now() + wait;
-        loop {
-            if let Some(&last) = self.rotations().iter().max() {
-                if last >= counter {
-                    return last;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no rotation to window {counter} within {wait:?}; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let latest = || self.rotations().into_iter().max();
+        wait_until(
+            wait,
+            Duration::from_millis(10),
+            || latest().is_some_and(|last| last >= counter),
+            || {
+                format!(
+                    "no rotation to window {counter} within {wait:?}; log:\n{}",
+                    self.log_text()
+                )
+            },
+        );
+        latest().expect("a rotation was logged")
     }
 
     /// Waits until the daemon's log contains `needle`.
     fn wait_log(&self, needle: &str, wait: Duration) {
-        let deadline = Instant::now() + wait;
-        while !self.log_text().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "the daemon never logged {needle:?} within {wait:?}; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_until(
+            wait,
+            Duration::from_millis(10),
+            || self.log_text().contains(needle),
+            || {
+                format!(
+                    "the daemon never logged {needle:?} within {wait:?}; log:\n{}",
+                    self.log_text()
+                )
+            },
+        );
     }
 
     /// The daemon's process id (the one knock-totp process in the server namespace).
@@ -337,15 +338,17 @@ impl Rig {
     }
 
     fn wait_exit(&self, pid: u32, wait: Duration) {
-        let deadline = Instant::now() + wait;
-        while Lab::process_alive(pid) {
-            assert!(
-                Instant::now() < deadline,
-                "the daemon ({pid}) still runs after {wait:?}; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_until(
+            wait,
+            Duration::from_millis(10),
+            || !Lab::process_alive(pid),
+            || {
+                format!(
+                    "the daemon ({pid}) still runs after {wait:?}; log:\n{}",
+                    self.log_text()
+                )
+            },
+        );
     }
 
     /// `server --status --json` (kernel state of the table).
@@ -585,11 +588,12 @@ fn nft_replayed_knocks_are_refused() {
     let server = v4(rig.lab.server_ip);
     let mut replays_in = 0;
     for trial in 0..TRIALS {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while sources(&rig.status(), "allowed").contains(&client.to_string()) {
-            assert!(Instant::now() < deadline, "the grant never expired");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(
+            Duration::from_secs(5),
+            Duration::from_millis(50),
+            || !sources(&rig.status(), "allowed").contains(&client.to_string()),
+            || "the grant never expired".to_owned(),
+        );
         let out = rig.knock(server, &["--margin", "1"]);
         assert!(
             out.status.success(),

@@ -15,7 +15,7 @@
 //! `lab_available()`.
 
 use std::ffi::OsStr;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::{can_run, have, is_root};
+use super::{can_run, have, is_root, wait_until};
 
 /// The only firewall binary the lab uses (mixing iptables flavours leaves ports refused).
 /// `-w` everywhere: the xtables lock is shared by all namespaces.
@@ -212,19 +212,23 @@ impl Lab {
     pub fn start_echo_server(&mut self, port: u16) {
         let listen = format!("TCP4-LISTEN:{port},reuseaddr,fork");
         self.server_spawn(&["socat", &listen, "EXEC:cat"], &format!("echo-{port}.log"));
-        let deadline = Instant::now() + Duration::from_secs(5);
+        self.wait_listening("-Htln", port, "echo server");
+    }
+
+    /// Waits until `ss FLAGS` in the server namespace shows a listener on `port`.
+    fn wait_listening(&self, ss_flags: &str, port: u16, what: &str) {
         let filter = format!("sport = :{port}");
-        loop {
-            let out = self.server_exec(&["ss", "-Htln", &filter]);
-            if !out.stdout.is_empty() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "echo server on port {port} never listened"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_until(
+            Duration::from_secs(5),
+            Duration::from_millis(10),
+            || {
+                !self
+                    .server_exec(&["ss", ss_flags, &filter])
+                    .stdout
+                    .is_empty()
+            },
+            || format!("{what} on port {port} never listened"),
+        );
     }
 
     /// A knockd.conf with an `[options]` section for this lab (log under the lab directory,
@@ -364,8 +368,6 @@ fn run_ok(cmd: &mut Command) -> Output {
 // Helpers for the nftables-engine tests (tests/it/nft_e2e.rs): more client addresses (a
 // replayer, a guesser), IPv6 on the link, connections from a chosen source address.
 
-use std::net::{IpAddr, Ipv6Addr};
-
 impl Lab {
     /// The lab's /24 (third octet), also used for its IPv6 /64s.
     fn subnet_octet(&self) -> u8 {
@@ -475,19 +477,7 @@ impl Lab {
             &["socat", &listen, "EXEC:cat"],
             &format!("echo6-{port}.log"),
         );
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let filter = format!("sport = :{port}");
-        loop {
-            let out = self.server_exec(&["ss", "-Htln6", &filter]);
-            if !out.stdout.is_empty() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "IPv6 echo server on port {port} never listened"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.wait_listening("-Htln6", port, "IPv6 echo server");
     }
 
     /// Whether the process `pid` still runs (exists and is not a zombie).

@@ -5,6 +5,7 @@
 pub mod lab;
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use tempfile::TempDir;
@@ -127,4 +128,18 @@ pub fn stderr_of(output: &std::process::Output) -> String {
 
 pub fn stdout_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Polls `ready` every `every` until it holds; fails with `what()` once `wait` has passed.
+pub fn wait_until(
+    wait: Duration,
+    every: Duration,
+    mut ready: impl FnMut() -> bool,
+    what: impl FnOnce() -> String,
+) {
+    let deadline = Instant::now() + wait;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{}", what());
+        std::thread::sleep(every);
+    }
 }
