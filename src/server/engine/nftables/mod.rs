@@ -103,6 +103,13 @@ pub struct Nft {
 }
 
 impl Nft {
+    /// The `nft` on PATH.
+    pub fn on_path() -> Self {
+        Self {
+            program: PathBuf::from("nft"),
+        }
+    }
+
     /// Loads `ruleset` as one transaction (all of it or none of it).
     pub fn load(&self, ruleset: &str) -> anyhow::Result<()> {
         let mut child = self
@@ -188,9 +195,7 @@ impl NftEngine {
     pub fn new(config: &ServerConfig, log: Log) -> Self {
         Self {
             params: params(config),
-            nft: Nft {
-                program: PathBuf::from("nft"),
-            },
+            nft: Nft::on_path(),
             log,
             installed: Vec::new(),
             last_doors: Vec::new(),
@@ -223,6 +228,24 @@ impl NftEngine {
             }
         }
     }
+
+    /// Replaces the doors in the kernel with `doors` (one transaction); returns how many were
+    /// put in place (doors with a repeated port are skipped).
+    fn load_doors(&mut self, doors: Vec<NftDoor>) -> anyhow::Result<usize> {
+        self.nft
+            .load(&doors_transaction(&self.params, &doors, &self.installed))?;
+        self.installed = installed_counters(&self.params, &doors);
+        self.last_doors = doors;
+        Ok(self.installed.len())
+    }
+}
+
+/// The window counters of the doors of `doors` that a transaction puts in place.
+fn installed_counters(params: &NftParams, doors: &[NftDoor]) -> Vec<u64> {
+    effective_doors(params, doors)
+        .iter()
+        .map(|d| d.counter)
+        .collect()
 }
 
 impl Engine for NftEngine {
@@ -230,7 +253,9 @@ impl Engine for NftEngine {
         self.params
             .validate()
             .map_err(|e| UserError::usage(format!("nftables engine: {e}")))?;
-        let output = Command::new(&self.nft.program)
+        let output = self
+            .nft
+            .command()
             .arg("--version")
             .stdin(Stdio::null())
             .output();
@@ -260,16 +285,13 @@ impl Engine for NftEngine {
         let started = Instant::now();
         self.ensure_base(first)?;
         let doors: Vec<NftDoor> = doors.iter().map(nft_door).collect();
-        let effective = effective_doors(&self.params, &doors);
-        self.nft
-            .load(&doors_transaction(&self.params, &doors, &self.installed))?;
-        self.installed = effective.iter().map(|d| d.counter).collect();
-        self.last_doors = doors.clone();
-        let skipped = doors.len() - effective.len();
+        let wanted = doors.len();
+        let in_place = self.load_doors(doors)?;
+        let skipped = wanted - in_place;
         self.log.note(format!(
             "window {}: {} doors in table inet {}{}, {} ms",
             window.counter,
-            effective.len(),
+            in_place,
             self.params.table,
             if skipped > 0 {
                 format!(" ({skipped} skipped: a repeated port)")
@@ -291,10 +313,7 @@ impl Engine for NftEngine {
             base_ruleset(&self.params),
             doors_transaction(&self.params, &doors, &self.installed)
         );
-        self.installed = effective_doors(&self.params, &doors)
-            .iter()
-            .map(|d| d.counter)
-            .collect();
+        self.installed = installed_counters(&self.params, &doors);
         Ok(())
     }
 
@@ -305,15 +324,7 @@ impl Engine for NftEngine {
     /// A flushed table is restored within seconds, doors included, not at the next boundary.
     fn repair(&mut self) -> anyhow::Result<()> {
         if self.ensure_base(false)? {
-            self.nft.load(&doors_transaction(
-                &self.params,
-                &self.last_doors,
-                &self.installed,
-            ))?;
-            self.installed = effective_doors(&self.params, &self.last_doors)
-                .iter()
-                .map(|d| d.counter)
-                .collect();
+            self.load_doors(self.last_doors.clone())?;
         }
         Ok(())
     }
