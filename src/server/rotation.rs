@@ -145,7 +145,7 @@ impl Rotation {
     }
 
     /// Rotates now, then at every window boundary until a stop signal (or once). On a stop
-    /// signal or a fatal error, revokes every knock-port rule it manages.
+    /// signal or a fatal error, the engine leaves the firewall safe (`Engine::shut_down`).
     pub fn run(&mut self, once: bool, stop: &mut StopSignal) -> anyhow::Result<()> {
         let mut window = Window::at(wall_clock()?.as_secs(), self.totp.period());
         if let Err(e) = self.rotate(window, stop, true) {
@@ -153,7 +153,7 @@ impl Rotation {
                 // Interrupted while retrying: a stop, not a failure.
                 self.log
                     .note(format!("{signal}: {} and stopping", self.engine.stopping()));
-                return self.engine.shut_down();
+                return self.shut_down();
             }
             return Err(self.cleanup_after(e));
         }
@@ -221,12 +221,21 @@ impl Rotation {
         let signal = stop.received().unwrap_or("a stop signal");
         self.log
             .note(format!("{signal}: {} and stopping", self.engine.stopping()));
+        self.shut_down()
+    }
+
+    /// The engine's shut-down, except in a dry run, which never touches the firewall (a real
+    /// daemon may be running beside it).
+    fn shut_down(&mut self) -> anyhow::Result<()> {
+        if self.dry_run {
+            return Ok(());
+        }
         self.engine.shut_down()
     }
 
     /// Leaves the firewall safe after a fatal error and returns the error.
     fn cleanup_after(&mut self, error: anyhow::Error) -> anyhow::Error {
-        if let Err(e) = self.engine.shut_down() {
+        if let Err(e) = self.shut_down() {
             self.log.alarm(format!("{e:#}"));
         }
         error

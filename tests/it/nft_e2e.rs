@@ -995,3 +995,45 @@ fn nft_ipv6_knock_opens_the_port_for_that_address() {
     );
     eprintln!("ipv6: ok in {:.1?}", started.elapsed());
 }
+
+#[test]
+fn nft_an_interrupted_dry_run_changes_nothing() {
+    if !nft_lab_available(false) {
+        return;
+    }
+    let rig = Rig::running("nftdry", 30, 30);
+    let before = rig.status()["doors"].as_array().unwrap().len();
+    assert_eq!(before, 3, "{}", rig.report());
+    // A second, dry-run daemon beside the real one, stopped the way a user stops it.
+    let dry = rig
+        .lab
+        .server_cmd(env!("CARGO_BIN_EXE_knock-totp"))
+        .args(["server", "--config", &rig.config, "--dry-run"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    rig.signal(dry.id(), "INT");
+    let out = dry.wait_with_output().unwrap();
+    assert!(
+        stdout_of(&out).contains("# dry run: window"),
+        "{}",
+        stderr_of(&out)
+    );
+    let after = rig.status();
+    assert_eq!(
+        after["doors"].as_array().unwrap().len(),
+        before,
+        "the dry run removed doors from the kernel: {after}\n{}",
+        stderr_of(&out)
+    );
+    let out = rig.knock(v4(rig.lab.server_ip), &["--margin", "1"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stderr_of(&out),
+        rig.report()
+    );
+}

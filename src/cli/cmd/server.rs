@@ -24,7 +24,7 @@ pub fn run(ctx: &Context, args: ServerArgs) -> anyhow::Result<()> {
         .map_err(|e| UserError::usage(format!("{}: {e}", args.config.display())))?;
     drop(secret);
 
-    let engine = engine::build(config, ctx.log, args.dry_run)?;
+    let engine = engine::build(config, ctx.log)?;
     let mut server = Rotation::new(totp, engine, ctx.log, args.dry_run);
     server.preflight()?;
     let mut stop = StopSignal::install()?;
@@ -42,9 +42,7 @@ fn status(ctx: &Context, config: &ServerConfig, as_json: bool) -> anyhow::Result
         .into());
     }
     let table = nftables::table_name(&config.name);
-    let nft = nftables::Nft {
-        program: "nft".into(),
-    };
+    let nft = nftables::Nft::on_path();
     let Some((state, protected)) = nft.status(&table, config.port)? else {
         return Err(UserError::runtime(format!(
             "table inet {table} is not in the kernel: port {} is NOT protected",

@@ -52,14 +52,14 @@ pub trait Engine {
 }
 
 /// The engine a server's config asks for, ready for its preflight.
-pub fn build(config: ServerConfig, log: Log, dry_run: bool) -> anyhow::Result<Box<dyn Engine>> {
+pub fn build(config: ServerConfig, log: Log) -> anyhow::Result<Box<dyn Engine>> {
     match config.engine {
         EngineKind::Nftables => Ok(Box::new(NftEngine::new(&config, log))),
-        EngineKind::Knockd => build_knockd(config, log, dry_run),
+        EngineKind::Knockd => build_knockd(config, log),
     }
 }
 
-fn build_knockd(config: ServerConfig, log: Log, dry_run: bool) -> anyhow::Result<Box<dyn Engine>> {
+fn build_knockd(config: ServerConfig, log: Log) -> anyhow::Result<Box<dyn Engine>> {
     let knockd = knockd_for(&config)?;
     let rules = match (&config.firewall, &config.aws) {
         (FirewallKind::Aws, Some(aws)) => Some(KnockPortRules::new(
@@ -82,7 +82,5 @@ fn build_knockd(config: ServerConfig, log: Log, dry_run: bool) -> anyhow::Result
         }
         _ => None,
     };
-    Ok(Box::new(KnockdEngine::new(
-        config, knockd, rules, log, dry_run,
-    )))
+    Ok(Box::new(KnockdEngine::new(config, knockd, rules, log)))
 }

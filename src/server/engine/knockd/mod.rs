@@ -71,7 +71,6 @@ pub struct KnockdEngine<C> {
     pub knockd: Knockd,
     pub rules: Option<KnockPortRules<C>>,
     pub log: Log,
-    pub dry_run: bool,
     /// The knock ports last put in place.
     rendered_ports: Option<BTreeSet<u16>>,
 }
@@ -85,14 +84,12 @@ impl<C: AwsCli> KnockdEngine<C> {
         knockd: Knockd,
         rules: Option<KnockPortRules<C>>,
         log: Log,
-        dry_run: bool,
     ) -> Self {
         Self {
             config,
             knockd,
             rules,
             log,
-            dry_run,
             rendered_ports: None,
         }
     }
@@ -338,7 +335,7 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
     fn shut_down(&mut self) -> anyhow::Result<()> {
         // Fail closed: knockd keeps running, but with no door a captured knock could open.
         // (A daemon that never put doors in place leaves knockd.conf as it found it.)
-        if !self.dry_run && self.rendered_ports.is_some() {
+        if self.rendered_ports.is_some() {
             let doorless = render_conf(&self.config, &[])?;
             match self.knockd.install(&doorless) {
                 Ok(_) => self.log.detail("knockd now has no doors"),
@@ -351,7 +348,7 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
             return Ok(());
         };
         let owned = rules.owned().clone();
-        if owned.is_empty() || self.dry_run {
+        if owned.is_empty() {
             return Ok(());
         }
         let log = self.log;
