@@ -16,7 +16,7 @@ use std::time::Instant;
 use self::ruleset::{
     base_ruleset, doors_transaction, effective_doors, remove_doors_transaction, NftDoor, NftParams,
 };
-use self::status::{parse_status, NftStatus};
+use self::status::{parse_status_value, NftStatus};
 use crate::core::window::Window;
 use crate::error::UserError;
 use crate::log::Log;
@@ -63,13 +63,10 @@ pub fn nft_door(door: &ActiveDoor) -> NftDoor {
     }
 }
 
-/// Whether the input chain of a table listed as JSON drops TCP to `port` (the protection that
+/// Whether the input chain of a table listed by `nft -j` drops TCP to `port` (the protection that
 /// must hold whatever else happened to the table).
-pub fn drops_port(json: &str, port: u16) -> bool {
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(json) else {
-        return false;
-    };
-    let Some(items) = value.get("nftables").and_then(|v| v.as_array()) else {
+pub fn drops_port(table: &serde_json::Value, port: u16) -> bool {
+    let Some(items) = table.get("nftables").and_then(|v| v.as_array()) else {
         return false;
     };
     items
@@ -161,9 +158,11 @@ impl Nft {
         let Some(json) = self.list_table(table)? else {
             return Ok(None);
         };
-        let status = parse_status(&json)
-            .map_err(|e| UserError::runtime(format!("cannot read table {table}: {e}")))?;
-        Ok(Some((status, drops_port(&json, port))))
+        let unreadable = |e: String| UserError::runtime(format!("cannot read table {table}: {e}"));
+        let value: serde_json::Value =
+            serde_json::from_str(&json).map_err(|e| unreadable(format!("nft JSON: {e}")))?;
+        let status = parse_status_value(&value).map_err(unreadable)?;
+        Ok(Some((status, drops_port(&value, port))))
     }
 
     fn command(&self) -> Command {
@@ -371,12 +370,13 @@ mod tests {
         let drop = r#"{"nftables":[{"rule":{"family":"inet","table":"t","chain":"input","handle":5,
             "expr":[{"match":{"op":"==","left":{"payload":{"protocol":"tcp","field":"dport"}},"right":22}},
             {"counter":"denied"},{"drop":null}]}}]}"#;
-        assert!(drops_port(drop, 22));
-        assert!(!drops_port(drop, 2222));
+        let json = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+        assert!(drops_port(&json(drop), 22));
+        assert!(!drops_port(&json(drop), 2222));
         let accept = drop.replace(r#"{"drop":null}"#, r#"{"accept":null}"#);
-        assert!(!drops_port(&accept, 22));
+        assert!(!drops_port(&json(&accept), 22));
         let elsewhere = drop.replace(r#""chain":"input""#, r#""chain":"doors""#);
-        assert!(!drops_port(&elsewhere, 22));
-        assert!(!drops_port("not json", 22));
+        assert!(!drops_port(&json(&elsewhere), 22));
+        assert!(!drops_port(&json("{}"), 22));
     }
 }
