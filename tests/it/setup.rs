@@ -178,6 +178,48 @@ fn nftables_engine_configs_match_snapshots() {
 }
 
 #[test]
+fn nftables_setup_ignores_a_knockd_conf_it_does_not_write() {
+    let env = Env::new();
+    let dir = env.path().join("out");
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(dir.join("knockd.conf"), "an admin's file\n").unwrap();
+    let out = env
+        .cmd()
+        .args(["setup", "web", "--out", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(
+        fs::read_to_string(dir.join("knockd.conf")).unwrap(),
+        "an admin's file\n"
+    );
+    // The knockd engine writes it, so there the existing file is refused without --force.
+    let dir = env.path().join("out-knockd");
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(dir.join("knockd.conf"), "an admin's file\n").unwrap();
+    let out = env
+        .cmd()
+        .args([
+            "setup",
+            "web",
+            "--engine",
+            "knockd",
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("knockd.conf"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
 fn engine_and_firewall_combinations_that_would_open_the_port_are_refused() {
     let env = Env::new();
     // The nftables engine is the host firewall: an iptables backend has nothing to do.

@@ -93,7 +93,7 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
         .map_err(|(_, message)| UserError::usage(message))?;
 
     let artifacts = render_artifacts(&config, &firewall)?;
-    plan_writes(&args, &artifacts)?;
+    plan_writes(&args, &config, &artifacts)?;
 
     // 2. The secret: generated, or read from stdin.
     let secret = match args.secret.as_deref() {
@@ -412,14 +412,24 @@ fn nft_setup_script(config: &ServerConfig, firewall: &Firewall) -> String {
 
 /// Every path `setup` will write, checked: no existing file without --force, and a
 /// writable directory for each. Writes nothing.
-fn plan_writes(args: &SetupArgs, artifacts: &[Artifact]) -> anyhow::Result<()> {
+fn plan_writes(
+    args: &SetupArgs,
+    config: &ServerConfig,
+    artifacts: &[Artifact],
+) -> anyhow::Result<()> {
     let mut targets = Vec::new();
     if let Some(out) = &args.out {
         check_directory(out, "--out")?;
+        // The two files added once the secret is known (knockd.conf for the knockd engine only).
+        let late = config
+            .knockd_conf
+            .is_some()
+            .then(|| KNOCKD_CONF_FILE.to_owned());
         let names = artifacts
             .iter()
             .map(|a| a.file_name.clone())
-            .chain([secret_file_name(&args.name), KNOCKD_CONF_FILE.to_owned()]);
+            .chain([secret_file_name(&args.name)])
+            .chain(late);
         targets.extend(names.map(|n| out.join(n)));
     }
     for (flag, path) in [("--qr-png", &args.qr_png), ("--qr-svg", &args.qr_svg)] {
