@@ -31,26 +31,15 @@ fi
 
 # shellcheck source=benches/lab.sh
 . benches/lab.sh
-have() { command -v "$1" >/dev/null; }
 have python3 || { echo "benches/engines.sh: python3 is needed for the statistics" >&2; exit 1; }
 
-samples="$work/samples.jsonl"
-rows="$work/rows.jsonl"
-: >"$samples"
-: >"$rows"
-row() { python3 benches/report.py row "$samples" "$@" >>"$rows"; }
-text_row() {
-    python3 -c 'import json,sys; print(json.dumps({"label": sys.argv[1], "text": sys.argv[2], "goal": sys.argv[3]}))' \
-        "$1" "$2" "${3:-}" >>"$rows"
-}
 # record ID VALUE...: samples (already in the row's unit) under ID.
 record() {
     python3 -c 'import json,sys; print(json.dumps({"id": sys.argv[1], "samples": [float(v) for v in sys.argv[2:]]}))' \
         "$@" >>"$samples"
 }
 
-target_dir=$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+find_target_dir
 start_secs=$(date +%s)
 
 # ---------------------------------------------------------------- what can run
@@ -120,15 +109,7 @@ EOF
     tcpflags = syn
     start_command = nft add element inet kd_lab allowed { %IP% timeout 30s }
 EOF
-    # knockd needs vS up with its address before it starts (make_lab did both).
-    ns knockd -c "$work/knockd.conf" -v -D >"$work/knockd.out" 2>&1 &
-    pids+=("$!")
-    disown "$!"
-    for _ in $(seq 1 500); do
-        grep -q "listening on vS" "$work/knockd.out" && break
-        sleep 0.01
-    done
-    grep -q "listening on vS" "$work/knockd.out" || { cat "$work/knockd.out" >&2; exit 1; }
+    start_knockd "$work/knockd.conf"
 
     # The client: SYN A, SYN B (non-blocking connect, immediate close: no retransmission),
     # then a fresh non-blocking connect to the protected port every 0.25 ms (dropped SYNs are

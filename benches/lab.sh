@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Shared by benches/run.sh and benches/soak.sh (sourced, not run): messages, a scratch
-# directory with clean-up, the release build, and a two-namespace lab.
+# Shared by benches/run.sh, soak.sh and engines.sh (sourced, not run): messages, a scratch
+# directory with clean-up, the report's rows, the release build, a two-namespace lab, knockd.
 # Traffic goes only to the namespaces made here (10.213.0.0/16), removed on exit.
 
 say() { echo "== $*" >&2; }
@@ -22,12 +22,32 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+have() { command -v "$1" >/dev/null; }
+
+# The report's scratch files: samples (JSON lines of measurements) and rows (the table).
+samples="$work/samples.jsonl"
+rows="$work/rows.jsonl"
+: >"$samples"
+: >"$rows"
+# row ID LABEL UNIT [EXTRA_JSON]: a table row from the samples recorded under ID.
+row() { python3 benches/report.py row "$samples" "$@" >>"$rows"; }
+# text_row LABEL TEXT [GOAL]: a row without samples.
+text_row() {
+    python3 -c 'import json,sys; print(json.dumps({"label": sys.argv[1], "text": sys.argv[2], "goal": sys.argv[3]}))' \
+        "$1" "$2" "${3:-}" >>"$rows"
+}
+
+# find_target_dir: sets `target_dir` (cargo's, wherever CARGO_TARGET_DIR puts it).
+find_target_dir() {
+    target_dir=$(cargo metadata --format-version 1 --no-deps |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+}
+
 # build_release: builds the release binary; sets `target_dir` and `bin` (its path).
 build_release() {
     say "cargo build --release"
     cargo build --release --locked --quiet
-    target_dir=$(cargo metadata --format-version 1 --no-deps |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+    find_target_dir
     # shellcheck disable=SC2034 # used by the scripts that source this file
     bin="$target_dir/release/knock-totp"
 }
@@ -47,4 +67,19 @@ make_lab() {
     for pair in "$s_ns:lo" "$c_ns:lo" "$s_ns:vS" "$c_ns:vC"; do
         ip -n "${pair%%:*}" link set "${pair#*:}" up
     done
+}
+
+# start_knockd CONF: knockd in the server namespace, in the foreground (its -D output in
+# $work/knockd.out); returns once it listens on vS (its signal handlers exist then); sets
+# knockd_pid. knockd needs vS up with its address before it starts (make_lab does both).
+start_knockd() {
+    ip netns exec "$s_ns" knockd -c "$1" -v -D >"$work/knockd.out" 2>&1 &
+    knockd_pid=$!
+    pids+=("$knockd_pid")
+    disown "$knockd_pid"
+    for _ in $(seq 1 500); do
+        grep -q "listening on vS" "$work/knockd.out" && break
+        sleep 0.01
+    done
+    grep -q "listening on vS" "$work/knockd.out" || { cat "$work/knockd.out" >&2; exit 1; }
 }

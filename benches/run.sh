@@ -47,22 +47,8 @@ if [ "${#missing_pkgs[@]}" -gt 0 ] && [ "$is_root" = 1 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing_pkgs[@]}" >/dev/null
 fi
-have() { command -v "$1" >/dev/null; }
 have python3 || { echo "benches/run.sh: python3 is needed for the statistics" >&2; exit 1; }
 
-
-samples="$work/samples.jsonl"
-rows="$work/rows.jsonl"
-: >"$samples"
-: >"$rows"
-
-# row ID LABEL UNIT [EXTRA_JSON]: a table row from the samples recorded under ID.
-row() { python3 benches/report.py row "$samples" "$@" >>"$rows"; }
-# text_row LABEL TEXT [GOAL]: a row without samples.
-text_row() {
-    python3 -c 'import json,sys; print(json.dumps({"label": sys.argv[1], "text": sys.argv[2], "goal": sys.argv[3]}))' \
-        "$1" "$2" "${3:-}" >>"$rows"
-}
 
 # measure [-s] NAME=COMMAND...: times each command $runs times and records the samples (ms)
 # under NAME. Commands are argv strings run without a shell unless -s is given (then by
@@ -216,15 +202,7 @@ EOF
     tcpflags = syn
     start_command = nft add element inet lab allowed { %IP% timeout 20s }
 EOF
-    ip netns exec "$s_ns" knockd -c "$work/knockd.conf" -v -D >"$work/knockd.out" 2>&1 &
-    pids+=("$!")
-    knockd_pid=$!
-    disown "$!"
-    for _ in $(seq 1 500); do
-        grep -q "listening on vS" "$work/knockd.out" && break
-        sleep 0.01
-    done
-    grep -q "listening on vS" "$work/knockd.out" || { cat "$work/knockd.out" >&2; exit 1; }
+    start_knockd "$work/knockd.conf"
     # Every run starts closed: the previous run's address leaves the set.
     reset="ip netns exec $s_ns nft flush set inet lab allowed"
     connect="timeout 3 bash -c '</dev/tcp/$s_ip/$protected'"

@@ -75,15 +75,7 @@ cat >"$work/knockd.conf" <<EOF
     cmd_timeout = $OPEN_SECONDS
     stop_command = iptables -w -D INPUT -s %IP% -p tcp --dport $PROTECTED -j ACCEPT
 EOF
-ip netns exec "$s_ns" knockd -c "$work/knockd.conf" -v -D >"$work/knockd.out" 2>&1 &
-knockd_pid=$!
-pids+=("$knockd_pid")
-disown "$knockd_pid"
-for _ in $(seq 1 500); do
-    grep -q "listening on vS" "$work/knockd.out" && break
-    sleep 0.01
-done
-grep -q "listening on vS" "$work/knockd.out" || { cat "$work/knockd.out" >&2; exit 1; }
+start_knockd "$work/knockd.conf"
 echo "$knockd_pid" >"$work/knockd.pid"
 
 # The server, with RFC 6238's SHA-1 test secret in a 0600 file.
@@ -250,8 +242,6 @@ if [ -s "$work/server-other" ]; then
 fi
 
 # ---------------------------------------------------------------- report
-samples="$work/samples.jsonl"
-rows="$work/rows.jsonl"
 python3 - "$attempts" "$rss" "$work/rotations" "$work/server-other" "$samples" "$rows" \
     "$boundaries" "$soak_ms" "$knockd_pid" "$knockd_changes" <<'EOF'
 import json, sys
@@ -328,7 +318,6 @@ with open(rows_path, "w") as out:
     for r in rows:
         out.write(json.dumps(r) + "\n")
 EOF
-row() { python3 benches/report.py row "$samples" "$@" >>"$rows"; }
 row verify-before "knock --verify 1 s before a boundary (successes)" ms
 row verify-after "knock --verify 0.5 s after a boundary (successes)" ms
 row start-before "attempt started this long before the boundary (scheduling check)" ms
