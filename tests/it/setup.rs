@@ -179,44 +179,30 @@ fn nftables_engine_configs_match_snapshots() {
 
 #[test]
 fn nftables_setup_ignores_a_knockd_conf_it_does_not_write() {
+    const ADMINS: &str = "an admin's file\n";
     let env = Env::new();
-    let dir = env.path().join("out");
-    fs::create_dir_all(&dir).unwrap();
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
-    fs::write(dir.join("knockd.conf"), "an admin's file\n").unwrap();
-    let out = env
-        .cmd()
-        .args(["setup", "web", "--out", dir.to_str().unwrap()])
-        .output()
-        .unwrap();
+    // setup --out into a private directory that already holds an admin's knockd.conf.
+    let setup_beside_knockd_conf = |dir: &str, engine: &str| {
+        let dir = env.path().join(dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        fs::write(dir.join("knockd.conf"), ADMINS).unwrap();
+        let out = env
+            .cmd()
+            .args(["setup", "web", "--engine", engine, "--out"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        (dir, out)
+    };
+    let (dir, out) = setup_beside_knockd_conf("out", "nftables");
     assert!(out.status.success(), "{}", stderr_of(&out));
-    assert_eq!(
-        fs::read_to_string(dir.join("knockd.conf")).unwrap(),
-        "an admin's file\n"
-    );
+    assert_eq!(fs::read_to_string(dir.join("knockd.conf")).unwrap(), ADMINS);
     // The knockd engine writes it, so there the existing file is refused without --force.
-    let dir = env.path().join("out-knockd");
-    fs::create_dir_all(&dir).unwrap();
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
-    fs::write(dir.join("knockd.conf"), "an admin's file\n").unwrap();
-    let out = env
-        .cmd()
-        .args([
-            "setup",
-            "web",
-            "--engine",
-            "knockd",
-            "--out",
-            dir.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let (_, out) = setup_beside_knockd_conf("out-knockd", "knockd");
     assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
-    assert!(
-        stderr_of(&out).contains("knockd.conf"),
-        "{}",
-        stderr_of(&out)
-    );
+    let err = stderr_of(&out);
+    assert!(err.contains("knockd.conf"), "{err}");
 }
 
 #[test]
