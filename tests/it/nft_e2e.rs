@@ -408,6 +408,18 @@ impl Rig {
             .unwrap()
     }
 
+    /// A legitimate `knock --verify` (margin 1 s) that must open the port; returns its output.
+    fn knock_ok(&self, address: IpAddr, what: &str) -> Output {
+        let out = self.knock(address, &["--margin", "1"]);
+        assert!(
+            out.status.success(),
+            "{what}: {}\n{}",
+            stderr_of(&out),
+            self.report()
+        );
+        out
+    }
+
     /// Runs the SYN script in the client namespace; returns its stdout.
     fn syn(&self, args: &[String]) -> String {
         let script = self.lab.dir.path().join("syn.py");
@@ -469,13 +481,7 @@ fn nft_legit_knock_opens_the_port_for_the_knocker_only() {
     assert!(!rig.can_connect(client), "the port is open before a knock");
     assert!(!rig.can_connect(other), "the port is open before a knock");
 
-    let out = rig.knock(v4(rig.lab.server_ip), &["--margin", "1"]);
-    assert!(
-        out.status.success(),
-        "knock --verify failed: {}\n{}",
-        stderr_of(&out),
-        rig.report()
-    );
+    rig.knock_ok(v4(rig.lab.server_ip), "knock --verify failed");
     assert!(rig.can_connect(client), "the knocker cannot connect");
     assert!(
         !rig.can_connect(other),
@@ -565,13 +571,7 @@ fn nft_sweeps_never_open_a_door() {
     assert!(counter(&status, "cancelled") >= TRIALS, "{status}");
     assert!(!rig.can_connect(client), "the sweeper can connect");
     // The same address still gets in with the code.
-    let out = rig.knock(v4(rig.lab.server_ip), &["--margin", "1"]);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        stderr_of(&out),
-        rig.report()
-    );
+    rig.knock_ok(v4(rig.lab.server_ip), "the legit knock failed");
 }
 
 #[test]
@@ -594,13 +594,7 @@ fn nft_replayed_knocks_are_refused() {
             || !sources(&rig.status(), "allowed").contains(&client.to_string()),
             || "the grant never expired".to_owned(),
         );
-        let out = rig.knock(server, &["--margin", "1"]);
-        assert!(
-            out.status.success(),
-            "trial {trial}: the legit knock failed: {}\n{}",
-            stderr_of(&out),
-            rig.report()
-        );
+        let out = rig.knock_ok(server, &format!("trial {trial}: the legit knock failed"));
         let ports = last_knocked_ports(&stderr_of(&out))
             .unwrap_or_else(|| panic!("no ports in {}", stderr_of(&out)));
         rig.send(v4(replayer), &ports, 100);
@@ -672,13 +666,7 @@ fn nft_blind_guesser_is_banned_and_never_gets_in() {
     assert!(sent > before_ban, "the guesser sent only {sent} SYNs");
     assert!(!rig.can_connect(guesser), "the guesser can connect");
     // The ban is per source: the legit client still gets in.
-    let out = rig.knock(v4(rig.lab.server_ip), &["--margin", "1"]);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        stderr_of(&out),
-        rig.report()
-    );
+    rig.knock_ok(v4(rig.lab.server_ip), "the legit knock failed");
     eprintln!("guesser: {:.1?}", started.elapsed());
 }
 
@@ -722,13 +710,7 @@ fn nft_an_iptables_accept_does_not_open_the_port() {
         rig.report()
     );
     assert!(!rig.can_connect(client));
-    let out = rig.knock(v4(rig.lab.server_ip), &["--margin", "1"]);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        stderr_of(&out),
-        rig.report()
-    );
+    rig.knock_ok(v4(rig.lab.server_ip), "the legit knock failed");
     assert!(rig.can_connect(client));
     assert!(!rig.can_connect(other), "the knock opened the port to all");
     eprintln!("iptables accept: ok in {:.1?}", started.elapsed());
@@ -766,13 +748,7 @@ fn nft_flushed_ruleset_is_restored_at_the_next_window() {
         "the port is open to a non-knocker after the repair\n{}",
         rig.report()
     );
-    let out = rig.knock(v4(rig.lab.server_ip), &["--margin", "1"]);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        stderr_of(&out),
-        rig.report()
-    );
+    rig.knock_ok(v4(rig.lab.server_ip), "the legit knock failed");
     eprintln!(
         "flush: repaired {repaired:.1?} after the flush (port open to all meanwhile: \
          {open_meanwhile}); {:.1?}",
@@ -832,13 +808,7 @@ fn nft_killed_or_stopped_daemon_leaves_no_door_open() {
 
     // SIGTERM: a restarted daemon, a control knock, then a clean stop.
     rig.start_daemon();
-    let out = rig.knock(v4(rig.lab.server_ip), &["--margin", "1"]);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        stderr_of(&out),
-        rig.report()
-    );
+    rig.knock_ok(v4(rig.lab.server_ip), "the legit knock failed");
     let pid = rig.daemon_pid();
     rig.signal(pid, "TERM");
     rig.wait_exit(pid, Duration::from_secs(5));
@@ -881,13 +851,7 @@ fn nft_sighup_does_not_stop_the_daemon() {
     let next = rig.wait_rotation(last + 1, Duration::from_secs(PERIOD + 3));
     assert!(Lab::process_alive(pid), "{}", rig.log_text());
     assert!(rig.log_text().contains("SIGHUP"), "{}", rig.log_text());
-    let out = rig.knock(v4(rig.lab.server_ip), &["--margin", "1"]);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        stderr_of(&out),
-        rig.report()
-    );
+    rig.knock_ok(v4(rig.lab.server_ip), "the legit knock failed");
     eprintln!(
         "sighup: alive, rotated {last} -> {next}; {:.1?}",
         started.elapsed()
@@ -970,13 +934,7 @@ fn nft_ipv6_knock_opens_the_port_for_that_address() {
             .client_can_connect_from(from, IpAddr::V6(server6), PROTECTED)
     };
     assert!(!can(client6.into()), "the IPv6 port is open before a knock");
-    let out = rig.knock(server6.into(), &["--margin", "1"]);
-    assert!(
-        out.status.success(),
-        "IPv6 knock failed: {}\n{}",
-        stderr_of(&out),
-        rig.report()
-    );
+    rig.knock_ok(server6.into(), "IPv6 knock failed");
     assert!(can(client6.into()), "the IPv6 knocker cannot connect");
     assert!(
         !can(other6.into()),
@@ -1029,11 +987,5 @@ fn nft_an_interrupted_dry_run_changes_nothing() {
         "the dry run removed doors from the kernel: {after}\n{}",
         stderr_of(&out)
     );
-    let out = rig.knock(v4(rig.lab.server_ip), &["--margin", "1"]);
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        stderr_of(&out),
-        rig.report()
-    );
+    rig.knock_ok(v4(rig.lab.server_ip), "the legit knock failed");
 }
