@@ -55,7 +55,7 @@ Register-ArgumentCompleter -Native -CommandName 'knock-totp' -ScriptBlock {
             [CompletionResult]::new('--algorithm', '--algorithm', [CompletionResultType]::ParameterName, 'HMAC algorithm (from the URI when --uri is given)')
             [CompletionResult]::new('--period', '--period', [CompletionResultType]::ParameterName, 'TOTP period in seconds (from the URI when --uri is given)')
             [CompletionResult]::new('--store', '--store', [CompletionResultType]::ParameterName, 'Secret store for this host (default: `secret_store` in hosts.toml, else keyring)')
-            [CompletionResult]::new('--secret', '--secret', [CompletionResultType]::ParameterName, 'Base32 secret, or - to read it from stdin (a value on the command line lands in shell history)')
+            [CompletionResult]::new('--secret', '--secret', [CompletionResultType]::ParameterName, 'Base32 secret, - to read it from stdin, or nothing to be asked (hidden prompt on a terminal, else stdin); a value on the command line lands in shell history')
             [CompletionResult]::new('--secret-file', '--secret-file', [CompletionResultType]::ParameterName, 'Read the Base32 secret from a file')
             [CompletionResult]::new('--uri', '--uri', [CompletionResultType]::ParameterName, 'An otpauth://totp/ URI (as `setup` prints it), or - to read it from stdin')
             [CompletionResult]::new('-f', '-f', [CompletionResultType]::ParameterName, 'Replace an existing profile of the same name')

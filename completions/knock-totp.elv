@@ -51,7 +51,7 @@ set edit:completion:arg-completer[knock-totp] = {|@words|
             cand --algorithm 'HMAC algorithm (from the URI when --uri is given)'
             cand --period 'TOTP period in seconds (from the URI when --uri is given)'
             cand --store 'Secret store for this host (default: `secret_store` in hosts.toml, else keyring)'
-            cand --secret 'Base32 secret, or - to read it from stdin (a value on the command line lands in shell history)'
+            cand --secret 'Base32 secret, - to read it from stdin, or nothing to be asked (hidden prompt on a terminal, else stdin); a value on the command line lands in shell history'
             cand --secret-file 'Read the Base32 secret from a file'
             cand --uri 'An otpauth://totp/ URI (as `setup` prints it), or - to read it from stdin'
             cand -f 'Replace an existing profile of the same name'

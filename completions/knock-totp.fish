@@ -49,7 +49,7 @@ complete -c knock-totp -n "__fish_knock_totp_using_subcommand add" -l algorithm 
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand add" -l period -d 'TOTP period in seconds (from the URI when --uri is given)' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand add" -l store -d 'Secret store for this host (default: `secret_store` in hosts.toml, else keyring)' -r -f -a "keyring\t'The OS keyring (Secret Service, macOS Keychain, Windows Credential Manager)'
 file\t'One 0600 file per host under the config directory'"
-complete -c knock-totp -n "__fish_knock_totp_using_subcommand add" -l secret -d 'Base32 secret, or - to read it from stdin (a value on the command line lands in shell history)' -r
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand add" -l secret -d 'Base32 secret, - to read it from stdin, or nothing to be asked (hidden prompt on a terminal, else stdin); a value on the command line lands in shell history' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand add" -l secret-file -d 'Read the Base32 secret from a file' -r -F
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand add" -l uri -d 'An otpauth://totp/ URI (as `setup` prints it), or - to read it from stdin' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand add" -s f -l force -d 'Replace an existing profile of the same name'

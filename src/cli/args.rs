@@ -65,9 +65,9 @@ pub enum Command {
 #[derive(Debug, Args, Default)]
 #[group(multiple = false)]
 pub struct SecretSource {
-    /// Base32 secret, or - to read it from stdin (a value on the command line lands in shell history)
-    #[arg(long, value_name = "SECRET|-")]
-    pub secret: Option<String>,
+    /// Base32 secret, - to read it from stdin, or nothing to be asked (hidden prompt on a terminal, else stdin); a value on the command line lands in shell history
+    #[arg(long, value_name = "SECRET|-", num_args = 0..=1)]
+    pub secret: Option<Option<String>>,
 
     /// Read the Base32 secret from a file
     #[arg(long, value_name = "PATH")]

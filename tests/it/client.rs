@@ -253,6 +253,26 @@ fn secret_sources() {
         .assert()
         .stdout("693974\n");
 
+    // A bare --secret, the way users type it, asks: stdin when it is not a terminal.
+    env.cmd()
+        .args([
+            "add",
+            "bare",
+            "--address",
+            "bare.example",
+            "--store",
+            "file",
+            "--secret",
+        ])
+        .write_stdin(format!("{SHORT_SECRET}\n"))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("shell history").not());
+    env.cmd()
+        .args(["code", "bare", "--at", "59"])
+        .assert()
+        .stdout("693974\n");
+
     // No source and no terminal: a clear error, nothing written.
     env.cmd()
         .args(["add", "x", "--address", "x.example", "--store", "file"])

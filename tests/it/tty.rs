@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{can_run, have, Env, RFC_SECRET};
+use crate::support::{can_run, have, Env, RFC_SECRET, SHORT_SECRET};
 
 /// Runs knock-totp on a pty, typing each of `keystrokes` after a pause; returns what the
 /// terminal showed.
@@ -55,6 +55,23 @@ fn hidden_prompt_and_confirmations() {
         .args(["code", "web", "--at", "59"])
         .assert()
         .stdout("287082\n");
+
+    // A bare --secret asks on the terminal, hidden, as no source does.
+    let screen = on_terminal(
+        &env,
+        "add bare --address 127.0.0.1 --store file --secret",
+        &[&format!("{SHORT_SECRET}\r")],
+        Duration::from_millis(1500),
+    );
+    assert!(screen.contains("Base32 secret for bare"), "{screen}");
+    assert!(
+        !screen.contains("LPI3"),
+        "the prompt echoed the secret: {screen}"
+    );
+    env.cmd()
+        .args(["code", "bare", "--at", "59"])
+        .assert()
+        .stdout("693974\n");
 
     // `show --qr` asks first; answering no reveals nothing.
     let screen = on_terminal(&env, "show web --qr", &["n\r"], Duration::from_millis(1000));

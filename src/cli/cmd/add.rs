@@ -92,30 +92,38 @@ fn read_secret(
         let parsed = OtpauthUri::parse(&text).map_err(|e| UserError::usage(e.to_string()))?;
         return Ok((parsed.secret, Some((parsed.algorithm, parsed.period))));
     }
-    let text = if let Some(value) = &source.secret {
-        if value == "-" {
-            read_stdin_value("secret")?
-        } else {
+    let text = match (&source.secret, &source.secret_file) {
+        // A bare --secret asks: the hidden prompt on a terminal, stdin otherwise.
+        (Some(None), _) if stdin_is_tty() => prompt_secret(&args.name)?,
+        (Some(None), _) => read_stdin_value("secret")?,
+        (Some(Some(value)), _) if value == "-" => read_stdin_value("secret")?,
+        (Some(Some(value)), _) => {
             ctx.log.note("warning: a secret on the command line lands in your shell history; prefer --secret -");
             Zeroizing::new(value.clone())
         }
-    } else if let Some(path) = &source.secret_file {
-        Zeroizing::new(fs::read_to_string(path).map_err(|e| {
+        (None, Some(path)) => Zeroizing::new(fs::read_to_string(path).map_err(|e| {
             UserError::usage(format!("cannot read secret file {}: {e}", path.display()))
-        })?)
-    } else if stdin_is_tty() {
-        Zeroizing::new(
-            dialoguer::Password::new()
-                .with_prompt(format!("Base32 secret for {}", args.name))
-                .interact()?,
-        )
-    } else {
-        return Err(
-            UserError::usage("no secret given and stdin is not a terminal to ask on")
-                .with_hint("pipe it in with `--secret -`, or use --uri -, or --secret-file PATH")
-                .into(),
-        );
+        })?),
+        (None, None) if stdin_is_tty() => prompt_secret(&args.name)?,
+        (None, None) => {
+            return Err(
+                UserError::usage("no secret given and stdin is not a terminal to ask on")
+                    .with_hint(
+                        "pipe it in with `--secret -`, or use --uri -, or --secret-file PATH",
+                    )
+                    .into(),
+            )
+        }
     };
     let secret = SecretKey::from_base32(&text).map_err(|e| UserError::usage(e.to_string()))?;
     Ok((secret, None))
+}
+
+/// The hidden prompt for `name`'s secret.
+fn prompt_secret(name: &str) -> anyhow::Result<Zeroizing<String>> {
+    Ok(Zeroizing::new(
+        dialoguer::Password::new()
+            .with_prompt(format!("Base32 secret for {name}"))
+            .interact()?,
+    ))
 }
