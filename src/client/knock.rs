@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::client::wire::{self, KnockError};
 use crate::clock::wall_clock;
-use crate::core::ports::knock_range_text;
+use crate::core::ports::{knock_range_text, PortPair};
 use crate::core::totp::Totp;
 use crate::core::window::Window;
 use crate::error::UserError;
@@ -116,8 +116,15 @@ fn knock_window(log: &Log, target: &Target, totp: &Totp, margin: u64) -> anyhow:
         ));
         std::thread::sleep(wait);
     }
-    let window = totp.window_at(wall_clock()?.as_secs());
-    let ports = totp.ports_for(window);
+    let current = totp.window_at(wall_clock()?.as_secs());
+    let (window, ports) = window_to_knock(totp, current)?;
+    if window != current {
+        log.note(format!(
+            "{}: this window's code knocks one port twice, for which servers open no door; \
+             knocking the next window's code instead",
+            target.label
+        ));
+    }
     log.detail(format!(
         "knocking {} on ports {} ({} ms apart), then port {}",
         target.addr.ip(),
@@ -129,6 +136,52 @@ fn knock_window(log: &Log, target: &Target, totp: &Totp, margin: u64) -> anyhow:
     Ok(window)
 }
 
+/// The window whose pair to knock at `current`: that window, or the next one when its pair
+/// knocks one port twice (servers install no such door, and do install the next window's).
+fn window_to_knock(totp: &Totp, current: Window) -> anyhow::Result<(Window, PortPair)> {
+    [current, current.next()]
+        .into_iter()
+        .map(|window| (window, totp.ports_for(window)))
+        .find(|(_, ports)| !ports.repeats_port())
+        .ok_or_else(|| {
+            UserError::runtime(
+                "this window's and the next window's codes both knock one port twice; \
+                 servers open no door for either",
+            )
+            .with_hint("knock again in a minute")
+            .into()
+        })
+}
+
 fn network(error: KnockError) -> anyhow::Error {
     UserError::runtime(error.to_string()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::secret::SecretKey;
+    use crate::core::totp::Algorithm;
+
+    fn totp() -> Totp {
+        let key = SecretKey::from_base32("LPI3UVRWMUTRNDBD").unwrap();
+        Totp::new(&key, Algorithm::Sha1, 30).unwrap()
+    }
+
+    #[test]
+    fn a_pair_that_repeats_a_port_is_replaced_by_the_next_windows() {
+        // 1740149940 -> 979797 -> 9797 9797; the next window's code is 761949.
+        let current = Window::at(1_740_149_940, 30);
+        let (window, ports) = window_to_knock(&totp(), current).unwrap();
+        assert_eq!(window, current.next());
+        assert_eq!(ports, PortPair([7619, 1949]));
+    }
+
+    #[test]
+    fn an_ordinary_pair_is_knocked_in_its_own_window() {
+        let current = Window::at(1_740_149_910, 30);
+        let (window, ports) = window_to_knock(&totp(), current).unwrap();
+        assert_eq!(window, current);
+        assert_eq!(ports, PortPair([8134, 3435]));
+    }
 }

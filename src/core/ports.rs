@@ -72,6 +72,13 @@ impl PortPair {
     pub fn second(self) -> u16 {
         self.0[1]
     }
+
+    /// Whether both knocks go to the same port (about 330 codes in a million, e.g. 979797).
+    /// Such a door is no door: one ordinary connect's retransmitted SYN completes it, so
+    /// servers never install it and clients knock the next window's pair instead.
+    pub fn repeats_port(self) -> bool {
+        self.0[0] == self.0[1]
+    }
 }
 
 impl fmt::Display for PortPair {
@@ -104,6 +111,18 @@ pub fn port_pair(code: u32) -> PortPair {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pairs_that_knock_one_port_twice() {
+        assert!(port_pair(979797).repeats_port());
+        assert!(port_pair(3200).repeats_port(), "0032|3200 -> 3200 3200");
+        assert!(port_pair(0).repeats_port());
+        assert!(!port_pair(970113).repeats_port());
+        let count = (0..1_000_000)
+            .filter(|c| port_pair(*c).repeats_port())
+            .count();
+        assert!((300..400).contains(&count), "{count} codes repeat a port");
+    }
 
     #[test]
     fn spec_derivation_vectors() {

@@ -13,7 +13,8 @@ pub struct ActiveDoor {
     pub ports: PortPair,
 }
 
-/// The doors for `window`: previous, current and next.
+/// The doors for `window`: previous, current and next, except a window whose pair knocks one
+/// port twice (`PortPair::repeats_port`): clients knock the next window's pair instead.
 pub fn active_doors(totp: &Totp, window: Window) -> Vec<ActiveDoor> {
     door_windows(window)
         .into_iter()
@@ -21,6 +22,7 @@ pub fn active_doors(totp: &Totp, window: Window) -> Vec<ActiveDoor> {
             window,
             ports: totp.ports_for(window),
         })
+        .filter(|door| !door.ports.repeats_port())
         .collect()
 }
 
@@ -102,6 +104,20 @@ mod tests {
             &snapshot(&doors),
             "58004486 7374 7437\n58004487 1000 2400\n58004488 4979 7937",
         );
+    }
+
+    #[test]
+    fn a_window_whose_pair_repeats_a_port_gets_no_door() {
+        // 1740149940 -> 979797 -> 9797 9797; its neighbours 813435 and 761949 (oathtool
+        // --totp -b LPI3UVRWMUTRNDBD -N @1740149910 / @1740149970).
+        let w = Window::at(1_740_149_940, 30);
+        assert!(totp().ports_for(w).repeats_port());
+        assert_eq!(
+            snapshot(&active_doors(&totp(), w)),
+            "58004997 8134 3435\n58004999 7619 1949"
+        );
+        assert_eq!(active_doors(&totp(), w.next()).len(), 2);
+        assert_eq!(active_doors(&totp(), w.previous()).len(), 2);
     }
 
     #[test]

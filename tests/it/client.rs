@@ -44,6 +44,27 @@ fn spec_vectors_through_the_binary() {
 }
 
 #[test]
+fn ports_warns_when_a_window_knocks_one_port_twice() {
+    let env = Env::new();
+    env.add_file_host("short", "127.0.0.1", SHORT_SECRET);
+    // 1740149940 -> 979797 -> 9797 9797: servers open no door for it.
+    env.cmd()
+        .args(["ports", "short", "--at", "1740149940"])
+        .assert()
+        .success()
+        .stdout("9797 9797\n")
+        .stderr(
+            predicate::str::contains("knocks one port twice")
+                .and(predicate::str::contains("knock-totp ports short --next")),
+        );
+    env.cmd()
+        .args(["ports", "short", "--at", "1740149910"])
+        .assert()
+        .success()
+        .stderr("");
+}
+
+#[test]
 fn json_output() {
     let env = Env::new();
     env.add_file_host("web", "127.0.0.1", RFC_SECRET);

@@ -36,6 +36,12 @@ pub fn run(ctx: &Context, args: PortsArgs) -> anyhow::Result<()> {
     let current = totp.window_at(time);
     let window = if args.next { current.next() } else { current };
     let code = totp.code_for(window);
+    if code.ports().repeats_port() {
+        ctx.log.note(format!(
+            "this window's code knocks one port twice, for which servers open no door: knock \
+             the next window's ports (`knock-totp ports {name} --next`)"
+        ));
+    }
     if args.json {
         writeln!(out, "{}", json_for(name, code, window, time))?;
     } else if stdout_is_tty() {
