@@ -80,7 +80,7 @@ pub struct SecretSource {
 
 #[derive(Debug, Args)]
 pub struct AddArgs {
-    /// Name of the profile (letters, digits, '.', '_', '-')
+    /// Name of the profile: up to 63 letters, digits, '.', '_' and '-', not starting with '-'
     pub name: String,
 
     /// DNS name or IP address of the server
@@ -294,7 +294,8 @@ pub struct ProxyArgs {
 
 #[derive(Debug, Args)]
 pub struct SetupArgs {
-    /// Name of the server (the label in the authenticator app and the client profile)
+    /// Name of the server (the label in the authenticator app and the client profile): up to 63
+    /// letters, digits, '.', '_' and '-', not starting with '-'
     pub name: String,
 
     /// Address clients use to reach the server (for the enrollment command)

@@ -2,9 +2,26 @@
 
 use std::net::IpAddr;
 
+/// Longest host or server name: a DNS label's limit. The name goes into file names, unit
+/// names and cloud rule names, which all have limits of their own.
+pub const MAX_HOST_NAME_LEN: usize = 63;
+
 pub fn validate_host_name(name: &str) -> Result<(), String> {
+    let shown = || name.chars().take(MAX_HOST_NAME_LEN + 1).collect::<String>();
+    if name.len() > MAX_HOST_NAME_LEN {
+        return Err(format!(
+            "invalid host name {:?}...: longer than {MAX_HOST_NAME_LEN} characters",
+            shown()
+        ));
+    }
+    if name.starts_with('-') {
+        // It would read as an option to the programs the name is passed to (ssh, systemctl).
+        return Err(format!(
+            "invalid host name {:?}: it must not start with '-'",
+            shown()
+        ));
+    }
     let valid = !name.is_empty()
-        && name.len() <= 253
         && name != "."
         && name != ".."
         && name
@@ -15,7 +32,7 @@ pub fn validate_host_name(name: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "invalid host name {:?}: use letters, digits, '.', '_' and '-' only",
-            name.chars().take(64).collect::<String>()
+            shown()
         ))
     }
 }
@@ -69,12 +86,19 @@ mod tests {
 
     #[test]
     fn host_names() {
-        for ok in ["web", "web-1.example_a", "A.B"] {
+        let longest = "a".repeat(MAX_HOST_NAME_LEN);
+        for ok in ["web", "web-1.example_a", "A.B", "web-", &longest] {
             assert!(validate_host_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "a/b", "..", ".", "a b", "ü", "a:b"] {
+        let too_long = "a".repeat(MAX_HOST_NAME_LEN + 1);
+        for bad in [
+            "", "a/b", "..", ".", "a b", "ü", "a:b", "-web", "-", &too_long,
+        ] {
             assert!(validate_host_name(bad).is_err(), "{bad}");
         }
+        let err = validate_host_name(&"a".repeat(240)).unwrap_err();
+        assert!(err.contains("longer than 63"), "{err}");
+        assert!(err.len() < 120, "{err}");
     }
 
     #[test]

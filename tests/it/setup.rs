@@ -607,6 +607,37 @@ fn bad_input_writes_nothing() {
     assert!(!png.exists());
 }
 
+/// A name that cannot be a file, unit or rule name is refused before any file is written
+/// (a 240-character name used to fail with the QR code holding the secret already on disk).
+#[test]
+fn bad_names_write_nothing() {
+    let env = Env::new();
+    let dir = env.path().join("out");
+    let png = env.path().join("qr.png");
+    let long = "a".repeat(240);
+    for (name, message) in [
+        (long.as_str(), "longer than 63"),
+        ("-web", "must not start with '-'"),
+    ] {
+        let out = env
+            .cmd()
+            .args(["setup", "--secret", "-", "--out"])
+            .arg(&dir)
+            .arg("--qr-png")
+            .arg(&png)
+            .args(["--", name])
+            .write_stdin(RFC_SECRET)
+            .output()
+            .unwrap();
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains(message), "{name}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(!dir.exists(), "{name}: --out created");
+        assert!(!png.exists(), "{name}: the PNG was written");
+    }
+}
+
 /// Runs `command` through sh in the lab's server namespace, as knockd would, with `%IP%`
 /// replaced.
 fn sh(lab: &Lab, command: &str, ip: &str) -> String {
