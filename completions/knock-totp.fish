@@ -123,8 +123,8 @@ complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l region -
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l resource-group -d 'Azure resource group of the network security group (--security-group), for --firewall azure' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l network -d 'VPC network for the firewall rules, for --firewall gcp' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l secret -d '- reads the Base32 secret from stdin instead of generating one' -r
-complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l period -d 'TOTP period in seconds (authenticator apps assume 30)' -r
-complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l open-seconds -d 'Seconds a door stays open for the knocking address' -r
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l period -d 'TOTP period in seconds, 5-120 (authenticator apps assume 30)' -r
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l open-seconds -d 'Seconds a door stays open for the knocking address, 1-300' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l out -d 'Write the files into this directory instead of printing them' -r -F
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l qr-png -d 'Also write the QR code as a PNG image' -r -F
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l qr-svg -d 'Also write the QR code as an SVG image' -r -F

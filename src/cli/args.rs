@@ -338,12 +338,12 @@ pub struct SetupArgs {
     #[arg(long, value_name = "-")]
     pub secret: Option<String>,
 
-    /// TOTP period in seconds (authenticator apps assume 30)
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    /// TOTP period in seconds, 5-120 (authenticator apps assume 30)
+    #[arg(long, default_value_t = 30)]
     pub period: u64,
 
-    /// Seconds a door stays open for the knocking address
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    /// Seconds a door stays open for the knocking address, 1-300
+    #[arg(long, default_value_t = 30)]
     pub open_seconds: u64,
 
     /// Write the files into this directory instead of printing them

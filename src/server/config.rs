@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::core::names::validate_host_name;
-use crate::core::totp::{validate_period, Algorithm, DEFAULT_PERIOD};
+use crate::core::totp::{Algorithm, DEFAULT_PERIOD};
 use crate::error::UserError;
 use crate::fsutil::{file_place, parse_toml};
 use crate::server::firewall::{
@@ -265,23 +265,48 @@ impl ServerConfig {
         if let Some(nft) = &self.nftables {
             nft.validate()?;
         }
-        for (key, value, range) in [
-            ("open_seconds", self.open_seconds, 1..=86_400),
-            ("seq_timeout", self.seq_timeout, 1..=3_600),
-            ("cmd_timeout", self.cmd_timeout(), 1..=86_400),
+        // Each bound says why a value outside it defeats the design.
+        for (key, value, range, why) in [
+            (
+                "period",
+                self.period,
+                5..=120,
+                "the doors of the previous, current and next windows are open, so a captured \
+                 knock stays valid for three periods, and a client needs a few seconds of a \
+                 window to knock",
+            ),
+            (
+                "open_seconds",
+                self.open_seconds,
+                1..=300,
+                "a grant only has to let a connection start (established ones stay open); a \
+                 long one opens the port to everyone behind the knocker's address",
+            ),
+            (
+                "seq_timeout",
+                self.seq_timeout,
+                1..=60,
+                "a door's two knocks come within a second; a long stage keeps a guesser's \
+                 half-finished attempts alive",
+            ),
+            (
+                "cmd_timeout",
+                self.cmd_timeout(),
+                1..=300,
+                "it is how long a knockd door stays open, bounded as open_seconds is",
+            ),
         ] {
             if !range.contains(&value) {
                 return Err((
                     key,
                     format!(
-                        "{key} must be between {} and {} seconds, got {value}",
+                        "{key} must be between {} and {} seconds, got {value}: {why}",
                         range.start(),
                         range.end()
                     ),
                 ));
             }
         }
-        validate_period(self.period).map_err(|e| ("period", e.to_string()))?;
         let firewall = self.firewall_backend()?;
         firewall.validate().map_err(|e| {
             let key = match self.firewall {

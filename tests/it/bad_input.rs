@@ -305,6 +305,24 @@ const ROWS: &[Row] = &[
         "garbage.toml",
     ),
     row(
+        &["setup", "web", "--period", "86400"],
+        "",
+        2,
+        "captured knock stays valid for three periods",
+    ),
+    row(
+        &["setup", "web", "--open-seconds", "3600"],
+        "",
+        2,
+        "open_seconds must be between 1 and 300",
+    ),
+    row(
+        &["server", "--config", "@/slow.toml", "--once"],
+        "",
+        2,
+        "seq_timeout must be between 1 and 60 seconds, got 3600",
+    ),
+    row(
         &["setup", "web", "--firewall", "aws"],
         "",
         2,
@@ -348,6 +366,12 @@ fn bad_input_matrix() {
         let scratch = env.path().join("scratch");
         fs::create_dir_all(&scratch).unwrap();
         fs::write(scratch.join("garbage.toml"), "name = [\n").unwrap();
+        fs::write(
+            scratch.join("slow.toml"),
+            "name = \"web\"\nsecret_file = \"/etc/knock-totp/web.secret\"\nport = 22\n\
+             engine = \"nftables\"\nfirewall = \"nftables\"\nseq_timeout = 3600\n",
+        )
+        .unwrap();
         let scratch = scratch.to_str().unwrap().to_owned();
         let before = fs::read(env.config()).unwrap();
         let secrets = env.config().parent().unwrap().join("secrets");
