@@ -22,6 +22,13 @@ impl Log {
         }
     }
 
+    /// A line for -vv: what is as sensitive as the code itself, such as knock ports.
+    pub fn trace(&self, message: impl std::fmt::Display) {
+        if self.verbose > 1 {
+            eprintln!("knock-totp: {message}");
+        }
+    }
+
     /// Something an operator must see, even with --quiet.
     pub fn alarm(&self, message: impl std::fmt::Display) {
         eprintln!("knock-totp: WARNING: {message}");

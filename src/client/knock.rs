@@ -125,13 +125,23 @@ fn knock_window(log: &Log, target: &Target, totp: &Totp, margin: u64) -> anyhow:
             target.label
         ));
     }
-    log.detail(format!(
-        "knocking {} on ports {} ({} ms apart), then port {}",
-        target.addr.ip(),
-        ports,
-        target.delay.as_millis(),
-        target.addr.port()
-    ));
+    // The ports are the code: -v says what happens, only -vv names them.
+    if log.verbose > 1 {
+        log.trace(format!(
+            "knocking {} on ports {} ({} ms apart), then port {}",
+            target.addr.ip(),
+            ports,
+            target.delay.as_millis(),
+            target.addr.port()
+        ));
+    } else {
+        log.detail(format!(
+            "knocking {} ({} ms between the two knocks), then port {}",
+            target.addr.ip(),
+            target.delay.as_millis(),
+            target.addr.port()
+        ));
+    }
     wire::knock_sequence(target.addr.ip(), ports, target.delay).map_err(network)?;
     Ok(window)
 }

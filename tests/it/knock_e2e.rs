@@ -90,7 +90,7 @@ fn knock_verify_opens_the_port_and_a_wrong_secret_does_not() {
 
     let out = env
         .cmd_via(&lab.client_prefix())
-        .args(["-v", "knock", "lab", "--verify"])
+        .args(["-vv", "knock", "lab", "--verify"])
         .output()
         .unwrap();
     let stderr = stderr_of(&out);
@@ -216,7 +216,7 @@ fn each_knock_is_a_single_syn() {
     env.add_file_host("lab", &server, RFC_SECRET);
     let out = env
         .cmd_via(&lab.client_prefix())
-        .args(["-v", "knock", "lab"])
+        .args(["-vv", "knock", "lab"])
         .output()
         .unwrap();
     let stderr = stderr_of(&out);

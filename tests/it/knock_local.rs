@@ -103,9 +103,37 @@ fn knock_to_a_closed_loopback_port_succeeds_and_shows_no_secret() {
         .unwrap();
     let stderr = stderr_of(&out);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("knocking 127.0.0.1 on ports "), "{stderr}");
+    assert!(stderr.contains("knocking 127.0.0.1 "), "{stderr}");
     assert!(!stderr.contains(RFC_SECRET), "{stderr}");
     assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn knock_ports_show_at_vv_only() {
+    let env = Env::new();
+    loopback_host(&env, closed_port());
+    let pair = || stdout_of(&env.cmd().args(["ports", "lo"]).output().unwrap());
+    let before = pair();
+    let knock = |verbosity: &str| {
+        let out = env
+            .cmd()
+            .args([verbosity, "knock", "lo", "--margin", "0"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        stderr_of(&out)
+    };
+    let (v, vv) = (knock("-v"), knock("-vv"));
+    let after = pair();
+    for ports in [before.trim(), after.trim()] {
+        assert!(!v.contains(ports), "-v showed the ports {ports}: {v}");
+    }
+    assert!(v.contains("knocking 127.0.0.1 "), "{v}");
+    assert!(
+        vv.contains(&format!("on ports {}", before.trim()))
+            || vv.contains(&format!("on ports {}", after.trim())),
+        "-vv did not show the ports: {vv}"
+    );
 }
 
 #[test]
@@ -322,5 +350,5 @@ fn knock_and_verify_over_ipv6_loopback() {
         .unwrap();
     let stderr = stderr_of(&out);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("knocking ::1 on ports"), "{stderr}");
+    assert!(stderr.contains("knocking ::1 "), "{stderr}");
 }

@@ -113,7 +113,7 @@ fn counter(status: &Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter {name} in {status}"))
 }
 
-/// The ports `knock-totp -v knock` knocked last ("knocking IP on ports A B (...)").
+/// The ports `knock-totp -vv knock` knocked last ("knocking IP on ports A B (...)").
 fn last_knocked_ports(stderr: &str) -> Option<[u16; 2]> {
     stderr.lines().rev().find_map(|line| {
         let rest = line.split_once(" on ports ")?.1;
@@ -399,7 +399,7 @@ impl Rig {
         );
         Env::new()
             .cmd_via(&self.lab.client_prefix())
-            .args(["-v", "knock", "--address", &address, "--port", &port])
+            .args(["-vv", "knock", "--address", &address, "--port", &port])
             .args(["--secret", "-", "--period", &period, "--verify"])
             .args(["--timeout", "3"])
             .args(extra)

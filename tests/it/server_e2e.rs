@@ -50,7 +50,7 @@ fn rotation_lines(log: &str) -> Vec<u64> {
         .collect()
 }
 
-/// The ports named by `knock-totp -v knock` ("knocking IP on ports A B (...)"), one pair per
+/// The ports named by `knock-totp -vv knock` ("knocking IP on ports A B (...)"), one pair per
 /// knock it sent.
 fn knocked_ports(stderr: &str) -> Vec<PortPair> {
     stderr
@@ -263,7 +263,7 @@ impl Rig {
         let out = self
             .env
             .cmd_via(&self.lab.client_prefix())
-            .args(["-v", "knock", NAME, "--verify", "--timeout", "10"])
+            .args(["-vv", "knock", NAME, "--verify", "--timeout", "10"])
             .args(extra)
             .timeout(Duration::from_secs(30))
             .output()
