@@ -160,17 +160,21 @@ impl Rotation {
         if once {
             return Ok(());
         }
+        let mut behind = false;
         while stop.received().is_none() {
             let wall_before = wall_clock()?;
             let mono_before = Instant::now();
-            match next_step(window, wall_before) {
+            let step = next_step(window, wall_before);
+            if behind && !matches!(step, Step::Behind { .. }) {
+                self.log.note(format!(
+                    "the clock is back in window {} or later; serving windows again",
+                    window.counter
+                ));
+                behind = false;
+            }
+            let sleep = match step {
                 Step::Rotate(next) => {
-                    if next.counter < window.counter {
-                        self.log.alarm(format!(
-                            "the clock went back: window {} is before {}; putting its doors in place",
-                            next.counter, window.counter
-                        ));
-                    } else if next.counter > window.counter + 1 {
+                    if next.counter > window.counter + 1 {
                         self.log.note(format!(
                             "skipped {} windows (suspend or clock change)",
                             next.counter - window.counter - 1
@@ -187,35 +191,48 @@ impl Rotation {
                             window.counter
                         ));
                     }
+                    continue;
                 }
-                Step::Sleep(duration) => {
-                    if !stop.pause(duration) {
-                        break;
+                Step::Sleep(duration) => duration,
+                Step::Behind { current, sleep } => {
+                    if !behind {
+                        self.log.alarm(format!(
+                            "the clock went back to window {}, before window {} already served: \
+                             no older window is served again; the doors stay as they are until \
+                             the clock catches up (restart the daemon if the clock was wrong \
+                             before)",
+                            current.counter, window.counter
+                        ));
+                        behind = true;
                     }
-                    if !self.dry_run {
-                        if let Err(e) = self.engine.repair() {
-                            self.log.alarm(format!("{e:#}"));
-                        }
-                    }
-                    if stop.take_hangups() > 0 {
-                        self.log.note(
-                            "SIGHUP: ignored (it never stops the daemon); restart it to read \
-                             a changed config",
-                        );
-                    }
-                    match clock_jump(wall_before, wall_clock()?, mono_before.elapsed()) {
-                        ClockJump::None => {}
-                        ClockJump::Back(by) => self.log.alarm(format!(
-                            "the wall clock jumped back by {:.1} s; re-checking the window",
-                            by.as_secs_f64()
-                        )),
-                        ClockJump::Forward(by) => self.log.detail(format!(
-                            "the wall clock moved {:.1} s further than the monotonic clock \
-                             (suspend or clock change)",
-                            by.as_secs_f64()
-                        )),
-                    }
+                    sleep
                 }
+            };
+            if !stop.pause(sleep) {
+                break;
+            }
+            if !self.dry_run {
+                if let Err(e) = self.engine.repair() {
+                    self.log.alarm(format!("{e:#}"));
+                }
+            }
+            if stop.take_hangups() > 0 {
+                self.log.note(
+                    "SIGHUP: ignored (it never stops the daemon); restart it to read a changed \
+                     config",
+                );
+            }
+            match clock_jump(wall_before, wall_clock()?, mono_before.elapsed()) {
+                ClockJump::None => {}
+                ClockJump::Back(by) => self.log.alarm(format!(
+                    "the wall clock jumped back by {:.1} s",
+                    by.as_secs_f64()
+                )),
+                ClockJump::Forward(by) => self.log.detail(format!(
+                    "the wall clock moved {:.1} s further than the monotonic clock (suspend or \
+                     clock change)",
+                    by.as_secs_f64()
+                )),
             }
         }
         let signal = stop.received().unwrap_or("a stop signal");

@@ -1,5 +1,6 @@
 //! When to rotate: which windows get doors, how long to sleep, and whether the clock jumped.
 
+use std::cmp::Ordering;
 use std::time::Duration;
 
 use crate::core::window::Window;
@@ -15,26 +16,37 @@ pub const BOUNDARY_SLACK: Duration = Duration::from_millis(50);
 /// A wall clock that disagrees with the monotonic clock by more than this has jumped.
 pub const JUMP_TOLERANCE: Duration = Duration::from_secs(2);
 
-/// What the loop should do, given the window it last rendered and the wall clock now.
+/// What the loop should do, given the newest window it has served and the wall clock now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    /// The wall clock is in another window: render for it now.
+    /// The wall clock is in a later window: serve it now.
     Rotate(Window),
-    /// Still in the rendered window: sleep this long, then ask again.
+    /// Still in the served window: sleep this long, then ask again.
     Sleep(Duration),
+    /// The wall clock went back to `current`, before the newest window served. No older
+    /// window is ever served again (its doors were open once already): keep the doors and
+    /// sleep this long, then ask again.
+    Behind { current: Window, sleep: Duration },
 }
 
-/// Decides the next step. `now` is the wall clock as time since the unix epoch. The sleep
-/// aims just past the rendered window's end but never exceeds `MAX_SLEEP_CHUNK`, so a
-/// suspend or a clock change is noticed soon and the boundary is recomputed, not trusted.
-pub fn next_step(rendered: Window, now: Duration) -> Step {
-    let current = Window::at(now.as_secs(), rendered.period);
-    if current != rendered {
-        return Step::Rotate(current);
+/// Decides the next step. `now` is the wall clock as time since the unix epoch. Sleeps aim
+/// just past the served window's end but never exceed `MAX_SLEEP_CHUNK`, so a suspend or a
+/// clock change is noticed soon and the boundary is recomputed, not trusted.
+pub fn next_step(served: Window, now: Duration) -> Step {
+    let current = Window::at(now.as_secs(), served.period);
+    let until = |second: u64| {
+        (Duration::from_secs(second) + BOUNDARY_SLACK)
+            .saturating_sub(now)
+            .min(MAX_SLEEP_CHUNK)
+    };
+    match current.counter.cmp(&served.counter) {
+        Ordering::Greater => Step::Rotate(current),
+        Ordering::Equal => Step::Sleep(until(served.end())),
+        Ordering::Less => Step::Behind {
+            current,
+            sleep: until(served.start()),
+        },
     }
-    let boundary = Duration::from_secs(rendered.end()) + BOUNDARY_SLACK;
-    let left = boundary.saturating_sub(now);
-    Step::Sleep(left.min(MAX_SLEEP_CHUNK))
 }
 
 /// How the wall clock moved compared with the monotonic clock over the same interval.
@@ -91,13 +103,32 @@ mod tests {
     }
 
     #[test]
-    fn a_clock_set_back_or_forward_rotates_to_the_window_it_is_in_now() {
+    fn a_clock_set_forward_rotates_to_the_window_it_is_in_now() {
         let w = Window::at(1_000, 30);
-        assert_eq!(next_step(w, secs(500)), Step::Rotate(Window::at(500, 30)));
         assert_eq!(
             next_step(w, secs(5_000)),
             Step::Rotate(Window::at(5_000, 30))
         );
+    }
+
+    #[test]
+    fn a_clock_set_back_serves_no_older_window() {
+        let w = Window::at(1_000, 30); // 990..1020
+        assert_eq!(
+            next_step(w, secs(500)),
+            Step::Behind {
+                current: Window::at(500, 30),
+                sleep: MAX_SLEEP_CHUNK
+            }
+        );
+        assert_eq!(
+            next_step(w, Duration::from_millis(988_000)),
+            Step::Behind {
+                current: w.previous(),
+                sleep: Duration::from_millis(2_050)
+            }
+        );
+        assert_eq!(next_step(w, secs(990)), Step::Sleep(MAX_SLEEP_CHUNK));
     }
 
     #[test]

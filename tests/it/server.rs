@@ -607,3 +607,77 @@ fn aws_knock_port_rules_follow_the_doors() {
     assert_eq!(moto.ports(&group, ours), doors);
     assert_eq!(moto.ports(&group, other), BTreeSet::from([other_port]));
 }
+
+/// libfaketime's preload library, which lets a test move one process's wall clock.
+fn libfaketime() -> Option<PathBuf> {
+    std::fs::read_dir("/usr/lib")
+        .ok()?
+        .flatten()
+        .map(|entry| entry.path().join("faketime/libfaketime.so.1"))
+        .find(|path| path.exists())
+}
+
+/// The windows a dry run planned, in the order it planned them.
+fn planned_windows(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("# dry run: window "))
+        .map(|counter| counter.trim().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_clock_set_back_never_serves_an_older_window_again() {
+    let Some(library) = libfaketime() else {
+        can_run("needs libfaketime (the faketime package)", false);
+        return;
+    };
+    let dir = ServerDir::new();
+    let config = dir.path("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"web\"\nsecret_file = \"{}\"\nport = 22\nengine = \"nftables\"\n\
+             firewall = \"nftables\"\nperiod = 5\n",
+            dir.path("secret").display()
+        ),
+    )
+    .unwrap();
+    let offset = dir.path("clock-offset");
+    std::fs::write(&offset, "+0\n").unwrap();
+    let mut daemon = dir
+        .server_process(&config, &[])
+        .arg("--dry-run")
+        .env("LD_PRELOAD", &library)
+        .env("FAKETIME_TIMESTAMP_FILE", &offset)
+        .env("FAKETIME_NO_CACHE", "1")
+        .env("DONT_FAKE_MONOTONIC", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Two rotations at the real time, then the clock goes back three windows.
+    let mut stdout = BufReader::new(daemon.stdout.take().unwrap());
+    let mut planned = String::new();
+    let started = Instant::now();
+    while planned_windows(&planned).len() < 2 && started.elapsed() < Duration::from_secs(15) {
+        stdout.read_line(&mut planned).unwrap();
+    }
+    std::fs::write(&offset, "-15s\n").unwrap();
+    std::thread::sleep(Duration::from_secs(12));
+    let _ = daemon.kill();
+    let _ = std::io::Read::read_to_string(&mut stdout, &mut planned);
+    let mut log = String::new();
+    let _ = std::io::Read::read_to_string(&mut daemon.stderr.take().unwrap(), &mut log);
+    let _ = daemon.wait();
+    let windows = planned_windows(&planned);
+    assert!(windows.len() >= 2, "{planned}\n{log}");
+    assert!(
+        windows.windows(2).all(|pair| pair[0] < pair[1]),
+        "a window was served again or out of order: {windows:?}\n{log}"
+    );
+    assert!(
+        log.contains("the clock went back to window")
+            && log.contains("no older window is served again"),
+        "{log}"
+    );
+}
