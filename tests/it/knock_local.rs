@@ -293,6 +293,27 @@ fn ssh_reports_a_missing_ssh_program() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr_of(&out).contains("cannot run /nonexistent/ssh"));
+    // Checked before knocking: the protected port never saw the verifying connection.
+    listener.set_nonblocking(true).unwrap();
+    assert_eq!(
+        listener.accept().map(|_| ()).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "knock-totp knocked and connected before finding ssh missing"
+    );
+    // A bare name is looked up on PATH.
+    let out = env
+        .cmd()
+        .env("PATH", env.path())
+        .args(["ssh", "lo", "--margin", "0", "--ssh-bin", "no-such-ssh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("cannot run no-such-ssh"),
+        "{}",
+        stderr_of(&out)
+    );
+    listener.accept().map(|_| ()).unwrap_err();
 }
 
 #[test]

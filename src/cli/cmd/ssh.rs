@@ -1,7 +1,9 @@
 //! `ssh`: knock, wait for the port, then replace this process with ssh to the knocked IP.
 
 use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::Command;
 
 use super::knock::{policy, target_for_host};
@@ -11,6 +13,10 @@ use crate::client::knock::knock_target;
 use crate::error::UserError;
 
 pub fn run(ctx: &Context, args: SshArgs) -> anyhow::Result<()> {
+    // Before knocking: a knock for an ssh that cannot start opens the door for nothing.
+    if !is_runnable(&args.ssh_bin) {
+        return Err(cannot_run(&args.ssh_bin, "no such executable program"));
+    }
     let (profile, target, totp) = target_for_host(ctx, &args.name, None)?;
     let addr = target.addr;
     // The probe connection only proved the door is open; ssh makes its own.
@@ -38,12 +44,28 @@ pub fn run(ctx: &Context, args: SshArgs) -> anyhow::Result<()> {
     ));
     // exec only returns on failure; on success ssh's signals and exit code are the user's.
     let error = Command::new(&args.ssh_bin).args(&argv).exec();
-    Err(UserError::runtime(format!(
-        "cannot run {}: {error}",
-        args.ssh_bin.display()
-    ))
-    .with_hint("install the OpenSSH client, or choose the program with --ssh-bin or KNOCK_TOTP_SSH")
-    .into())
+    Err(cannot_run(&args.ssh_bin, error))
+}
+
+fn cannot_run(program: &Path, why: impl std::fmt::Display) -> anyhow::Error {
+    UserError::runtime(format!("cannot run {}: {why}", program.display()))
+        .with_hint(
+            "install the OpenSSH client, or choose the program with --ssh-bin or KNOCK_TOTP_SSH",
+        )
+        .into()
+}
+
+/// Whether `program` names an executable file: a path as it is, a bare name on `PATH` (as
+/// exec will look it up).
+fn is_runnable(program: &Path) -> bool {
+    let executable = |path: &Path| {
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.components().count() != 1 || program.as_os_str().is_empty() {
+        return executable(program);
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(program))))
 }
 
 /// ssh's arguments: the knocked IP (so the connection comes from the address the door opened
