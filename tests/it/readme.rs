@@ -135,6 +135,54 @@ fn readme_commands_parse() {
     assert!(checked >= 15, "only {checked} README commands found");
 }
 
+/// The README's ssh_config recipe keeps the host key under the knock-totp host name, the
+/// alias `knock-totp ssh NAME` passes, so the two ways in share one known_hosts entry.
+#[test]
+fn ssh_config_recipe_uses_the_alias_of_knock_totp_ssh() {
+    let text = readme();
+    let recipe = blocks(&text, "")
+        .into_iter()
+        .find(|b| b.contains("ProxyCommand knock-totp proxy"))
+        .expect("an ssh_config recipe in the README");
+    let host = recipe
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Host "))
+        .expect("a Host line")
+        .trim()
+        .to_owned();
+    // What `knock-totp ssh` passes for this name.
+    let ssh_alias = knock_totp::cli::cmd::ssh::ssh_argv(&host, "192.0.2.1", 22, None, &[])
+        .iter()
+        .find_map(|a| a.to_str()?.strip_prefix("HostKeyAlias=").map(str::to_owned))
+        .expect("knock-totp ssh passes a HostKeyAlias");
+    if !crate::support::have("ssh") {
+        crate::support::can_run("needs the OpenSSH client (ssh -G)", false);
+        return;
+    }
+    let env = Env::new();
+    let config = env.path().join("ssh_config");
+    std::fs::write(&config, &recipe).unwrap();
+    let out = std::process::Command::new("ssh")
+        .args(["-G", "-F"])
+        .arg(&config)
+        .arg(&host)
+        .output()
+        .unwrap();
+    let resolved = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        resolved
+            .lines()
+            .any(|l| l == format!("hostkeyalias {ssh_alias}")),
+        "ssh through the recipe records the key under another name than `knock-totp ssh` \
+         (HostKeyAlias={ssh_alias}):\n{resolved}"
+    );
+}
+
 #[test]
 fn setup_command_output_is_as_documented() {
     let env = Env::new();
