@@ -2,9 +2,9 @@
 # Installs what the tests use (run as root): Debian packages, and the aws CLI with the moto
 # EC2 emulator from PyPI. With --check, only says (by its exit code) whether all are present.
 set -euo pipefail
-packages=(oathtool dbus gnome-keyring libsecret-tools knockd iptables nftables iproute2
+packages=(oathtool dbus gnome-keyring libsecret-tools knockd iptables ipset nftables iproute2
     zbar-tools mandoc socat procps bsdutils util-linux elvish systemd faketime)
-programs=(oathtool dbus-run-session gnome-keyring-daemon secret-tool knockd iptables nft ip
+programs=(oathtool dbus-run-session gnome-keyring-daemon secret-tool knockd iptables ipset nft ip
     zbarimg mandoc socat pgrep script knock unshare elvish systemd-analyze ss faketime)
 python_programs=(aws moto_server)
 if [ "${1:-}" = "--check" ]; then

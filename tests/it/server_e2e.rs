@@ -4,7 +4,7 @@
 //!
 //! Every step is anchored on the server's own rotation lines ("window N: ..."), never on a
 //! guess of when the server gets there, and every wait is bounded. Each attempt starts with
-//! the protected port closed (the previous door's stop command ran), and is attributed to its
+//! the protected port closed (the previous door's grant timed out), and is attributed to its
 //! window by the ports the client used and the door knockd opened for them.
 
 use std::os::unix::fs::PermissionsExt;
@@ -22,7 +22,7 @@ use crate::support::{can_run, have, stderr_of, Env, RFC_SECRET};
 
 /// A short TOTP period so that the test crosses several boundaries in well under a minute.
 const PERIOD: u64 = 5;
-/// How long a door keeps the protected port open (its stop command runs after this).
+/// How long a door keeps the protected port open (its ipset element times out after this).
 const OPEN_SECONDS: u64 = 3;
 /// knockd's seq_timeout: a half-finished attempt lingers this long.
 const SEQ_TIMEOUT: u64 = 2;
@@ -77,6 +77,7 @@ impl Rig {
     fn start() -> Self {
         let mut lab = Lab::new("rotate");
         lab.protect_port(PROTECTED);
+        lab.accept_ipset(NAME, PROTECTED);
         lab.start_echo_server(PROTECTED);
         // A placeholder door (ports outside the knock range) until the first rotation.
         let conf = lab.knockd_conf(&[iptables_door(
@@ -192,7 +193,7 @@ impl Rig {
         }
     }
 
-    /// Waits until the protected port refuses the client again (the door's stop command ran).
+    /// Waits until the protected port refuses the client again (the door's grant timed out).
     fn wait_closed(&self) {
         let deadline = Instant::now() + Duration::from_secs(OPEN_SECONDS + 10);
         while self.lab.client_can_connect(PROTECTED) {

@@ -652,11 +652,11 @@ fn sh(lab: &Lab, command: &str, ip: &str) -> String {
 }
 
 #[test]
-fn iptables_doors_delete_exactly_their_rule() {
+fn iptables_doors_add_timed_ipset_elements() {
     use knock_totp::server::firewall::{Firewall, ProtectedPort};
     if !can_run(
-        "needs root, ip and iptables for a network namespace",
-        is_root() && have("ip") && have("iptables"),
+        "needs root, ip, iptables and ipset for a network namespace",
+        is_root() && have("ip") && have("iptables") && have("ipset"),
     ) {
         return;
     }
@@ -666,22 +666,27 @@ fn iptables_doors_delete_exactly_their_rule() {
         port: 22,
         open_seconds: 30,
     };
-    let door = Firewall::Iptables.door_commands(&target);
+    let fw = Firewall::Iptables;
+    let door = fw.door_commands(&target);
     sh(&ns, "iptables -w -A INPUT -p tcp --dport 9 -j DROP", "");
-    let rules = |ns: &Lab| sh(ns, "iptables -w -S INPUT", "");
-    let ours = |ns: &Lab| rules(ns).matches("10.213.0.9/32").count();
-    // The same address knocking twice gets two rules; each close removes one.
+    sh(&ns, &fw.setup_script(&target), "");
+    // The same address knocking twice is one element, its timeout renewed.
     sh(&ns, &door.start, "10.213.0.9");
     sh(&ns, &door.start, "10.213.0.9");
-    sh(&ns, &door.start, "10.213.0.10");
-    assert_eq!(ours(&ns), 2);
-    sh(&ns, door.stop.as_deref().unwrap(), "10.213.0.9");
-    assert_eq!(ours(&ns), 1);
-    sh(&ns, door.stop.as_deref().unwrap(), "10.213.0.9");
-    assert_eq!(ours(&ns), 0);
-    let left = rules(&ns);
-    assert!(left.contains("10.213.0.10/32"), "{left}");
-    assert!(left.contains("--dport 9 -j DROP"), "{left}");
+    sh(&ns, door.start_6.as_deref().unwrap(), "fd13:213::9");
+    let v4 = sh(&ns, "ipset list knock-totp-web-v4", "");
+    assert_eq!(v4.matches("10.213.0.9 timeout").count(), 1, "{v4}");
+    let v6 = sh(&ns, "ipset list knock-totp-web-v6", "");
+    assert!(v6.contains("fd13:213::9 timeout"), "{v6}");
+    let rules = sh(&ns, "iptables -w -S INPUT", "");
+    assert!(
+        rules.contains("-j knock-totp-web\n") && rules.contains("--dport 9 -j DROP"),
+        "{rules}"
+    );
+    assert!(
+        rules.find("knock-totp-web") < rules.find("--dport 9"),
+        "our jump is not first:\n{rules}"
+    );
 }
 
 #[test]

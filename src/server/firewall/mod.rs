@@ -1,8 +1,8 @@
 //! Firewall commands for knockd doors and one-time admin setup, per backend (pure text).
 //!
-//! Every door opens the protected port for the knocking address (`%IP%`) only, and closes it
-//! by deleting exactly the rule it added (or by letting an nft set element time out). Nothing
-//! here ever flushes a chain, table or ruleset.
+//! Every door opens the protected port for the knocking address (`%IP%`) only: on a host by
+//! adding it to an ipset or nft set whose element times out by itself, in a cloud by a rule it
+//! deletes again. Nothing here ever flushes a chain, table or ruleset.
 
 use serde::{Deserialize, Serialize};
 
@@ -287,17 +287,20 @@ mod tests {
     }
 
     #[test]
-    fn iptables_stop_deletes_exactly_the_inserted_rule() {
+    fn iptables_grants_time_out_in_an_ipset() {
         let c = Firewall::Iptables.door_commands(&target());
         assert_eq!(
             c.start,
-            "iptables -w -I INPUT -s %IP% -p tcp --dport 22 -m comment --comment knock-totp:Web_1 -j ACCEPT"
+            "ipset -exist add knock-totp-Web_1-v4 %IP% timeout 30"
         );
-        assert_eq!(c.stop.unwrap(), c.start.replace(" -I ", " -D "));
         assert_eq!(
-            c.stop_6.unwrap(),
-            c.start_6.unwrap().replace(" -I ", " -D ")
+            c.start_6.unwrap(),
+            "ipset -exist add knock-totp-Web_1-v6 %IP% timeout 30"
         );
+        assert_eq!((c.stop, c.stop_6), (None, None));
+        let script = Firewall::Iptables.setup_script(&target());
+        assert!(script.contains("-m set --match-set knock-totp-Web_1-v4 src -j ACCEPT"));
+        assert!(script.contains("ip6tables -w -I INPUT 1 -p tcp --dport 22 -j knock-totp-Web_1"));
     }
 
     #[test]

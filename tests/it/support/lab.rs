@@ -34,7 +34,7 @@ pub const SERVER_IF: &str = "vS";
 pub const CLIENT_IF: &str = "vC";
 
 /// Programs a lab needs.
-const LAB_PROGRAMS: [&str; 4] = ["ip", "iptables", "knockd", "socat"];
+const LAB_PROGRAMS: [&str; 5] = ["ip", "iptables", "ipset", "knockd", "socat"];
 
 static LABS_CREATED: AtomicU32 = AtomicU32::new(0);
 
@@ -199,6 +199,33 @@ impl Lab {
             "tcp-reset",
         ]);
         self.server_exec(&[IPTABLES, "-w", "-A", "INPUT", "-p", "tcp", "-j", "DROP"]);
+    }
+
+    /// What setup's iptables script gives `port` that `protect_port` lacks: the ipset
+    /// `knock-totp-NAME-v4` where doors put their knockers (each element with its own
+    /// timeout), accepted ahead of every other rule.
+    pub fn accept_ipset(&self, name: &str, port: u16) {
+        let set = format!("knock-totp-{name}-v4");
+        self.server_exec(&["ipset", "create", &set, "hash:ip", "timeout", "30"]);
+        let port = port.to_string();
+        self.server_exec(&[
+            IPTABLES,
+            "-w",
+            "-I",
+            "INPUT",
+            "1",
+            "-p",
+            "tcp",
+            "--dport",
+            &port,
+            "-m",
+            "set",
+            "--match-set",
+            &set,
+            "src",
+            "-j",
+            "ACCEPT",
+        ]);
     }
 
     /// The server namespace's INPUT rules (`iptables -S INPUT`).
