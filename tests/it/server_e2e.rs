@@ -475,6 +475,12 @@ fn rotating_doors_open_in_each_window_and_stale_ones_do_not() {
         rig.logs()
     );
     assert!(rig.lab.server_pids("knockd").contains(&rig.knockd_pid));
+    // knockd reopens its log at every reload: the rendered options must give it one.
+    assert!(
+        !rig.lab.knockd_output().contains("cannot open logfile"),
+        "{}",
+        rig.logs()
+    );
     assert_eq!(
         std::fs::read_to_string(&rig.pid_file).unwrap().trim(),
         rig.knockd_pid.to_string()

@@ -124,7 +124,9 @@ pub fn render_knockd_conf(
     out.push_str("# `knock-totp server` rewrites this file at every window; edits are lost.\n\n");
     out.push_str("[options]\n");
     match &options.log {
-        KnockdLog::Syslog => out.push_str("\tUseSyslog\n"),
+        // knockd 0.8 reopens LogFile at every reload, even with UseSyslog, and warns
+        // "cannot open logfile" when there is none: /dev/null keeps the journal clean.
+        KnockdLog::Syslog => out.push_str("\tUseSyslog\n\tLogFile = /dev/null\n"),
         KnockdLog::File(path) => {
             if !valid_option(path) {
                 return Err(KnockdError::Option("LogFile"));
