@@ -39,7 +39,7 @@ Register-ArgumentCompleter -Native -CommandName 'knock-totp' -ScriptBlock {
             [CompletionResult]::new('ssh', 'ssh', [CompletionResultType]::ParameterValue, 'Knock, wait for the port to open, then run ssh to the knocked address')
             [CompletionResult]::new('proxy', 'proxy', [CompletionResultType]::ParameterValue, 'Knock, connect and relay stdin/stdout (for ssh''s ProxyCommand)')
             [CompletionResult]::new('setup', 'setup', [CompletionResultType]::ParameterValue, 'Enroll a server: secret, QR code, knockd, firewall, server and systemd configs')
-            [CompletionResult]::new('server', 'server', [CompletionResultType]::ParameterValue, 'Run the rotation daemon that keeps knockd''s doors following the code')
+            [CompletionResult]::new('server', 'server', [CompletionResultType]::ParameterValue, 'Run the rotation daemon that keeps the doors following the code')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -215,15 +215,15 @@ Register-ArgumentCompleter -Native -CommandName 'knock-totp' -ScriptBlock {
             [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'Server configuration file (written by `setup`)')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Server configuration file (written by `setup`)')
             [CompletionResult]::new('--once', '--once', [CompletionResultType]::ParameterName, 'Do one rotation and exit')
-            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print the actions instead of doing them')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print the actions instead of doing them, window after window (it never exits: add --once for one pass)')
             [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Print the engine''s state (doors, allowed and banned sources, counters) and exit')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'With --status: print JSON')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more on stderr (repeat for more detail); never shows secrets')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more on stderr (repeat for more detail); never shows secrets')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only results and errors')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only results and errors')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             break
         }
         'knock-totp;completions' {
@@ -246,7 +246,7 @@ Register-ArgumentCompleter -Native -CommandName 'knock-totp' -ScriptBlock {
             [CompletionResult]::new('ssh', 'ssh', [CompletionResultType]::ParameterValue, 'Knock, wait for the port to open, then run ssh to the knocked address')
             [CompletionResult]::new('proxy', 'proxy', [CompletionResultType]::ParameterValue, 'Knock, connect and relay stdin/stdout (for ssh''s ProxyCommand)')
             [CompletionResult]::new('setup', 'setup', [CompletionResultType]::ParameterValue, 'Enroll a server: secret, QR code, knockd, firewall, server and systemd configs')
-            [CompletionResult]::new('server', 'server', [CompletionResultType]::ParameterValue, 'Run the rotation daemon that keeps knockd''s doors following the code')
+            [CompletionResult]::new('server', 'server', [CompletionResultType]::ParameterValue, 'Run the rotation daemon that keeps the doors following the code')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break

@@ -36,7 +36,7 @@ set edit:completion:arg-completer[knock-totp] = {|@words|
             cand ssh 'Knock, wait for the port to open, then run ssh to the knocked address'
             cand proxy 'Knock, connect and relay stdin/stdout (for ssh''s ProxyCommand)'
             cand setup 'Enroll a server: secret, QR code, knockd, firewall, server and systemd configs'
-            cand server 'Run the rotation daemon that keeps knockd''s doors following the code'
+            cand server 'Run the rotation daemon that keeps the doors following the code'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -201,15 +201,15 @@ set edit:completion:arg-completer[knock-totp] = {|@words|
             cand -c 'Server configuration file (written by `setup`)'
             cand --config 'Server configuration file (written by `setup`)'
             cand --once 'Do one rotation and exit'
-            cand --dry-run 'Print the actions instead of doing them'
+            cand --dry-run 'Print the actions instead of doing them, window after window (it never exits: add --once for one pass)'
             cand --status 'Print the engine''s state (doors, allowed and banned sources, counters) and exit'
             cand --json 'With --status: print JSON'
             cand -v 'Say more on stderr (repeat for more detail); never shows secrets'
             cand --verbose 'Say more on stderr (repeat for more detail); never shows secrets'
             cand -q 'Print only results and errors'
             cand --quiet 'Print only results and errors'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
         }
         &'knock-totp;completions'= {
             cand -v 'Say more on stderr (repeat for more detail); never shows secrets'
@@ -230,7 +230,7 @@ set edit:completion:arg-completer[knock-totp] = {|@words|
             cand ssh 'Knock, wait for the port to open, then run ssh to the knocked address'
             cand proxy 'Knock, connect and relay stdin/stdout (for ssh''s ProxyCommand)'
             cand setup 'Enroll a server: secret, QR code, knockd, firewall, server and systemd configs'
-            cand server 'Run the rotation daemon that keeps knockd''s doors following the code'
+            cand server 'Run the rotation daemon that keeps the doors following the code'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }

@@ -38,7 +38,7 @@ complete -c knock-totp -n "__fish_knock_totp_needs_command" -f -a "knock" -d 'Kn
 complete -c knock-totp -n "__fish_knock_totp_needs_command" -f -a "ssh" -d 'Knock, wait for the port to open, then run ssh to the knocked address'
 complete -c knock-totp -n "__fish_knock_totp_needs_command" -f -a "proxy" -d 'Knock, connect and relay stdin/stdout (for ssh\'s ProxyCommand)'
 complete -c knock-totp -n "__fish_knock_totp_needs_command" -f -a "setup" -d 'Enroll a server: secret, QR code, knockd, firewall, server and systemd configs'
-complete -c knock-totp -n "__fish_knock_totp_needs_command" -f -a "server" -d 'Run the rotation daemon that keeps knockd\'s doors following the code'
+complete -c knock-totp -n "__fish_knock_totp_needs_command" -f -a "server" -d 'Run the rotation daemon that keeps the doors following the code'
 complete -c knock-totp -n "__fish_knock_totp_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c knock-totp -n "__fish_knock_totp_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand add" -s a -l address -d 'DNS name or IP address of the server' -r
@@ -135,12 +135,12 @@ complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -s q -l qui
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand server" -s c -l config -d 'Server configuration file (written by `setup`)' -r -F
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand server" -l once -d 'Do one rotation and exit'
-complete -c knock-totp -n "__fish_knock_totp_using_subcommand server" -l dry-run -d 'Print the actions instead of doing them'
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand server" -l dry-run -d 'Print the actions instead of doing them, window after window (it never exits: add --once for one pass)'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand server" -l status -d 'Print the engine\'s state (doors, allowed and banned sources, counters) and exit'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand server" -l json -d 'With --status: print JSON'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand server" -s v -l verbose -d 'Say more on stderr (repeat for more detail); never shows secrets'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand server" -s q -l quiet -d 'Print only results and errors'
-complete -c knock-totp -n "__fish_knock_totp_using_subcommand server" -s h -l help -d 'Print help'
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand server" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand completions" -s v -l verbose -d 'Say more on stderr (repeat for more detail); never shows secrets'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand completions" -s q -l quiet -d 'Print only results and errors'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand completions" -s h -l help -d 'Print help'
@@ -154,7 +154,7 @@ complete -c knock-totp -n "__fish_knock_totp_using_subcommand help; and not __fi
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand help; and not __fish_seen_subcommand_from add list show remove code ports knock ssh proxy setup server completions help" -f -a "ssh" -d 'Knock, wait for the port to open, then run ssh to the knocked address'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand help; and not __fish_seen_subcommand_from add list show remove code ports knock ssh proxy setup server completions help" -f -a "proxy" -d 'Knock, connect and relay stdin/stdout (for ssh\'s ProxyCommand)'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand help; and not __fish_seen_subcommand_from add list show remove code ports knock ssh proxy setup server completions help" -f -a "setup" -d 'Enroll a server: secret, QR code, knockd, firewall, server and systemd configs'
-complete -c knock-totp -n "__fish_knock_totp_using_subcommand help; and not __fish_seen_subcommand_from add list show remove code ports knock ssh proxy setup server completions help" -f -a "server" -d 'Run the rotation daemon that keeps knockd\'s doors following the code'
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand help; and not __fish_seen_subcommand_from add list show remove code ports knock ssh proxy setup server completions help" -f -a "server" -d 'Run the rotation daemon that keeps the doors following the code'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand help; and not __fish_seen_subcommand_from add list show remove code ports knock ssh proxy setup server completions help" -f -a "completions" -d 'Print a shell completion script'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand help; and not __fish_seen_subcommand_from add list show remove code ports knock ssh proxy setup server completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 

@@ -55,7 +55,13 @@ pub enum Command {
     Proxy(ProxyArgs),
     /// Enroll a server: secret, QR code, knockd, firewall, server and systemd configs
     Setup(SetupArgs),
-    /// Run the rotation daemon that keeps knockd's doors following the code
+    /// Run the rotation daemon that keeps the doors following the code
+    ///
+    /// The configuration (TOML, written by `setup`) names the engine: `nftables` (the doors in
+    /// the kernel) or `knockd`. With knockd, `knockd_reload_command` tells knockd to reload
+    /// (`systemctl reload knockd.service`); without systemd, set `knockd_pid_file` instead
+    /// (knockd writes a pid file only when run with -d and PidFile): the daemon then sends
+    /// knockd SIGHUP itself and restarts it if a reload kills it.
     Server(ServerArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
@@ -377,7 +383,7 @@ pub struct ServerArgs {
     #[arg(long)]
     pub once: bool,
 
-    /// Print the actions instead of doing them
+    /// Print the actions instead of doing them, window after window (it never exits: add --once for one pass)
     #[arg(long)]
     pub dry_run: bool,
 

@@ -21,6 +21,13 @@ pub const DEFAULT_EXECUTABLE: &str = "/usr/local/bin/knock-totp";
 pub const DEFAULT_OPEN_SECONDS: u64 = 30;
 pub const DEFAULT_SEQ_TIMEOUT: u64 = 10;
 
+/// What a knockd server without systemd sets instead of `knockd_reload_command`.
+const KNOCKD_PID_FILE_HINT: &str = "\
+# Without systemd: remove knockd_reload_command, run knockd with -d, and uncomment this;
+# the daemon then reloads knockd with SIGHUP itself (knockd.conf gets PidFile = this path).
+# knockd_pid_file = \"/run/knockd.pid\"
+";
+
 /// `knock-totp server`'s configuration (TOML).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -405,7 +412,13 @@ impl ServerConfig {
     }
 
     pub fn to_toml(&self) -> String {
-        let body = toml::to_string_pretty(self).expect("the server config serializes");
+        let mut body = toml::to_string_pretty(self).expect("the server config serializes");
+        if self.engine == EngineKind::Knockd && self.knockd_pid_file.is_none() {
+            // Top-level keys come before the first table: the hint goes before `firewall`.
+            if let Some(at) = body.find("\nfirewall = ") {
+                body.insert_str(at + 1, KNOCKD_PID_FILE_HINT);
+            }
+        }
         format!(
             "# knock-totp server configuration for {}; run `knock-totp server --config FILE`.\n\
              # The secret is not in this file: see secret_file (root-only, mode 0600).\n\n{body}",
@@ -483,6 +496,26 @@ mod tests {
             text.contains("[aws]\nsecurity_group = \"sg-0123abcd\""),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_knockd_config_shows_the_pid_file_way_to_reload_commented() {
+        let text = sample().to_toml();
+        assert!(
+            text.contains("\n# knockd_pid_file = \"/run/knockd.pid\"\n"),
+            "{text}"
+        );
+        // Following the hint gives a config the daemon accepts, the key at the top level.
+        let start = text.find("knockd_reload_command = [").unwrap();
+        let end = start + text[start..].find("]\n").unwrap() + 2;
+        let edited = format!("{}{}", &text[..start], &text[end..])
+            .replace("# knockd_pid_file = ", "knockd_pid_file = ");
+        let config = ServerConfig::parse(&edited, Path::new("web.toml")).unwrap();
+        assert_eq!(
+            config.knockd_pid_file.as_deref(),
+            Some(Path::new("/run/knockd.pid"))
+        );
+        assert_eq!(config.knockd_reload_command, None);
     }
 
     #[test]
