@@ -197,7 +197,7 @@ Register-ArgumentCompleter -Native -CommandName 'knock-totp' -ScriptBlock {
             [CompletionResult]::new('--secret', '--secret', [CompletionResultType]::ParameterName, '- reads the Base32 secret from stdin instead of generating one')
             [CompletionResult]::new('--period', '--period', [CompletionResultType]::ParameterName, 'TOTP period in seconds, 5-120 (authenticator apps assume 30)')
             [CompletionResult]::new('--open-seconds', '--open-seconds', [CompletionResultType]::ParameterName, 'Seconds a door stays open for the knocking address, 1-300')
-            [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Write the files into this directory instead of printing them')
+            [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Write the files into this directory instead of printing them (created 0700; an existing one must be yours and writable by you only)')
             [CompletionResult]::new('--qr-png', '--qr-png', [CompletionResultType]::ParameterName, 'Also write the QR code as a PNG image')
             [CompletionResult]::new('--qr-svg', '--qr-svg', [CompletionResultType]::ParameterName, 'Also write the QR code as an SVG image')
             [CompletionResult]::new('--at', '--at', [CompletionResultType]::ParameterName, 'Render the example doors for this moment instead of now (for tests and previews)')

@@ -184,7 +184,7 @@ set edit:completion:arg-completer[knock-totp] = {|@words|
             cand --secret '- reads the Base32 secret from stdin instead of generating one'
             cand --period 'TOTP period in seconds, 5-120 (authenticator apps assume 30)'
             cand --open-seconds 'Seconds a door stays open for the knocking address, 1-300'
-            cand --out 'Write the files into this directory instead of printing them'
+            cand --out 'Write the files into this directory instead of printing them (created 0700; an existing one must be yours and writable by you only)'
             cand --qr-png 'Also write the QR code as a PNG image'
             cand --qr-svg 'Also write the QR code as an SVG image'
             cand --at 'Render the example doors for this moment instead of now (for tests and previews)'

@@ -125,7 +125,7 @@ complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l network 
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l secret -d '- reads the Base32 secret from stdin instead of generating one' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l period -d 'TOTP period in seconds, 5-120 (authenticator apps assume 30)' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l open-seconds -d 'Seconds a door stays open for the knocking address, 1-300' -r
-complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l out -d 'Write the files into this directory instead of printing them' -r -F
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l out -d 'Write the files into this directory instead of printing them (created 0700; an existing one must be yours and writable by you only)' -r -F
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l qr-png -d 'Also write the QR code as a PNG image' -r -F
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l qr-svg -d 'Also write the QR code as an SVG image' -r -F
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l at -d 'Render the example doors for this moment instead of now (for tests and previews)' -r

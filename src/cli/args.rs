@@ -352,7 +352,8 @@ pub struct SetupArgs {
     #[arg(long, default_value_t = 30)]
     pub open_seconds: u64,
 
-    /// Write the files into this directory instead of printing them
+    /// Write the files into this directory instead of printing them (created 0700; an existing
+    /// one must be yours and writable by you only)
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 

@@ -239,7 +239,12 @@ fn reloads_a_running_knockd_in_place() {
     let err = stderr_of(&out);
     assert_eq!(err.matches("window ").count(), 1, "{err}");
     assert!(!err.contains(SECRET), "{err}");
-    assert!(!dir.path("knockd/.web.conf.knock-totp-new").exists());
+    let left: Vec<_> = std::fs::read_dir(dir.path("knockd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".web.conf."))
+        .collect();
+    assert!(left.is_empty(), "candidates left behind: {left:?}");
 }
 
 #[test]

@@ -638,6 +638,166 @@ fn bad_names_write_nothing() {
     }
 }
 
+/// A directory like /tmp (sticky, world-writable; a test's own temp dir is 0700), for the
+/// attacks of another local user on `setup --out` run by root.
+fn shared_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("knock-totp-shared-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o1777)).unwrap();
+    dir
+}
+
+/// Runs `script` (with `$1`... = `args`) through sh as the unprivileged user `nobody`.
+fn as_nobody(script: &str, args: &[&Path]) -> std::process::Output {
+    Std::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn can_attack_as_nobody() -> bool {
+    can_run(
+        "needs root and setpriv to act as the user nobody against root's setup",
+        is_root() && have("setpriv"),
+    )
+}
+
+/// Attack (a): another user makes the --out directory first, to read the secret (through a
+/// file it planted or holds open) or to swap files after root wrote them. setup refuses it,
+/// whoever owns it, when others can write in it, and writes nothing.
+#[test]
+fn setup_refuses_an_out_dir_another_user_can_write() {
+    if !can_attack_as_nobody() {
+        return;
+    }
+    let env = Env::new();
+    let shared = shared_dir();
+    let theirs = shared.path().join("theirs");
+    let made = as_nobody("mkdir -m 0755 \"$1\"", &[&theirs]);
+    assert!(made.status.success(), "{}", stderr_of(&made));
+    let open = shared.path().join("open");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o1777)).unwrap();
+    for (dir, reason) in [
+        (&theirs, "belongs to uid 65534"),
+        (&open, "writable by others"),
+    ] {
+        for force in [false, true] {
+            let mut args = vec!["--out", dir.to_str().unwrap()];
+            if force {
+                args.push("--force");
+            }
+            let out = setup(&env, &args);
+            let stderr = stderr_of(&out);
+            assert_eq!(out.status.code(), Some(2), "{}: {stderr}", dir.display());
+            assert!(stderr.contains(reason), "{stderr}");
+            assert!(
+                stderr.lines().nth(1).unwrap().starts_with("hint: "),
+                "{stderr}"
+            );
+            assert_eq!(fs::read_dir(dir).unwrap().count(), 0, "{}", dir.display());
+            assert!(stdout_of(&out).is_empty());
+        }
+    }
+}
+
+/// Attack (b): another user plants firewall-setup.sh (which root runs) in a directory it
+/// made, or replaces it after setup. The planted file is never taken for ours; in the
+/// directory setup makes itself, nobody can plant or replace anything.
+#[test]
+fn setup_never_hands_root_a_planted_firewall_script() {
+    if !can_attack_as_nobody() {
+        return;
+    }
+    let env = Env::new();
+    let shared = shared_dir();
+    let theirs = shared.path().join("theirs");
+    let planted = as_nobody(
+        "mkdir -m 0755 \"$1\" && printf 'echo pwned\\n' > \"$1/firewall-setup.sh\"",
+        &[&theirs],
+    );
+    assert!(planted.status.success(), "{}", stderr_of(&planted));
+    let out = setup(&env, &["--out", theirs.to_str().unwrap(), "--force"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert_eq!(
+        fs::read_to_string(theirs.join("firewall-setup.sh")).unwrap(),
+        "echo pwned\n"
+    );
+    assert_eq!(fs::read_dir(&theirs).unwrap().count(), 1);
+
+    let ours = shared.path().join("ours");
+    let out = setup(&env, &["--out", ours.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let script = ours.join("firewall-setup.sh");
+    let before = fs::read_to_string(&script).unwrap();
+    let replace = as_nobody(
+        "printf 'echo pwned\\n' > \"$1/x\" || true; mv -f \"$1/x\" \"$1/firewall-setup.sh\" || true; \
+         rm -f \"$1/firewall-setup.sh\" || true; printf 'echo pwned\\n' > \"$1/firewall-setup.sh\"; \
+         cat \"$1/web.secret\"",
+        &[&ours],
+    );
+    assert!(!replace.status.success());
+    assert!(!stdout_of(&replace).contains(RFC_SECRET));
+    assert_eq!(fs::read_to_string(&script).unwrap(), before);
+    assert_eq!(fs::read_dir(&ours).unwrap().count(), 5);
+}
+
+/// Attack (c): another user plants symlinks in the --out directory it made, at the names
+/// setup writes and at the temp name setup used to open without O_EXCL
+/// (`.web.secret.tmp-PID`; the PID is guessed here by planting it just before `exec`), to
+/// make root overwrite (and chmod) a file of its choice. That file stays as it was.
+#[test]
+fn setup_never_writes_through_a_planted_symlink() {
+    use std::os::unix::fs::MetadataExt;
+    if !can_attack_as_nobody() {
+        return;
+    }
+    let env = Env::new();
+    let shared = shared_dir();
+    let victim = shared.path().join("victim");
+    fs::write(&victim, "precious\n").unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
+    let theirs = shared.path().join("theirs");
+    let planted = as_nobody(
+        "mkdir -m 0777 \"$1\" && for f in web.secret web.toml firewall-setup.sh knockd.conf; do \
+         ln -s \"$2\" \"$1/$f\"; done",
+        &[&theirs, &victim],
+    );
+    assert!(planted.status.success(), "{}", stderr_of(&planted));
+    // Root's shell plants the temp-name link as nobody, then becomes setup with the same PID.
+    let out = Std::new("sh")
+        .args([
+            "-c",
+            "setpriv --reuid=nobody --regid=nogroup --clear-groups \
+             ln -s \"$2\" \"$1/.web.secret.tmp-$$\" && \
+             exec \"$3\" setup web --engine knockd --out \"$1\" --force",
+            "sh",
+        ])
+        .arg(&theirs)
+        .arg(&victim)
+        .arg(env!("CARGO_BIN_EXE_knock-totp"))
+        .env("KNOCK_TOTP_CONFIG", env.config())
+        .env("HOME", env.home())
+        .output()
+        .unwrap();
+    let meta = fs::metadata(&victim).unwrap();
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert_eq!(meta.mode() & 0o777, 0o644);
+    assert_eq!(meta.uid(), 0);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+}
+
 /// Runs `command` through sh in the lab's server namespace, as knockd would, with `%IP%`
 /// replaced.
 fn sh(lab: &Lab, command: &str, ip: &str) -> String {

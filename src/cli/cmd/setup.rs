@@ -19,7 +19,7 @@ use crate::core::ports::{knock_range_text, MAX_KNOCK_PORT, MIN_KNOCK_PORT};
 use crate::core::secret::SecretKey;
 use crate::core::totp::Totp;
 use crate::error::UserError;
-use crate::fsutil::{create_private_dir, write_atomically};
+use crate::fsutil::{create_private_dir, unsafe_directory, StagedFile};
 use crate::server::config::EngineKind;
 use crate::server::config::{validate_interface, ServerConfig, DEFAULT_EXECUTABLE};
 use crate::server::engine::knockd::conf::render_knockd_conf;
@@ -145,22 +145,33 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
         );
     }
 
-    // 3. Write (only after every check passed), then print.
+    // 3. Write (only after every check passed), then print. Every file under --out is
+    // staged before any is put in place, so a failure leaves none of them.
+    if let Some(out) = &args.out {
+        let created = create_out_dir(out)?;
+        let staged: anyhow::Result<Vec<StagedFile>> = artifacts
+            .iter()
+            .map(|a| StagedFile::new(&out.join(&a.file_name), a.contents.as_bytes(), a.mode))
+            .collect();
+        match staged {
+            Ok(files) => {
+                for file in files {
+                    file.commit()?;
+                }
+            }
+            Err(e) => {
+                if created {
+                    let _ = fs::remove_dir(out);
+                }
+                return Err(e);
+            }
+        }
+    }
     if let Some(path) = &args.qr_png {
         qr::write_png(&uri, path)?;
     }
     if let Some(path) = &args.qr_svg {
         qr::write_svg(&uri, path)?;
-    }
-    if let Some(out) = &args.out {
-        create_private_dir(out)?;
-        for artifact in &artifacts {
-            write_atomically(
-                &out.join(&artifact.file_name),
-                artifact.contents.as_bytes(),
-                artifact.mode,
-            )?;
-        }
     }
 
     let address = args.address.as_deref().unwrap_or(ADDRESS_PLACEHOLDER);
@@ -419,6 +430,7 @@ fn plan_writes(
 ) -> anyhow::Result<()> {
     let mut targets = Vec::new();
     if let Some(out) = &args.out {
+        check_out_dir(out)?;
         check_directory(out, "--out")?;
         // The two files added once the secret is known (knockd.conf for the knockd engine only).
         let late = config
@@ -475,6 +487,44 @@ fn plan_writes(
         }
     }
     Ok(())
+}
+
+/// An existing --out must be ours and closed to others: whoever can write in it can read the
+/// secret (through a file planted before we write) or replace firewall-setup.sh, which
+/// root then runs.
+fn check_out_dir(out: &Path) -> anyhow::Result<()> {
+    let reason = unsafe_directory(out)
+        .map_err(|e| UserError::usage(format!("--out {}: {e}", out.display())))?;
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(UserError::usage(format!(
+            "--out {} {reason}: another user could read the secret or replace the files",
+            out.display()
+        ))
+        .with_hint(
+            "give a directory that does not exist yet (setup creates it, mode 0700), or one \
+             you own that only you can write to",
+        )
+        .into()),
+    }
+}
+
+/// Creates --out, mode 0700 (its missing parents too); true when it did not exist. One that
+/// appeared since it was checked is checked again.
+fn create_out_dir(out: &Path) -> anyhow::Result<bool> {
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_private_dir(parent)?;
+    }
+    let mut builder = fs::DirBuilder::new();
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    match builder.create(out) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            check_out_dir(out)?;
+            Ok(false)
+        }
+        Err(e) => Err(UserError::runtime(format!("cannot create {}: {e}", out.display())).into()),
+    }
 }
 
 /// `dir` (or, when it does not exist yet, its nearest existing ancestor) is a directory we

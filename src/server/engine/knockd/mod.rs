@@ -276,13 +276,11 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
                 );
             }
         }
-        let candidate = self.knockd.candidate_path();
         let _ = writeln!(
             out,
-            "would write {} and check it: {} -c {} -i {}",
-            candidate.display(),
+            "would write a new file beside {} (a random name) and check it: {} -c NEW -i {}",
+            self.knockd.conf.display(),
             self.knockd.program.display(),
-            candidate.display(),
             NO_SUCH_INTERFACE
         );
         let _ = writeln!(out, "would rename it over {}:", self.knockd.conf.display());

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::fsutil::write_atomically;
+use crate::fsutil::StagedFile;
 
 /// knockd has no "check the config" flag; on an interface that cannot exist it parses the
 /// file and then fails to open the interface, or fails on the file first.
@@ -102,16 +102,6 @@ pub fn judge_validation(stderr: &str) -> Result<(), String> {
 }
 
 impl Knockd {
-    /// The candidate's path: beside the config, so the final rename stays on one filesystem.
-    pub fn candidate_path(&self) -> PathBuf {
-        let name = self
-            .conf
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "knockd.conf".into());
-        self.conf.with_file_name(format!(".{name}.knock-totp-new"))
-    }
-
     /// Fails unless the config's directory exists and is a directory we can list.
     pub fn check_conf_dir(&self) -> Result<(), ReloadError> {
         let dir = match self.conf.parent() {
@@ -215,31 +205,17 @@ impl Knockd {
         }
     }
 
-    /// Writes and validates the candidate, then renames it over the config.
+    /// Writes the candidate beside the config (under a random name, created exclusively),
+    /// validates it, then renames it over the config.
     pub fn write_validated(&self, text: &str) -> Result<(), ReloadError> {
-        let candidate = self.candidate_path();
         // Root-only whatever the old file's mode: the doors hold the current knock ports,
         // which would let any local user knock.
-        write_atomically(&candidate, text.as_bytes(), 0o600)
+        let candidate = StagedFile::new(&self.conf, text.as_bytes(), 0o600)
             .map_err(|e| ReloadError::Io(format!("{e:#}")))?;
-        if let Err(e) = self.validate(&candidate) {
-            let _ = fs::remove_file(&candidate);
-            return Err(e);
-        }
-        fs::rename(&candidate, &self.conf).map_err(|e| {
-            let _ = fs::remove_file(&candidate);
-            ReloadError::Io(format!("cannot replace {}: {e}", self.conf.display()))
-        })?;
-        if let Some(dir) = self.conf.parent() {
-            if let Ok(dir) = fs::File::open(if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            }) {
-                let _ = dir.sync_all();
-            }
-        }
-        Ok(())
+        self.validate(candidate.path())?;
+        candidate
+            .commit()
+            .map_err(|e| ReloadError::Io(format!("{e:#}")))
     }
 
     /// Signals knockd (or runs the reload command) and restarts it if it died of the reload.
@@ -422,21 +398,46 @@ mod tests {
             "{err}"
         );
         assert_eq!(fs::read_to_string(&k.conf).unwrap(), good);
-        assert!(!k.candidate_path().exists());
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "the candidate is gone"
+        );
     }
 
+    /// Symlinks at the predictable names the daemon used (the candidate
+    /// `.NAME.knock-totp-new` and its temp file `..NAME.knock-totp-new.tmp-PID`, opened
+    /// without O_EXCL and written through) or at the config itself: the file they point to
+    /// stays as it was.
     #[test]
-    fn candidate_sits_beside_the_config() {
+    fn never_writes_through_a_planted_symlink() {
+        use std::os::unix::fs::symlink;
+        if Command::new("knockd").arg("-V").output().is_err() {
+            eprintln!("skipped: knockd is not installed (apt-get install knockd)");
+            return;
+        }
+        let good = "[options]\n\tUseSyslog\n\tInterface = lo\n\n[d]\n\tsequence = 4000:tcp,4180:tcp\n\tstart_command = /bin/true %IP%\n";
+        let dir = tempfile::tempdir().unwrap();
         let k = Knockd {
             program: "knockd".into(),
-            conf: "/etc/knockd.conf".into(),
-            pid_source: PidSource::File("/run/knockd.pid".into()),
+            conf: dir.path().join("knockd.conf"),
+            pid_source: PidSource::File(dir.path().join("knockd.pid")),
             reload_command: None,
             restart_command: None,
         };
-        assert_eq!(
-            k.candidate_path(),
-            Path::new("/etc/.knockd.conf.knock-totp-new")
-        );
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        symlink(&victim, dir.path().join(".knockd.conf.knock-totp-new")).unwrap();
+        let old_temp = format!("..knockd.conf.knock-totp-new.tmp-{}", std::process::id());
+        symlink(&victim, dir.path().join(old_temp)).unwrap();
+        k.write_validated(good).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(fs::read_to_string(&k.conf).unwrap(), good);
+
+        fs::remove_file(&k.conf).unwrap();
+        symlink(&victim, &k.conf).unwrap();
+        k.write_validated(good).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(!fs::symlink_metadata(&k.conf).unwrap().is_symlink());
     }
 }
