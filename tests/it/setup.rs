@@ -878,3 +878,35 @@ fn nft_doors_add_timed_elements() {
     assert!(table.contains("2001:db8::9 timeout 30s"), "{table}");
     assert_eq!(table.matches("tcp dport 22 drop").count(), 1, "{table}");
 }
+
+#[test]
+fn an_interface_this_machine_lacks_gets_a_warning_not_an_error() {
+    let env = Env::new();
+    let setup = |interface: &str| {
+        env.cmd()
+            .args([
+                "setup",
+                "web",
+                "--engine",
+                "knockd",
+                "--interface",
+                interface,
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = setup("eth9");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("this machine has no interface eth9") && err.contains("lo"),
+        "{err}"
+    );
+    let out = setup("lo");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        !stderr_of(&out).contains("no interface"),
+        "{}",
+        stderr_of(&out)
+    );
+}

@@ -58,6 +58,9 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
     validate_interface(&args.interface).map_err(UserError::usage)?;
     let engine = EngineKind::from(args.engine);
     let firewall = firewall_from(&args, engine)?;
+    if engine == EngineKind::Knockd {
+        warn_if_absent_here(ctx, &args.interface);
+    }
     if args.secret.as_deref().is_some_and(|s| s != "-") {
         return Err(UserError::usage("--secret only takes - (read the secret from stdin)")
             .with_hint("a secret on the command line lands in shell history: pipe it in with `--secret -`")
@@ -560,5 +563,26 @@ fn check_directory(dir: &Path, flag: &str) -> anyhow::Result<()> {
             existing.display()
         ))
         .into()),
+    }
+}
+
+/// setup may run on another machine than the server, so an interface missing here is only
+/// worth a warning: knockd on this machine would not start on it.
+fn warn_if_absent_here(ctx: &Context, interface: &str) {
+    let Ok(entries) = std::fs::read_dir("/sys/class/net") else {
+        return;
+    };
+    let present: Vec<String> = entries
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    if !present.iter().any(|name| name == interface) {
+        let mut present = present;
+        present.sort();
+        ctx.log.note(format!(
+            "warning: this machine has no interface {interface} (it has {}): if knockd runs \
+             here, pass one of those with --interface",
+            present.join(", ")
+        ));
     }
 }
