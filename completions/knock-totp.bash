@@ -557,7 +557,7 @@ _knock__totp() {
             return 0
             ;;
         knock__totp__subcmd__setup)
-            opts="-a -p -i -f -v -q -h --address --port --interface --engine --firewall --security-group --region --resource-group --network --secret --period --open-seconds --out --force --qr-png --qr-svg --at --verbose --quiet --help"
+            opts="-a -p -i -f -v -q -h --address --port --interface --engine --firewall --security-group --region --resource-group --network --secret --period --open-seconds --out --force --show-secret --qr-png --qr-svg --at --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -190,6 +190,7 @@ set edit:completion:arg-completer[knock-totp] = {|@words|
             cand --at 'Render the example doors for this moment instead of now (for tests and previews)'
             cand -f 'Overwrite existing files under --out'
             cand --force 'Overwrite existing files under --out'
+            cand --show-secret 'With --out, print the QR code and the otpauth URI (they hold the secret) even when stdout is not a terminal; they are always in NAME.otpauth (mode 0600) under --out'
             cand -v 'Say more on stderr (repeat for more detail); never shows secrets'
             cand --verbose 'Say more on stderr (repeat for more detail); never shows secrets'
             cand -q 'Print only results and errors'

@@ -130,6 +130,7 @@ complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l qr-png -
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l qr-svg -d 'Also write the QR code as an SVG image' -r -F
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l at -d 'Render the example doors for this moment instead of now (for tests and previews)' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -s f -l force -d 'Overwrite existing files under --out'
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l show-secret -d 'With --out, print the QR code and the otpauth URI (they hold the secret) even when stdout is not a terminal; they are always in NAME.otpauth (mode 0600) under --out'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -s v -l verbose -d 'Say more on stderr (repeat for more detail); never shows secrets'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -s q -l quiet -d 'Print only results and errors'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -361,6 +361,11 @@ pub struct SetupArgs {
     #[arg(long, short = 'f')]
     pub force: bool,
 
+    /// With --out, print the QR code and the otpauth URI (they hold the secret) even when
+    /// stdout is not a terminal; they are always in NAME.otpauth (mode 0600) under --out
+    #[arg(long, requires = "out")]
+    pub show_secret: bool,
+
     /// Also write the QR code as a PNG image
     #[arg(long, value_name = "FILE")]
     pub qr_png: Option<PathBuf>,

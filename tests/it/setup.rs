@@ -401,6 +401,7 @@ fn out_dir_files_and_modes() {
         ("firewall-setup.sh", 0o644),
         ("iam-policy.json", 0o644),
         ("knock-totp-web.service", 0o644),
+        ("web.otpauth", 0o600),
     ];
     let mut names: Vec<String> = fs::read_dir(&dir)
         .unwrap()
@@ -423,9 +424,10 @@ fn out_dir_files_and_modes() {
         fs::read_to_string(dir.join("web.secret")).unwrap(),
         format!("{RFC_SECRET}\n")
     );
-    // The printed part never lists file contents, but still gives the URI and the add command.
+    // The printed part never lists file contents, but still gives the add command.
     let stdout = stdout_of(&out);
-    assert!(stdout.contains("knock-totp add web --address SERVER_ADDRESS --port 22 --uri -"));
+    assert!(stdout
+        .contains("knock-totp add web --address SERVER_ADDRESS --port 22 --uri - < web.otpauth"));
     assert!(!stdout.contains("[options]"));
 
     // The server config loads back.
@@ -440,6 +442,49 @@ fn out_dir_files_and_modes() {
     assert!(fs::read_to_string(dir.join("web.toml"))
         .unwrap()
         .contains("firewall = \"iptables\""));
+}
+
+/// With --out, the URI (the secret) goes to a 0600 file; a redirected stdout (a log) gets
+/// neither it nor the QR code unless --show-secret asks, and stderr says where it is.
+#[test]
+fn out_keeps_the_secret_off_a_redirected_stdout() {
+    let env = Env::new();
+    let dir = env.path().join("out");
+    let out = setup(&env, &["--out", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let (stdout, stderr) = (stdout_of(&out), stderr_of(&out));
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains(RFC_SECRET), "{text}");
+        assert!(!text.contains("otpauth://"), "{text}");
+        assert!(
+            !text.contains('\u{2580}') && !text.contains('\u{2588}'),
+            "a QR code: {text}"
+        );
+    }
+    let uri_file = dir.join("web.otpauth");
+    assert!(stderr.contains(&uri_file.display().to_string()), "{stderr}");
+    assert!(stderr.contains("--show-secret"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(mode(&uri_file), 0o600);
+    let uri = OtpauthUri::parse(fs::read_to_string(&uri_file).unwrap().trim()).unwrap();
+    assert_eq!(uri.secret, SecretKey::from_base32(RFC_SECRET).unwrap());
+
+    let shown = setup(
+        &env,
+        &["--out", dir.to_str().unwrap(), "--force", "--show-secret"],
+    );
+    assert!(shown.status.success(), "{}", stderr_of(&shown));
+    let stdout = stdout_of(&shown);
+    assert_eq!(
+        format!("{}\n", uri_line(&stdout)),
+        fs::read_to_string(&uri_file).unwrap()
+    );
+    assert!(stdout.contains("knock-totp add web --address SERVER_ADDRESS --port 22 --uri -\n"));
+    assert!(stderr_of(&shown).is_empty(), "{}", stderr_of(&shown));
+
+    // --show-secret belongs to --out (without it everything is printed anyway).
+    let alone = setup(&env, &["--show-secret"]);
+    assert_eq!(alone.status.code(), Some(2));
 }
 
 #[test]
@@ -750,7 +795,7 @@ fn setup_never_hands_root_a_planted_firewall_script() {
     assert!(!replace.status.success());
     assert!(!stdout_of(&replace).contains(RFC_SECRET));
     assert_eq!(fs::read_to_string(&script).unwrap(), before);
-    assert_eq!(fs::read_dir(&ours).unwrap().count(), 5);
+    assert_eq!(fs::read_dir(&ours).unwrap().count(), 6);
 }
 
 /// Attack (c): another user plants symlinks in the --out directory it made, at the names

@@ -70,7 +70,10 @@ fn setup_files_and_the_scanned_uri_open_the_door() {
         uri.starts_with("otpauth://totp/knock-totp:web?secret="),
         "{uri}"
     );
-    assert!(stdout_of(&out).contains(&uri));
+    assert_eq!(
+        fs::read_to_string(out_dir.join("web.otpauth")).unwrap(),
+        format!("{uri}\n")
+    );
 
     // The administrator puts the files in place on the server.
     let script = out_dir.join("firewall-setup.sh");

@@ -98,3 +98,26 @@ fn watch_redraws_a_countdown() {
     assert!(redraws >= 2, "expected a redraw each second: {screen:?}");
     assert!(screen.contains("[#") && screen.contains(" s"), "{screen:?}");
 }
+
+/// `setup --out` on a terminal still shows the QR code and the URI to scan, as without --out.
+#[test]
+fn setup_out_on_a_terminal_shows_the_uri() {
+    if !can_run("needs `script` (util-linux) for a pty", have("script")) {
+        return;
+    }
+    let env = Env::new();
+    let dir = env.path().join("out");
+    let screen = on_terminal(
+        &env,
+        &format!("setup web --out {}", dir.display()),
+        &[],
+        Duration::from_secs(2),
+    );
+    let uri = std::fs::read_to_string(dir.join("web.otpauth")).unwrap();
+    assert!(
+        uri.starts_with("otpauth://totp/knock-totp:web?secret="),
+        "{uri}"
+    );
+    assert!(screen.contains(uri.trim()), "{screen}");
+    assert!(screen.contains('\u{2588}'), "no QR code: {screen}");
+}

@@ -38,6 +38,10 @@ const KNOCKD_CONF_FILE: &str = "knockd.conf";
 fn secret_file_name(name: &str) -> String {
     format!("{name}.secret")
 }
+/// With --out, the otpauth URI (it holds the secret) for the clients and the phone.
+fn uri_file_name(name: &str) -> String {
+    format!("{name}.otpauth")
+}
 
 /// One generated file: where it goes on the server, its name under --out, text and mode.
 struct Artifact {
@@ -115,7 +119,14 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
     let window = totp.window_at(at);
     let uri =
         OtpauthUri::for_host(&args.name, secret.clone(), config.algorithm, config.period).to_uri();
-    let terminal_qr = qr::to_terminal(&uri, stdout_is_tty())?;
+    // With --out the URI has a 0600 file of its own: print it (and the QR code) only where
+    // no log keeps it, unless asked.
+    let show_secret = args.out.is_none() || args.show_secret || stdout_is_tty();
+    let terminal_qr = if show_secret {
+        qr::to_terminal(&uri, stdout_is_tty())?
+    } else {
+        String::new()
+    };
 
     let mut secret_file = Zeroizing::new(secret.to_base32().as_str().to_owned());
     secret_file.push('\n');
@@ -146,6 +157,18 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
                 mode: 0o600,
             },
         );
+    }
+
+    if args.out.is_some() {
+        let mut contents = Zeroizing::new(uri.as_str().to_owned());
+        contents.push('\n');
+        artifacts.push(Artifact {
+            title: "otpauth URI, for the clients and the authenticator app",
+            server_path: None,
+            file_name: uri_file_name(&args.name),
+            contents,
+            mode: 0o600,
+        });
     }
 
     // 3. Write (only after every check passed), then print. Every file under --out is
@@ -182,25 +205,44 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
         "knock-totp add {} --address {address} --port {} --uri -",
         args.name, args.port
     );
-    if stdout_is_tty() {
-        ctx.log
-            .note("this output holds the new secret: do not paste it into logs or tickets");
-    }
     let mut text = Zeroizing::new(String::new());
-    let _ = writeln!(
-        text,
-        "# knock-totp setup for {}: scan the code with an authenticator app.",
-        args.name
-    );
-    text.push_str(&terminal_qr);
-    if !terminal_qr.ends_with('\n') {
-        text.push('\n');
+    if show_secret {
+        if stdout_is_tty() {
+            ctx.log
+                .note("this output holds the new secret: do not paste it into logs or tickets");
+        }
+        let _ = writeln!(
+            text,
+            "# knock-totp setup for {}: scan the code with an authenticator app.",
+            args.name
+        );
+        text.push_str(&terminal_qr);
+        if !terminal_qr.ends_with('\n') {
+            text.push('\n');
+        }
+        let _ = writeln!(text, "{}\n", uri.as_str());
+        let _ = writeln!(
+            text,
+            "# On each client (paste the URI above on stdin, then Ctrl-D):\n{client}"
+        );
+    } else if let Some(out) = &args.out {
+        let uri_file = out.join(uri_file_name(&args.name));
+        ctx.log.note(format!(
+            "the QR code and otpauth URI (they hold the secret) are not printed when stdout is \
+             not a terminal: the URI is in {} (mode 0600); --show-secret prints them",
+            uri_file.display()
+        ));
+        let _ = writeln!(
+            text,
+            "# knock-totp setup for {name}: the otpauth URI (it holds the secret) is in {file};\n\
+             # for the authenticator app, `knock-totp show {name} --qr` on an enrolled client \
+             draws its QR code.\n\
+             # On each client (copy {file_name} there over a safe channel):\n{client} < {file_name}",
+            name = args.name,
+            file = uri_file.display(),
+            file_name = uri_file_name(&args.name),
+        );
     }
-    let _ = writeln!(text, "{}\n", uri.as_str());
-    let _ = writeln!(
-        text,
-        "# On each client (paste the URI above on stdin, then Ctrl-D):\n{client}"
-    );
     if args.address.is_none() {
         let _ = writeln!(
             text,
@@ -435,7 +477,7 @@ fn plan_writes(
     if let Some(out) = &args.out {
         check_out_dir(out)?;
         check_directory(out, "--out")?;
-        // The two files added once the secret is known (knockd.conf for the knockd engine only).
+        // The files added once the secret is known (knockd.conf for the knockd engine only).
         let late = config
             .knockd_conf
             .is_some()
@@ -443,7 +485,7 @@ fn plan_writes(
         let names = artifacts
             .iter()
             .map(|a| a.file_name.clone())
-            .chain([secret_file_name(&args.name)])
+            .chain([secret_file_name(&args.name), uri_file_name(&args.name)])
             .chain(late);
         targets.extend(names.map(|n| out.join(n)));
     }
