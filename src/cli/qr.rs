@@ -3,10 +3,13 @@
 use std::path::Path;
 
 use qrcode::render::{svg, unicode};
-use qrcode::{EcLevel, QrCode};
+use qrcode::{Color, EcLevel, QrCode};
 
 /// Modules of white border kept around the code; scanners need it.
 pub const QUIET_ZONE: usize = 4;
+
+/// The PNG is at least this many pixels wide and high (whole pixels per module).
+const PNG_MIN_SIDE: usize = 256;
 
 fn encode(data: &str) -> anyhow::Result<QrCode> {
     Ok(QrCode::with_error_correction_level(
@@ -47,18 +50,38 @@ pub fn to_svg(data: &str) -> anyhow::Result<String> {
         .build())
 }
 
-pub fn write_png(data: &str, path: &Path) -> anyhow::Result<()> {
-    let image = encode(data)?
-        .render::<image::Luma<u8>>()
-        .min_dimensions(256, 256)
-        .quiet_zone(true)
-        .build();
+/// The code as an 8-bit greyscale PNG, quiet zone included, at least `PNG_MIN_SIDE` pixels.
+pub fn to_png(data: &str) -> anyhow::Result<Vec<u8>> {
+    let code = encode(data)?;
+    let modules = code.width();
+    let scale = PNG_MIN_SIDE.div_ceil(modules + 2 * QUIET_ZONE);
+    let side = (modules + 2 * QUIET_ZONE) * scale;
+    let mut pixels = vec![u8::MAX; side * side];
+    for (index, _) in code
+        .to_colors()
+        .iter()
+        .enumerate()
+        .filter(|(_, color)| **color == Color::Dark)
+    {
+        let left = (index % modules + QUIET_ZONE) * scale;
+        let top = (index / modules + QUIET_ZONE) * scale;
+        for row in top..top + scale {
+            pixels[row * side + left..row * side + left + scale].fill(0);
+        }
+    }
+    let side = u32::try_from(side)?;
     let mut bytes = Vec::new();
-    image.write_to(
-        &mut std::io::Cursor::new(&mut bytes),
-        image::ImageFormat::Png,
-    )?;
-    crate::fsutil::write_atomically(path, &bytes, 0o600)
+    let mut encoder = png::Encoder::new(&mut bytes, side, side);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header()?;
+    writer.write_image_data(&pixels)?;
+    writer.finish()?;
+    Ok(bytes)
+}
+
+pub fn write_png(data: &str, path: &Path) -> anyhow::Result<()> {
+    crate::fsutil::write_atomically(path, &to_png(data)?, 0o600)
 }
 
 pub fn write_svg(data: &str, path: &Path) -> anyhow::Result<()> {

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod client;
+mod dependencies;
 mod generated;
 mod hardening;
 mod hygiene;
