@@ -1,5 +1,7 @@
 //! What the binary is built from: crates in the dependency tree that we chose to keep out.
 
+use std::os::unix::fs::PermissionsExt;
+
 use crate::support::stdout_of;
 
 /// The crates (name only) the release binary is built from on this machine's target.
@@ -32,4 +34,70 @@ fn png_is_written_without_the_image_crate() {
             "{unwanted} is in the dependency tree again"
         );
     }
+}
+
+/// Runs scripts/deny.sh with stand-ins for cargo and cargo-deny that log their arguments, and
+/// CARGO_HOME in `cargo_home`. Returns the script's output and the logged cargo calls.
+fn run_deny_script(cargo_home: &std::path::Path) -> (std::process::Output, String) {
+    let bin = tempfile::tempdir().unwrap();
+    let log = bin.path().join("calls");
+    for name in ["cargo", "cargo-deny"] {
+        let path = bin.path().join(name);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho \"{name} $*\" >>'{}'\n", log.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let out = std::process::Command::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/deny.sh"),
+    )
+    .env("PATH", path)
+    .env("CARGO_HOME", cargo_home)
+    .env_remove("KNOCK_TOTP_DENY_FETCH")
+    .output()
+    .unwrap();
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    (out, calls)
+}
+
+#[test]
+fn deny_script_says_plainly_when_advisories_were_not_checked() {
+    let cargo_home = tempfile::tempdir().unwrap();
+    let (out, calls) = run_deny_script(cargo_home.path());
+    assert!(out.status.success(), "{out:?}");
+    assert!(calls.contains("check licenses bans sources"), "{calls}");
+    assert!(!calls.contains("advisories"), "{calls}");
+    let stdout = stdout_of(&out);
+    assert!(
+        stdout.contains("WARNING: security advisories were NOT checked"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn deny_script_checks_advisories_offline_when_a_database_is_on_disk() {
+    let cargo_home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(
+        cargo_home
+            .path()
+            .join("advisory-dbs/advisory-db-3157b0e258782691/crates"),
+    )
+    .unwrap();
+    let (out, calls) = run_deny_script(cargo_home.path());
+    assert!(out.status.success(), "{out:?}");
+    assert!(!stdout_of(&out).contains("NOT checked"), "{out:?}");
+    // The flags cargo-deny 0.20 takes: `--offline` (`check --disable-fetch` is gone).
+    assert!(
+        calls
+            .lines()
+            .any(|l| l == "cargo deny --offline --log-level error check advisories"),
+        "{calls}"
+    );
 }
