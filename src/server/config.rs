@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::core::names::validate_host_name;
+use crate::core::ports::{knock_range_text, MAX_KNOCK_PORT, MIN_KNOCK_PORT};
 use crate::core::totp::{Algorithm, DEFAULT_PERIOD};
 use crate::error::UserError;
 use crate::fsutil::{file_place, parse_toml};
@@ -334,6 +335,22 @@ impl ServerConfig {
         if self.knockd_conf.is_none() {
             return Err(("engine", "engine = \"knockd\" needs knockd_conf".into()));
         }
+        let cloud = matches!(
+            self.firewall,
+            FirewallKind::Aws | FirewallKind::Gcp | FirewallKind::Azure
+        );
+        if cloud && (MIN_KNOCK_PORT..=MAX_KNOCK_PORT).contains(&self.port) {
+            return Err((
+                "port",
+                format!(
+                    "port {} is in the knock range {}, which the cloud firewall opens to \
+                     everyone for knockd: the port would be open to the world; use engine = \
+                     \"nftables\" (it keeps such a port closed) or a port outside the range",
+                    self.port,
+                    knock_range_text()
+                ),
+            ));
+        }
         match &self.knockd_reload_command {
             Some(argv) if argv.is_empty() || argv[0].is_empty() => {
                 return Err((
@@ -551,6 +568,31 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.message.contains("colour"), "{}", err.message);
+    }
+
+    #[test]
+    fn knockd_on_a_cloud_refuses_a_port_in_the_knock_range() {
+        let text = |firewall: &str, port: u16| {
+            format!(
+                "name = \"web\"\nsecret_file = \"/s\"\nport = {port}\nengine = \"knockd\"\n\
+                 interface = \"eth0\"\nknockd_conf = \"/k.conf\"\nknockd_pid_file = \"/k.pid\"\n\
+                 firewall = \"{firewall}\"\n[aws]\nsecurity_group = \"sg-0123abcd\"\n\
+                 [gcp]\nnetwork = \"n\"\n[azure]\nresource_group = \"g\"\nnsg = \"n\"\n"
+            )
+        };
+        for firewall in ["aws", "gcp", "azure"] {
+            let err = ServerConfig::parse(&text(firewall, 2222), "web.toml".as_ref())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("web.toml:3:") && err.contains("port 2222 is in the knock range"),
+                "{err}"
+            );
+            ServerConfig::parse(&text(firewall, 22), "web.toml".as_ref()).unwrap();
+            ServerConfig::parse(&text(firewall, 10022), "web.toml".as_ref()).unwrap();
+        }
+        // On the host the knock range is not opened to anyone: such a port is fine there.
+        ServerConfig::parse(&text("iptables", 2222), "web.toml".as_ref()).unwrap();
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod client;
+mod cloud_aws;
 mod dependencies;
 mod generated;
 mod hardening;

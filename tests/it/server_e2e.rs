@@ -497,7 +497,7 @@ fn rotating_doors_open_in_each_window_and_stale_ones_do_not() {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !rig
         .server_log()
-        .contains("SIGTERM: revoking the knock ports and stopping")
+        .contains("SIGTERM: removing the doors and stopping")
     {
         assert!(
             Instant::now() < deadline,

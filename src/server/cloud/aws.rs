@@ -1,18 +1,17 @@
-//! Knock ports in an AWS security group: the `aws` CLI behind a trait.
+//! The daemon's view of an AWS security group (door grants to sweep, knock rules older
+//! versions left): the `aws` CLI behind a trait.
 
-use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Command;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::core::ports::{MAX_KNOCK_PORT, MIN_KNOCK_PORT};
-use crate::server::doors::{diff, PortDiff};
 use crate::server::firewall::aws::aws_cli_flags;
-use crate::server::firewall::rule_description;
+use crate::server::firewall::{grant_description_prefix, rule_description};
 
-/// Knock ports are decoys that must reach knockd from anywhere.
+/// The knock range must reach knockd from anywhere.
 pub const KNOCK_CIDR: &str = "0.0.0.0/0";
 
 /// Why an `aws` call failed.
@@ -125,341 +124,355 @@ fn shell_quote(word: &str) -> String {
     }
 }
 
-/// The knock-port rules one server manages in one security group.
-pub struct KnockPortRules<C> {
-    cli: C,
-    group: String,
-    description: String,
-    /// Ports whose rule carries our description, as far as we know.
-    owned: BTreeSet<u16>,
+/// One ingress rule of a security group, from `describe-security-group-rules`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRule {
+    pub id: String,
+    /// `tcp`, `udp`, `icmp` or `-1` (every protocol).
+    pub protocol: String,
+    /// -1 for every port.
+    pub from_port: i64,
+    pub to_port: i64,
+    /// `CidrIpv4` or `CidrIpv6`; None for a rule that names another group or a prefix list.
+    pub cidr: Option<String>,
+    pub description: Option<String>,
 }
 
-impl<C: AwsCli> KnockPortRules<C> {
-    pub fn new(cli: C, group: &str, name: &str) -> Self {
+impl GroupRule {
+    fn covers(&self, from: u16, to: u16) -> bool {
+        self.protocol == "-1"
+            || (self.protocol == "tcp"
+                && (self.from_port == -1
+                    || (self.from_port <= i64::from(from) && i64::from(to) <= self.to_port)))
+    }
+
+    fn is_single_tcp_port(&self, port: u16) -> bool {
+        self.protocol == "tcp"
+            && self.from_port == i64::from(port)
+            && self.to_port == i64::from(port)
+    }
+
+    fn open_to_the_world(&self) -> bool {
+        matches!(self.cidr.as_deref(), Some(KNOCK_CIDR | KNOCK_CIDR_V6))
+    }
+}
+
+/// The world in IPv6, for the knock range's rule.
+pub const KNOCK_CIDR_V6: &str = "::/0";
+
+/// The ingress rules of the group `group_id`, from `describe-security-group-rules` JSON.
+pub fn ingress_rules(json: &str, group_id: &str) -> Result<Vec<GroupRule>, AwsError> {
+    let value: Value = serde_json::from_str(json).map_err(|e| {
+        AwsError::Failed(format!("cannot parse describe-security-group-rules: {e}"))
+    })?;
+    let Some(rules) = value["SecurityGroupRules"].as_array() else {
+        return Err(AwsError::Failed(
+            "describe-security-group-rules returned no SecurityGroupRules".into(),
+        ));
+    };
+    Ok(rules
+        .iter()
+        .filter(|r| r["GroupId"] == group_id && r["IsEgress"] == false)
+        .filter_map(|r| {
+            Some(GroupRule {
+                id: r["SecurityGroupRuleId"].as_str()?.to_owned(),
+                protocol: r["IpProtocol"].as_str()?.to_owned(),
+                from_port: r["FromPort"].as_i64().unwrap_or(-1),
+                to_port: r["ToPort"].as_i64().unwrap_or(-1),
+                cidr: r["CidrIpv4"]
+                    .as_str()
+                    .or(r["CidrIpv6"].as_str())
+                    .map(str::to_owned),
+                description: r["Description"].as_str().map(str::to_owned),
+            })
+        })
+        .collect())
+}
+
+/// What the daemon does with a group's rules at a rotation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupReview {
+    /// Per-port knock rules (open to the world, described exactly `knock-totp:NAME`) that
+    /// versions which rotated the knock ports left behind.
+    pub rotated_knock_rules: Vec<String>,
+    /// Door grants (described `knock-totp:NAME until T`) whose expiry has passed, or whose
+    /// expiry cannot be read.
+    pub expired_grants: Vec<String>,
+    /// Door grants still running.
+    pub live_grants: Vec<String>,
+    /// Whether some rule lets the whole knock range in from everywhere (IPv4).
+    pub knock_range_open: bool,
+    /// Whether some rule opens the protected port to the world (the doors then protect nothing).
+    pub port_open_to_the_world: bool,
+}
+
+impl GroupReview {
+    /// The rules to revoke now.
+    pub fn to_revoke(&self) -> Vec<String> {
+        let mut ids = self.rotated_knock_rules.clone();
+        ids.extend(self.expired_grants.iter().cloned());
+        ids
+    }
+}
+
+/// Sorts server `name`'s rules in `rules` (protected port `port`) at unix time `now`. Rules
+/// without our exact description, an admin's for instance, are never selected.
+pub fn review(rules: &[GroupRule], name: &str, port: u16, now: i64) -> GroupReview {
+    let ours = rule_description(name);
+    let grant_prefix = grant_description_prefix(name);
+    let mut review = GroupReview::default();
+    for rule in rules {
+        let description = rule.description.as_deref().unwrap_or("");
+        if rule.open_to_the_world() && rule.covers(port, port) {
+            review.port_open_to_the_world = true;
+        }
+        if rule.cidr.as_deref() == Some(KNOCK_CIDR) && rule.covers(MIN_KNOCK_PORT, MAX_KNOCK_PORT) {
+            review.knock_range_open = true;
+        }
+        if description == ours
+            && rule.open_to_the_world()
+            && rule.protocol == "tcp"
+            && rule.from_port == rule.to_port
+            && (i64::from(MIN_KNOCK_PORT)..=i64::from(MAX_KNOCK_PORT)).contains(&rule.from_port)
+        {
+            review.rotated_knock_rules.push(rule.id.clone());
+        } else if let Some(expiry) = description.strip_prefix(&grant_prefix) {
+            if !rule.is_single_tcp_port(port) {
+                continue;
+            }
+            let expires = expiry.trim().parse::<jiff::Timestamp>().ok();
+            if expires.is_none_or(|t| t.as_second() <= now) {
+                review.expired_grants.push(rule.id.clone());
+            } else {
+                review.live_grants.push(rule.id.clone());
+            }
+        }
+    }
+    review
+}
+
+/// One server's rules in one security group: the door grants it sweeps and the knock rules
+/// older versions rotated. The knock range itself is opened once by the admin and never
+/// touched here.
+pub struct SecurityGroup<C> {
+    cli: C,
+    group: String,
+    name: String,
+    port: u16,
+}
+
+impl<C: AwsCli> SecurityGroup<C> {
+    pub fn new(cli: C, group: &str, name: &str, port: u16) -> Self {
         Self {
             cli,
             group: group.to_owned(),
-            description: rule_description(name),
-            owned: BTreeSet::new(),
+            name: name.to_owned(),
+            port,
         }
-    }
-
-    /// The description our rules carry.
-    pub fn description(&self) -> &str {
-        &self.description
     }
 
     pub fn cli(&self) -> &C {
         &self.cli
     }
 
-    /// Ports whose rule we believe carries our description.
-    pub fn owned(&self) -> &BTreeSet<u16> {
-        &self.owned
+    pub fn group(&self) -> &str {
+        &self.group
     }
 
-    /// The change that gets the group to `desired`, from what we own.
-    pub fn plan(&self, desired: &BTreeSet<u16>) -> PortDiff {
-        diff(desired, &self.owned)
-    }
-
-    /// Arguments of `describe-security-groups` for our group.
+    /// Arguments of `describe-security-group-rules` for our group.
     pub fn describe_args(&self) -> Vec<String> {
         vec![
             "ec2".into(),
-            "describe-security-groups".into(),
-            "--group-ids".into(),
-            self.group.clone(),
+            "describe-security-group-rules".into(),
+            "--filters".into(),
+            format!("Name=group-id,Values={}", self.group),
         ]
     }
 
-    /// Arguments of an authorize (`revoke == false`) or revoke call for `ports`.
-    pub fn change_args(&self, revoke: bool, ports: &BTreeSet<u16>) -> Vec<String> {
-        let permissions: Vec<Value> = ports
-            .iter()
-            .map(|port| {
-                let range = if revoke {
-                    json!({ "CidrIp": KNOCK_CIDR })
-                } else {
-                    json!({ "CidrIp": KNOCK_CIDR, "Description": self.description })
-                };
-                json!({
-                    "IpProtocol": "tcp",
-                    "FromPort": port,
-                    "ToPort": port,
-                    "IpRanges": [range],
-                })
-            })
-            .collect();
-        let action = if revoke {
-            "revoke-security-group-ingress"
-        } else {
-            "authorize-security-group-ingress"
-        };
-        vec![
+    /// Arguments of the revoke call for the rules `ids`.
+    pub fn revoke_args(&self, ids: &[String]) -> Vec<String> {
+        let mut args = vec![
             "ec2".into(),
-            action.into(),
+            "revoke-security-group-ingress".into(),
             "--group-id".into(),
             self.group.clone(),
-            "--ip-permissions".into(),
-            Value::Array(permissions).to_string(),
-        ]
+            "--security-group-rule-ids".into(),
+        ];
+        args.extend(ids.iter().cloned());
+        args
     }
 
-    /// Reads the group and returns the knock ports whose rule carries our description; they
-    /// become the ports we own.
-    pub fn refresh(&mut self) -> Result<BTreeSet<u16>, AwsError> {
+    /// Reads the group and sorts our rules at unix time `now`.
+    pub fn review(&mut self, now: i64) -> Result<GroupReview, AwsError> {
         let out = self.cli.call(&self.describe_args())?;
-        let ports = own_ports(&out, &self.group, &self.description)?;
-        self.owned = ports.clone();
-        Ok(ports)
+        let rules = ingress_rules(&out, &self.group)?;
+        Ok(review(&rules, &self.name, self.port, now))
     }
 
-    /// Opens `ports` to the world. A rule that already exists counts as success; if it was
-    /// someone else's (another NAME), we do not take it over and will not revoke it.
-    pub fn authorize(&mut self, ports: &BTreeSet<u16>) -> Result<(), AwsError> {
-        self.change(false, ports)
-    }
-
-    /// Closes `ports`. A rule that is already gone counts as success.
-    pub fn revoke(&mut self, ports: &BTreeSet<u16>) -> Result<(), AwsError> {
-        self.change(true, ports)
-    }
-
-    fn change(&mut self, revoke: bool, ports: &BTreeSet<u16>) -> Result<(), AwsError> {
-        if ports.is_empty() {
+    /// Revokes the rules `ids`. A rule that is already gone (the door's own stop command got
+    /// there first) counts as success.
+    pub fn revoke(&mut self, ids: &[String]) -> Result<(), AwsError> {
+        if ids.is_empty() {
             return Ok(());
         }
-        let benign = if revoke {
-            "InvalidPermission.NotFound"
-        } else {
-            "InvalidPermission.Duplicate"
-        };
-        // One call for all ports; if one port trips the benign error the whole call may have
-        // been refused, so fall back to one call per port to learn which ones are ours.
-        let result = match self.cli.call(&self.change_args(revoke, ports)) {
-            Ok(_) => Ok(ports.iter().map(|p| (*p, true)).collect::<Vec<_>>()),
-            Err(e) if e.code_is(benign) && ports.len() > 1 => {
-                let mut each = Vec::new();
-                for port in ports {
-                    let one = BTreeSet::from([*port]);
-                    match self.cli.call(&self.change_args(revoke, &one)) {
-                        Ok(_) => each.push((*port, true)),
-                        Err(e) if e.code_is(benign) => each.push((*port, false)),
-                        Err(e) => {
-                            self.record(revoke, &each);
-                            return Err(e);
-                        }
+        match self.cli.call(&self.revoke_args(ids)) {
+            Ok(_) => Ok(()),
+            Err(e) if e.code_is("NotFound") && ids.len() > 1 => {
+                for id in ids {
+                    match self.cli.call(&self.revoke_args(std::slice::from_ref(id))) {
+                        Ok(_) => {}
+                        Err(e) if e.code_is("NotFound") => {}
+                        Err(e) => return Err(e),
                     }
                 }
-                Ok(each)
+                Ok(())
             }
-            Err(e) if e.code_is(benign) => Ok(vec![(*ports.first().expect("one port"), false)]),
+            Err(e) if e.code_is("NotFound") => Ok(()),
             Err(e) => Err(e),
-        }?;
-        self.record(revoke, &result);
-        Ok(())
-    }
-
-    fn record(&mut self, revoke: bool, results: &[(u16, bool)]) {
-        for (port, changed) in results {
-            if revoke {
-                self.owned.remove(port);
-            } else if *changed {
-                self.owned.insert(*port);
-            }
         }
     }
-}
-
-/// Knock ports (1000..=9999, single-port TCP rules open to 0.0.0.0/0) whose description is
-/// exactly `description`, from `describe-security-groups` JSON.
-pub fn own_ports(json: &str, group: &str, description: &str) -> Result<BTreeSet<u16>, AwsError> {
-    let value: Value = serde_json::from_str(json)
-        .map_err(|e| AwsError::Failed(format!("cannot parse describe-security-groups: {e}")))?;
-    let groups = value["SecurityGroups"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let Some(found) = groups.iter().find(|g| g["GroupId"] == group) else {
-        return Err(AwsError::Failed(format!(
-            "security group {group} not found"
-        )));
-    };
-    let mut ports = BTreeSet::new();
-    for permission in found["IpPermissions"].as_array().into_iter().flatten() {
-        let (Some(from), Some(to)) = (
-            permission["FromPort"].as_u64(),
-            permission["ToPort"].as_u64(),
-        ) else {
-            continue;
-        };
-        if permission["IpProtocol"] != "tcp"
-            || from != to
-            || !(u64::from(MIN_KNOCK_PORT)..=u64::from(MAX_KNOCK_PORT)).contains(&from)
-        {
-            continue;
-        }
-        let ours = permission["IpRanges"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|r| r["CidrIp"] == KNOCK_CIDR && r["Description"] == description);
-        if ours {
-            ports.insert(from as u16);
-        }
-    }
-    Ok(ports)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::doors::diff;
     use crate::server::rotation::retrying;
-    use std::collections::BTreeMap;
+    use serde_json::json;
     use std::time::{Duration, Instant};
 
-    /// A security group in memory that answers like EC2 does.
-    #[derive(Default)]
+    const NOW: i64 = 1_764_000_000;
+
+    fn rule(id: &str, from: i64, to: i64, cidr: &str, description: Option<&str>) -> Value {
+        let mut r = json!({"SecurityGroupRuleId": id, "GroupId": "sg-1", "IsEgress": false,
+                           "IpProtocol": "tcp", "FromPort": from, "ToPort": to});
+        let key = if cidr.contains(':') {
+            "CidrIpv6"
+        } else {
+            "CidrIpv4"
+        };
+        r[key] = json!(cidr);
+        if let Some(d) = description {
+            r["Description"] = json!(d);
+        }
+        r
+    }
+
+    /// A group as describe-security-group-rules shows it: the knock range, an admin's /32
+    /// for a knocker's address, grants of ours and of another server, rotated knock rules.
+    fn group() -> String {
+        json!({"SecurityGroupRules": [
+            rule("sgr-range", 1000, 9999, "0.0.0.0/0", Some("knock-totp:web")),
+            rule("sgr-range6", 1000, 9999, "::/0", Some("knock-totp:web")),
+            rule("sgr-admin", 22, 22, "192.0.2.7/32", Some("office")),
+            rule("sgr-admin-bare", 22, 22, "192.0.2.8/32", None),
+            rule("sgr-expired", 22, 22, "192.0.2.7/32",
+                 Some("knock-totp:web until 2025-11-24T15:59:59+00:00")),
+            rule("sgr-expired6", 22, 22, "2001:db8::7/128",
+                 Some("knock-totp:web until 2025-11-24T16:00:00+00:00")),
+            rule("sgr-live", 22, 22, "192.0.2.9/32",
+                 Some("knock-totp:web until 2025-11-24T16:00:30+00:00")),
+            rule("sgr-garbled", 22, 22, "192.0.2.10/32", Some("knock-totp:web until soon")),
+            rule("sgr-db-grant", 22, 22, "192.0.2.11/32",
+                 Some("knock-totp:db until 2020-01-01T00:00:00+00:00")),
+            rule("sgr-web2-grant", 22, 22, "192.0.2.12/32",
+                 Some("knock-totp:web2 until 2020-01-01T00:00:00+00:00")),
+            rule("sgr-rotated", 4000, 4000, "0.0.0.0/0", Some("knock-totp:web")),
+            rule("sgr-rotated-db", 5000, 5000, "0.0.0.0/0", Some("knock-totp:db")),
+            rule("sgr-admin-8080", 8080, 8080, "0.0.0.0/0", Some("web server")),
+            {"SecurityGroupRuleId": "sgr-egress", "GroupId": "sg-1", "IsEgress": true,
+             "IpProtocol": "-1", "FromPort": -1, "ToPort": -1, "CidrIpv4": "0.0.0.0/0",
+             "Description": "knock-totp:web"},
+        ]})
+        .to_string()
+    }
+
+    #[test]
+    fn review_selects_only_our_stale_rules() {
+        let rules = ingress_rules(&group(), "sg-1").unwrap();
+        assert_eq!(rules.len(), 13, "egress rules are left out");
+        let review = review(&rules, "web", 22, NOW);
+        assert_eq!(review.rotated_knock_rules, ["sgr-rotated"]);
+        assert_eq!(
+            review.expired_grants,
+            ["sgr-expired", "sgr-expired6", "sgr-garbled"]
+        );
+        assert_eq!(review.live_grants, ["sgr-live"]);
+        assert!(review.knock_range_open);
+        assert!(!review.port_open_to_the_world);
+        assert_eq!(
+            review.to_revoke(),
+            ["sgr-rotated", "sgr-expired", "sgr-expired6", "sgr-garbled"]
+        );
+    }
+
+    #[test]
+    fn review_notices_a_closed_knock_range_and_an_open_port() {
+        let text = json!({"SecurityGroupRules": [
+            rule("sgr-1", 1000, 5000, "0.0.0.0/0", None),
+            rule("sgr-2", 0, 65535, "::/0", None),
+        ]})
+        .to_string();
+        let review = review(&ingress_rules(&text, "sg-1").unwrap(), "web", 22, NOW);
+        assert!(!review.knock_range_open);
+        assert!(review.port_open_to_the_world);
+    }
+
+    /// A security group in memory that answers revokes by rule id like EC2 does.
     struct FakeGroup {
-        rules: BTreeMap<u16, String>,
+        ids: Vec<String>,
         calls: Vec<Vec<String>>,
-        fail_next: Option<String>,
     }
 
     impl AwsCli for FakeGroup {
         fn call(&mut self, args: &[String]) -> Result<String, AwsError> {
             self.calls.push(args.to_vec());
-            if let Some(text) = self.fail_next.take() {
-                return Err(AwsError::Failed(text));
+            let ids = &args[5..];
+            if ids.iter().any(|id| !self.ids.contains(id)) {
+                return Err(AwsError::Failed(
+                    "An error occurred (InvalidSecurityGroupRuleId.NotFound)".into(),
+                ));
             }
-            match args[1].as_str() {
-                "describe-security-groups" => {
-                    let permissions: Vec<Value> = self
-                        .rules
-                        .iter()
-                        .map(|(port, desc)| {
-                            json!({"IpProtocol": "tcp", "FromPort": port, "ToPort": port,
-                                   "IpRanges": [{"CidrIp": KNOCK_CIDR, "Description": desc}]})
-                        })
-                        .chain([json!({"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
-                            "IpRanges": [{"CidrIp": "192.0.2.1/32", "Description": "knock-totp:web"}]})])
-                        .collect();
-                    Ok(json!({"SecurityGroups": [{"GroupId": args[3], "IpPermissions": permissions}]})
-                        .to_string())
-                }
-                action => {
-                    let perms: Value = serde_json::from_str(&args[5]).unwrap();
-                    let items: Vec<(u16, String)> = perms
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|p| {
-                            let desc = p["IpRanges"][0]["Description"].as_str().unwrap_or("");
-                            (p["FromPort"].as_u64().unwrap() as u16, desc.to_owned())
-                        })
-                        .collect();
-                    if action.starts_with("authorize") {
-                        if items.iter().any(|(p, _)| self.rules.contains_key(p)) {
-                            return Err(AwsError::Failed(
-                                "An error occurred (InvalidPermission.Duplicate) when calling \
-                                 the AuthorizeSecurityGroupIngress operation"
-                                    .into(),
-                            ));
-                        }
-                        self.rules.extend(items);
-                    } else {
-                        if items.iter().any(|(p, _)| !self.rules.contains_key(p)) {
-                            return Err(AwsError::Failed(
-                                "An error occurred (InvalidPermission.NotFound)".into(),
-                            ));
-                        }
-                        for (p, _) in items {
-                            self.rules.remove(&p);
-                        }
-                    }
-                    Ok("{}".into())
-                }
-            }
+            self.ids.retain(|id| !ids.contains(id));
+            Ok("{}".into())
         }
     }
 
-    fn set(ports: &[u16]) -> BTreeSet<u16> {
-        ports.iter().copied().collect()
-    }
-
     #[test]
-    fn diff_at_a_boundary_opens_the_new_door_and_closes_the_old_one() {
-        // Doors 4000/4180, 1000/2400, 5555/6666 before; the first one leaves and 7777/8888
-        // arrives; 1000 is also wanted by the new door and must stay.
-        let present = set(&[4000, 4180, 1000, 2400, 5555, 6666]);
-        let desired = set(&[1000, 2400, 5555, 6666, 7777, 1000]);
-        assert_eq!(
-            diff(&desired, &present),
-            PortDiff {
-                authorize: set(&[7777]),
-                revoke: set(&[4000, 4180]),
-            }
+    fn a_rule_already_revoked_counts_as_success() {
+        let mut group = SecurityGroup::new(
+            FakeGroup {
+                ids: vec!["sgr-a".into(), "sgr-b".into(), "sgr-c".into()],
+                calls: Vec::new(),
+            },
+            "sg-1",
+            "web",
+            22,
         );
-        assert!(diff(&present, &present).is_empty());
-    }
-
-    #[test]
-    fn arguments_carry_ports_and_description_only() {
-        let rules = KnockPortRules::new(FakeGroup::default(), "sg-1", "web");
-        let args = rules.change_args(false, &set(&[4000, 4180]));
+        group
+            .revoke(&["sgr-a".into(), "sgr-gone".into(), "sgr-c".into()])
+            .unwrap();
+        assert_eq!(group.cli().ids, ["sgr-b"]);
+        assert_eq!(group.cli().calls.len(), 4, "one call, then one per rule");
         assert_eq!(
-            args[..4],
+            group.cli().calls[0][..5],
             [
                 "ec2",
-                "authorize-security-group-ingress",
+                "revoke-security-group-ingress",
                 "--group-id",
-                "sg-1"
+                "sg-1",
+                "--security-group-rule-ids"
             ]
-        );
-        assert_eq!(
-            args[5],
-            r#"[{"FromPort":4000,"IpProtocol":"tcp","IpRanges":[{"CidrIp":"0.0.0.0/0","Description":"knock-totp:web"}],"ToPort":4000},{"FromPort":4180,"IpProtocol":"tcp","IpRanges":[{"CidrIp":"0.0.0.0/0","Description":"knock-totp:web"}],"ToPort":4180}]"#
         );
         let aws = AwsCommand {
             program: "aws".into(),
             region: Some("eu-west-1".into()),
             profile: None,
         };
-        assert!(aws
-            .display(&rules.describe_args())
-            .starts_with("aws --region eu-west-1 --output json ec2 describe-security-groups"));
-    }
-
-    #[test]
-    fn refresh_sees_only_our_knock_port_rules() {
-        let mut group = FakeGroup::default();
-        group.rules.insert(4000, "knock-totp:web".into());
-        group.rules.insert(5000, "knock-totp:db".into());
-        group.rules.insert(6000, "knock-totp:web2".into());
-        let mut rules = KnockPortRules::new(group, "sg-1", "web");
-        assert_eq!(rules.refresh().unwrap(), set(&[4000]));
-    }
-
-    #[test]
-    fn duplicates_and_missing_rules_count_as_success_without_stealing() {
-        let mut group = FakeGroup::default();
-        group.rules.insert(5000, "knock-totp:db".into());
-        let mut rules = KnockPortRules::new(group, "sg-1", "web");
-        rules.authorize(&set(&[4000, 5000])).unwrap();
-        assert_eq!(rules.owned(), &set(&[4000]));
-        assert_eq!(rules.cli().rules.len(), 2);
-        // Only what we own is revoked: db's 5000 stays.
-        let plan = rules.plan(&set(&[]));
-        assert_eq!(plan.revoke, set(&[4000]));
-        rules.revoke(&plan.revoke).unwrap();
         assert_eq!(
-            rules.cli().rules.keys().copied().collect::<Vec<_>>(),
-            [5000]
+            aws.display(&group.describe_args()),
+            "aws --region eu-west-1 --output json ec2 describe-security-group-rules --filters \
+             Name=group-id,Values=sg-1"
         );
-        rules.revoke(&set(&[4000, 4001])).unwrap();
-        assert!(rules.owned().is_empty());
     }
 
     #[test]

@@ -6,7 +6,7 @@ pub mod nftables;
 use crate::core::ports::knock_range_text;
 use crate::core::window::Window;
 use crate::log::Log;
-use crate::server::cloud::aws::{AwsCommand, KnockPortRules};
+use crate::server::cloud::aws::{AwsCommand, SecurityGroup};
 use crate::server::config::{EngineKind, ServerConfig};
 use crate::server::doors::ActiveDoor;
 use crate::server::firewall::FirewallKind;
@@ -61,8 +61,8 @@ pub fn build(config: ServerConfig, log: Log) -> anyhow::Result<Box<dyn Engine>> 
 
 fn build_knockd(config: ServerConfig, log: Log) -> anyhow::Result<Box<dyn Engine>> {
     let knockd = knockd_for(&config)?;
-    let rules = match (&config.firewall, &config.aws) {
-        (FirewallKind::Aws, Some(aws)) => Some(KnockPortRules::new(
+    let group = match (&config.firewall, &config.aws) {
+        (FirewallKind::Aws, Some(aws)) => Some(SecurityGroup::new(
             AwsCommand {
                 program: "aws".into(),
                 region: aws.region.clone(),
@@ -70,11 +70,13 @@ fn build_knockd(config: ServerConfig, log: Log) -> anyhow::Result<Box<dyn Engine
             },
             &aws.security_group,
             &config.name,
+            config.port,
         )),
         (FirewallKind::Gcp | FirewallKind::Azure, _) => {
             log.note(format!(
-                "firewall = \"{}\": the knock ports are not managed; allow TCP {} to \
-                 reach knockd in the cloud firewall",
+                "firewall = \"{}\": the daemon does not sweep the cloud firewall; the knock \
+                 range {} stays open there as firewall-setup.sh opened it, and each door \
+                 removes its own rule",
                 config.firewall.as_str(),
                 knock_range_text()
             ));
@@ -82,5 +84,5 @@ fn build_knockd(config: ServerConfig, log: Log) -> anyhow::Result<Box<dyn Engine
         }
         _ => None,
     };
-    Ok(Box::new(KnockdEngine::new(config, knockd, rules, log)))
+    Ok(Box::new(KnockdEngine::new(config, knockd, group, log)))
 }

@@ -1,10 +1,14 @@
-//! AWS security groups through the aws CLI: a rule per knocker's /32 or /128.
+//! AWS security groups through the aws CLI: the knock range opened once, and a rule per
+//! knocker's /32 or /128 that only its door revokes.
 
 use serde::{Deserialize, Serialize};
 
 use super::validate_cloud_name;
-use super::{Backend, DoorCommands, FirewallError, FirewallKind, ProtectedPort};
-use crate::core::ports::{MAX_KNOCK_PORT, MIN_KNOCK_PORT};
+use super::{
+    grant_description, grant_description_prefix, host_knock_range_drop, Backend, DoorCommands,
+    FirewallError, FirewallKind, ProtectedPort,
+};
+use crate::core::ports::{knock_range_text, MAX_KNOCK_PORT, MIN_KNOCK_PORT};
 
 /// The AWS security group a server's doors add rules to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,82 +70,100 @@ impl Backend for AwsTarget {
         Ok(())
     }
 
+    /// A door authorizes the protected port for the knocker's /32 (or /128) with a description
+    /// that names this server and the grant's expiry. AWS keys rules by (protocol, port,
+    /// address), so when an admin's rule for that address exists the authorize fails as a
+    /// duplicate and adds nothing; the stop command revokes, by its id, only a rule that
+    /// carries the grant description, never the admin's.
     fn door_commands(&self, target: &ProtectedPort) -> DoorCommands {
-        let aws = self;
+        let flags = self.flags_text();
+        let sg = &self.security_group;
         let port = target.port;
-        let base = |verb: &str| {
-            let mut command = format!(
-                "aws ec2 {verb}-security-group-ingress --group-id {}",
-                aws.security_group
-            );
-            for flag in aws.cli_flags() {
-                command.push(' ');
-                command.push_str(&flag);
-            }
-            command
+        let description = grant_description(target);
+        let start = |ranges: &str, cidr_key: &str, bits: u8| {
+            format!(
+                "aws ec2 authorize-security-group-ingress --group-id {sg}{flags} --ip-permissions \
+                 \"IpProtocol=tcp,FromPort={port},ToPort={port},\
+                 {ranges}=[{{{cidr_key}=%IP%/{bits},Description={description}}}]\" --output text"
+            )
         };
-        let v4 = format!("--protocol tcp --port {port} --cidr %IP%/32");
-        let v6 = format!(
-            "--ip-permissions 'IpProtocol=tcp,FromPort={port},ToPort={port},\
-                 Ipv6Ranges=[{{CidrIpv6=%IP%/128}}]'"
-        );
+        let stop = |cidr_key: &str, bits: u8| {
+            format!(
+                "ids=$(aws ec2 describe-security-group-rules{flags} --filters \
+                 Name=group-id,Values={sg} --query 'SecurityGroupRules[?!IsEgress && \
+                 {cidr_key}==`\"%IP%/{bits}\"` && FromPort==`{port}` && ToPort==`{port}` && \
+                 starts_with(Description || `\"\"`, `\"{prefix}\"`)].SecurityGroupRuleId' \
+                 --output text) && {{ [ -z \"$ids\" ] || aws ec2 revoke-security-group-ingress \
+                 --group-id {sg}{flags} --security-group-rule-ids $ids --output text; }}",
+                prefix = grant_description_prefix(&target.server),
+            )
+        };
         DoorCommands {
-            start: format!("{} {v4}", base("authorize")),
-            stop: Some(format!("{} {v4}", base("revoke"))),
-            start_6: Some(format!("{} {v6}", base("authorize"))),
-            stop_6: Some(format!("{} {v6}", base("revoke"))),
+            start: start("IpRanges", "CidrIp", 32),
+            stop: Some(stop("CidrIpv4", 32)),
+            start_6: Some(start("Ipv6Ranges", "CidrIpv6", 128)),
+            stop_6: Some(stop("CidrIpv6", 128)),
         }
     }
 
     fn static_opening(&self, target: &ProtectedPort) -> Option<String> {
-        let flags = self.cli_flags().join(" ");
-        let flags = if flags.is_empty() {
-            flags
-        } else {
-            format!(" {flags}")
-        };
-        let range = format!("FromPort={MIN_KNOCK_PORT},ToPort={MAX_KNOCK_PORT}");
-        let port = format!("FromPort={0},ToPort={0}", target.port);
         let mut s = format!(
-            "# Once: let the knock range and port {port_no} reach the instance (the host decides\n\
+            "# Once: let the knock range and port {port} reach the instance (the host decides\n\
              # who gets in). The instance needs no AWS credentials.\n",
-            port_no = target.port
+            port = target.port
         );
-        for ports in [range, port] {
-            s.push_str(&format!(
-                "aws ec2 authorize-security-group-ingress --group-id {sg}{flags} --ip-permissions \\\n\
-                 \x20 'IpProtocol=tcp,{ports},IpRanges=[{{CidrIp=0.0.0.0/0,Description={desc}}}],Ipv6Ranges=[{{CidrIpv6=::/0,Description={desc}}}]'\n",
-                sg = self.security_group,
-                desc = target.description(),
-            ));
-        }
+        s.push_str(&self.opening(target, MIN_KNOCK_PORT, MAX_KNOCK_PORT));
+        s.push_str(&self.opening(target, target.port, target.port));
         Some(s)
     }
 
     fn setup_steps(&self, target: &ProtectedPort) -> String {
-        let aws = self;
         let port = target.port;
         let name = &target.server;
-        let mut s = String::new();
-        let mut flags = String::new();
-        for flag in aws.cli_flags() {
-            flags.push(' ');
-            flags.push_str(&flag);
-        }
-        s.push_str(&format!(
-                "# 1. Let the instance role open and close rules in {sg} (policy: iam-policy.json).\n\
-                 #    Replace ROLE and ACCOUNT_ID with the instance profile's role and your account.\n\
-                 aws iam create-policy --policy-name knock-totp-{name} --policy-document file://iam-policy.json\n\
-                 aws iam attach-role-policy --role-name ROLE --policy-arn arn:aws:iam::ACCOUNT_ID:policy/knock-totp-{name}\n\n\
-                 # 2. Port {port} must not be open to the world in {sg}: check, and revoke any 0.0.0.0/0 rule.\n\
-                 aws ec2 describe-security-groups --group-ids {sg}{flags} --query 'SecurityGroups[0].IpPermissions'\n\n\
-                 # 3. Knock ports: `knock-totp server` authorizes the current windows' two ports\n\
-                 #    (0.0.0.0/0, description {description}) and revokes them when they expire.\n\
-                 #    knockd's doors authorize port {port} for the knocker's /32 only and revoke it.\n",
-                sg = aws.security_group,
-                description = target.description(),
-            ));
-        s
+        let sg = &self.security_group;
+        let flags = self.flags_text();
+        let range = knock_range_text();
+        format!(
+            "# 1. Let the instance role open and close rules in {sg} (policy: iam-policy.json).\n\
+             #    Replace ROLE and ACCOUNT_ID with the instance profile's role and your account.\n\
+             aws iam create-policy --policy-name knock-totp-{name} --policy-document file://iam-policy.json\n\
+             aws iam attach-role-policy --role-name ROLE --policy-arn arn:aws:iam::ACCOUNT_ID:policy/knock-totp-{name}\n\n\
+             # 2. Port {port} must not be open to the world in {sg}: check, and revoke any 0.0.0.0/0 rule.\n\
+             aws ec2 describe-security-groups --group-ids {sg}{flags} --query 'SecurityGroups[0].IpPermissions'\n\n\
+             # 3. Once: let the knock range {range} reach knockd from anywhere, IPv4 and IPv6. It is\n\
+             #    never rotated: a group that opens only the current door ports shows a scanner the\n\
+             #    doors. (`knock-totp server` removes the per-port knock rules older versions rotated.)\n\
+             {opening}\n\
+             {host}\n\
+             # knockd's doors authorize port {port} for the knocker's /32 (or /128) only, described\n\
+             # \"{prefix}<expiry>\", and revoke exactly that rule after open_seconds, never an\n\
+             # admin's rule for the same address; `knock-totp server` revokes those whose expiry\n\
+             # has passed (a door whose stop command never ran).\n",
+            opening = self.opening(target, MIN_KNOCK_PORT, MAX_KNOCK_PORT),
+            host = host_knock_range_drop(target, "4. "),
+            prefix = grant_description_prefix(name),
+        )
+    }
+}
+
+impl AwsTarget {
+    /// ` --region R --profile P` (each only when given), for appending to a command line.
+    fn flags_text(&self) -> String {
+        self.cli_flags()
+            .iter()
+            .map(|flag| format!(" {flag}"))
+            .collect()
+    }
+
+    /// The command that opens TCP `from`..=`to` to everyone, IPv4 and IPv6, described as ours.
+    fn opening(&self, target: &ProtectedPort, from: u16, to: u16) -> String {
+        format!(
+            "aws ec2 authorize-security-group-ingress --group-id {sg}{flags} --ip-permissions \\\n\
+             \x20 'IpProtocol=tcp,FromPort={from},ToPort={to},IpRanges=[{{CidrIp=0.0.0.0/0,Description={desc}}}],Ipv6Ranges=[{{CidrIpv6=::/0,Description={desc}}}]'\n",
+            sg = self.security_group,
+            flags = self.flags_text(),
+            desc = target.description(),
+        )
     }
 }
 

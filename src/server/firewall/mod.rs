@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::ports::knock_range_text;
+
 pub mod aws;
 pub mod azure;
 pub mod gcp;
@@ -43,6 +45,57 @@ impl FirewallKind {
 /// The rule description that marks a server's own rules, so servers can share a group.
 pub fn rule_description(name: &str) -> String {
     format!("knock-totp:{name}")
+}
+
+/// How the description of a door's grant in a cloud firewall begins; the expiry follows as
+/// RFC 3339 in UTC (`knock-totp:web until 2026-01-02T03:04:05+00:00`), so the daemon can
+/// revoke a grant the door failed to, and never an admin's rule for the same address.
+pub fn grant_description_prefix(name: &str) -> String {
+    format!("{} until ", rule_description(name))
+}
+
+/// Shell text for the time `seconds` from now in RFC 3339, UTC. It holds no `%`: knockd
+/// treats a command's text as a format string for `%IP%`.
+fn shell_expiry(seconds: u64) -> String {
+    format!("$(date -u -d '{seconds} sec' -Iseconds)")
+}
+
+/// A door grant's description as shell text for inside double quotes: `knock-totp:NAME
+/// until <expiry>`, the expiry open_seconds after the door runs.
+fn grant_description(target: &ProtectedPort) -> String {
+    format!(
+        "{}{}",
+        grant_description_prefix(&target.server),
+        shell_expiry(target.open_seconds)
+    )
+}
+
+/// The host part of a knockd engine on a cloud firewall, for the one-time script, its comment
+/// opening with `heading` (e.g. `4. `): the cloud firewall lets the whole knock range
+/// through, and knockd captures knocks before any firewall does, so the host drops the range
+/// and nothing listening there is exposed.
+fn host_knock_range_drop(target: &ProtectedPort, heading: &str) -> String {
+    let table = crate::server::engine::nftables::table_name(&target.server);
+    let range = knock_range_text();
+    let indent = " ".repeat(heading.len());
+    format!(
+        "# {heading}On this host: drop the knock range, so nothing listening on {range} is\n\
+         # {indent}exposed to the world. knockd captures packets before any firewall: it still\n\
+         # {indent}sees the knocks. A public service on a port in the range: add\n\
+         # {indent}`tcp dport PORT accept` before the drop. To keep the table after a reboot,\n\
+         # {indent}add it to /etc/nftables.conf (nftables.service enabled).\n\
+         nft -f - <<'EOF'\n\
+         table inet {table}\n\
+         delete table inet {table}\n\
+         table inet {table} {{\n\
+         \tchain input {{\n\
+         \t\ttype filter hook input priority filter - 10; policy accept;\n\
+         \t\ttcp dport {range} ct state established,related accept\n\
+         \t\ttcp dport {range} drop\n\
+         \t}}\n\
+         }}\n\
+         EOF\n"
+    )
 }
 
 /// A firewall backend with what its commands need to name.
@@ -326,10 +379,34 @@ mod tests {
         assert_eq!(
             c.start,
             "aws ec2 authorize-security-group-ingress --group-id sg-0123456789abcdef0 \
-             --region eu-west-1 --profile ops --protocol tcp --port 22 --cidr %IP%/32"
+             --region eu-west-1 --profile ops --ip-permissions \"IpProtocol=tcp,FromPort=22,\
+             ToPort=22,IpRanges=[{CidrIp=%IP%/32,Description=knock-totp:Web_1 until \
+             $(date -u -d '30 sec' -Iseconds)}]\" --output text"
         );
-        assert_eq!(c.stop.unwrap(), c.start.replace("authorize", "revoke"));
-        assert!(c.start_6.unwrap().contains("CidrIpv6=%IP%/128"));
+        // The stop command revokes by id only a rule with the grant's description: an
+        // admin's rule for the same address and port (which made the authorize a no-op
+        // duplicate) is never touched, as revoking by (port, address) would.
+        assert_eq!(
+            c.stop.unwrap(),
+            "ids=$(aws ec2 describe-security-group-rules --region eu-west-1 --profile ops \
+             --filters Name=group-id,Values=sg-0123456789abcdef0 --query \
+             'SecurityGroupRules[?!IsEgress && CidrIpv4==`\"%IP%/32\"` && FromPort==`22` && \
+             ToPort==`22` && starts_with(Description || `\"\"`, `\"knock-totp:Web_1 until \"`)]\
+             .SecurityGroupRuleId' --output text) && { [ -z \"$ids\" ] || aws ec2 \
+             revoke-security-group-ingress --group-id sg-0123456789abcdef0 --region eu-west-1 \
+             --profile ops --security-group-rule-ids $ids --output text; }"
+        );
+        assert!(c
+            .start_6
+            .unwrap()
+            .contains("Ipv6Ranges=[{CidrIpv6=%IP%/128,Description=knock-totp:Web_1 until "));
+        assert!(c.stop_6.unwrap().contains("CidrIpv6==`\"%IP%/128\"`"));
+        let setup = fw.setup_script(&target());
+        assert!(
+            setup.contains("'IpProtocol=tcp,FromPort=1000,ToPort=9999,IpRanges="),
+            "{setup}"
+        );
+        assert!(setup.contains("\t\ttcp dport 1000-9999 drop\n"), "{setup}");
         let Firewall::Aws(aws) = fw else {
             unreachable!()
         };

@@ -14,14 +14,16 @@ use self::process::{Knockd, PidSource, ReloadError, NO_SUCH_INTERFACE};
 use std::path::PathBuf;
 
 use crate::clock::wall_clock;
+use crate::core::ports::knock_range_text;
 use crate::core::ports::PortPair;
 use crate::core::window::Window;
 use crate::error::UserError;
 use crate::log::Log;
-use crate::server::cloud::aws::{AwsCli, AwsError, KnockPortRules};
+use crate::server::cloud::aws::{AwsCli, AwsError, GroupReview, SecurityGroup};
 use crate::server::config::ServerConfig;
 use crate::server::doors::{diff, door_ports, ActiveDoor, PortDiff};
 use crate::server::engine::Engine;
+use crate::server::firewall::{grant_description_prefix, rule_description};
 use crate::server::rotation::{retrying, StopSignal};
 
 /// knockd's `[options]` for a server.
@@ -65,11 +67,12 @@ pub fn render_conf(config: &ServerConfig, doors: &[ActiveDoor]) -> anyhow::Resul
         .map_err(|e| UserError::usage(format!("cannot render knockd.conf: {e}")).into())
 }
 
-/// knockd with one door per window, and the AWS knock-port rules when the firewall is AWS.
+/// knockd with one door per window, and the AWS security group whose door grants it sweeps
+/// when the firewall is AWS.
 pub struct KnockdEngine<C> {
     pub config: ServerConfig,
     pub knockd: Knockd,
-    pub rules: Option<KnockPortRules<C>>,
+    pub group: Option<SecurityGroup<C>>,
     pub log: Log,
     /// The knock ports last put in place.
     rendered_ports: Option<BTreeSet<u16>>,
@@ -82,17 +85,22 @@ impl<C: AwsCli> KnockdEngine<C> {
     pub fn new(
         config: ServerConfig,
         knockd: Knockd,
-        rules: Option<KnockPortRules<C>>,
+        group: Option<SecurityGroup<C>>,
         log: Log,
     ) -> Self {
         Self {
             config,
             knockd,
-            rules,
+            group,
             log,
             rendered_ports: None,
         }
     }
+}
+
+/// Unix seconds as the signed count the group's expiries are compared with.
+fn unix_seconds(now: u64) -> i64 {
+    i64::try_from(now).unwrap_or(i64::MAX)
 }
 
 impl<C: AwsCli> Engine for KnockdEngine<C> {
@@ -132,8 +140,11 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
         }
     }
 
-    /// Puts the doors for `window` in place: authorize new knock ports, install and reload
-    /// knockd.conf, revoke knock ports no door uses. `first` reconciles with the group.
+    /// Puts the doors for `window` in place: install and reload knockd.conf, then, on AWS,
+    /// revoke the door grants whose expiry has passed (a door whose stop command never ran)
+    /// and the per-port knock rules older versions rotated. The knock range in the group is
+    /// static: the daemon never opens or closes it. `first` reads the group before anything
+    /// changes, so a daemon that cannot reach it stops at once.
     fn apply(
         &mut self,
         window: Window,
@@ -157,36 +168,18 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
         let log = self.log;
         let mut aws_trouble: Option<AwsError> = None;
 
-        if let Some(rules) = self.rules.as_mut() {
-            let mut report = |e: &AwsError| log.alarm(format!("aws: {e}"));
-            let mut pause = |d| stop.pause(d);
-            if first {
-                let present = retrying(
-                    deadline,
-                    &mut pause,
-                    &mut report,
-                    AwsError::is_permanent,
-                    || rules.refresh(),
-                )
-                .map_err(|e| aws_failure("cannot read the security group", e))?;
-                log.detail(format!(
-                    "the group has our rules for {} knock ports",
-                    present.len()
-                ));
-            }
-            let plan = rules.plan(&desired);
-            log.detail(format!("authorizing {}", join(&plan.authorize)));
-            if let Err(e) = retrying(
+        let mut review = None;
+        if let Some(group) = self.group.as_mut() {
+            match retrying(
                 deadline,
-                &mut pause,
-                &mut report,
+                &mut |d| stop.pause(d),
+                &mut |e: &AwsError| log.alarm(format!("aws: {e}")),
                 AwsError::is_permanent,
-                || rules.authorize(&plan.authorize),
+                || group.review(unix_seconds(now)),
             ) {
-                if first {
-                    return Err(aws_failure("cannot open the knock ports", e));
-                }
-                aws_trouble = Some(e);
+                Ok(found) => review = Some(found),
+                Err(e) if first => return Err(aws_failure("cannot read the security group", e)),
+                Err(e) => aws_trouble = Some(e),
             }
         }
 
@@ -198,21 +191,30 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
             ));
         }
 
-        if let Some(rules) = self.rules.as_mut() {
-            let stale = rules.plan(&desired).revoke;
-            log.detail(format!("revoking {}", join(&stale)));
-            let mut report = |e: &AwsError| log.alarm(format!("aws: {e}"));
-            if let Err(e) = retrying(
-                deadline,
-                &mut |d| stop.pause(d),
-                &mut report,
-                AwsError::is_permanent,
-                || rules.revoke(&stale),
-            ) {
-                if first {
-                    return Err(aws_failure("cannot revoke stale knock ports", e));
+        if let (Some(group), Some(review)) = (self.group.as_mut(), &review) {
+            if first {
+                warn_about_the_group(log, group.group(), &self.config, review);
+            }
+            let stale = review.to_revoke();
+            if !stale.is_empty() {
+                log.note(format!(
+                    "revoking {} expired door grants and {} per-port knock rules of older \
+                     versions",
+                    review.expired_grants.len(),
+                    review.rotated_knock_rules.len()
+                ));
+                if let Err(e) = retrying(
+                    deadline,
+                    &mut |d| stop.pause(d),
+                    &mut |e: &AwsError| log.alarm(format!("aws: {e}")),
+                    AwsError::is_permanent,
+                    || group.revoke(&stale),
+                ) {
+                    if first {
+                        return Err(aws_failure("cannot revoke stale rules", e));
+                    }
+                    aws_trouble = Some(e);
                 }
-                aws_trouble = Some(e);
             }
         }
 
@@ -229,7 +231,7 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
             removed.len(),
             started.elapsed().as_millis(),
             if aws_trouble.is_some() {
-                " (security group not in step, retrying next window)"
+                " (security group not swept, retrying next window)"
             } else {
                 ""
             }
@@ -246,7 +248,6 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
     }
 
     fn dry_run(&mut self, window: Window, doors: &[ActiveDoor]) -> anyhow::Result<()> {
-        let desired = &door_ports(doors);
         let text = &render_conf(&self.config, doors)?;
         let mut out = String::new();
         let _ = writeln!(out, "# dry run: window {}", window.counter);
@@ -256,25 +257,6 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
                 "# door for window {}: knock {}",
                 door.window.counter, door.ports
             );
-        }
-        if let Some(rules) = &self.rules {
-            let mut ports = desired.clone();
-            if let Some(previous) = &self.rendered_ports {
-                ports = ports.difference(previous).copied().collect();
-            } else {
-                let _ = writeln!(
-                    out,
-                    "would read the group: {}",
-                    rules.cli().show(&rules.describe_args())
-                );
-            }
-            if !ports.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "would authorize (where not already ours): {}",
-                    rules.cli().show(&rules.change_args(false, &ports))
-                );
-            }
         }
         let _ = writeln!(
             out,
@@ -304,21 +286,28 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
                 );
             }
         }
-        if let Some(rules) = &self.rules {
+        if let Some(group) = &self.group {
             let _ = writeln!(
                 out,
-                "would revoke our rules ({}) for knock ports other than {}",
-                rules.description(),
-                join(desired)
+                "would read the group: {}",
+                group.cli().show(&group.describe_args())
+            );
+            let _ = writeln!(
+                out,
+                "would revoke the door grants described {}<expiry> whose expiry has passed, \
+                 and per-port knock rules described {} ({})",
+                grant_description_prefix(&self.config.name),
+                rule_description(&self.config.name),
+                group.cli().show(&group.revoke_args(&["RULE-ID".into()]))
             );
         }
         print!("{out}");
-        self.rendered_ports = Some(desired.clone());
+        self.rendered_ports = Some(door_ports(doors));
         Ok(())
     }
 
     fn stopping(&self) -> &'static str {
-        "revoking the knock ports"
+        "removing the doors"
     }
 
     /// A dead knockd that could not be restarted ends the daemon.
@@ -329,7 +318,8 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
         )
     }
 
-    /// Revokes every knock-port rule this server owns.
+    /// Leaves knockd without doors and, on AWS, revokes every door grant of this server
+    /// (running or not: fail closed; open connections survive, AWS tracks them).
     fn shut_down(&mut self) -> anyhow::Result<()> {
         // Fail closed: knockd keeps running, but with no door a captured knock could open.
         // (A daemon that never put doors in place leaves knockd.conf as it found it.)
@@ -342,37 +332,67 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
                 )),
             }
         }
-        let Some(rules) = self.rules.as_mut() else {
+        // A daemon that never rotated has granted nothing and may not reach the group at all.
+        let (Some(group), Some(_)) = (self.group.as_mut(), &self.rendered_ports) else {
             return Ok(());
         };
-        let owned = rules.owned().clone();
-        if owned.is_empty() {
-            return Ok(());
-        }
         let log = self.log;
+        let mut revoked = 0;
         let result = retrying(
             Instant::now() + SHUTDOWN_RETRY,
             &mut |d| {
                 std::thread::sleep(d);
                 true
             },
-            &mut |e| log.alarm(format!("revoking knock ports failed: {e}")),
+            &mut |e| log.alarm(format!("revoking the door grants failed: {e}")),
             AwsError::is_permanent,
-            || rules.revoke(&owned),
+            || {
+                let review = group.review(unix_seconds(wall_clock_seconds()))?;
+                let mut grants = review.expired_grants;
+                grants.extend(review.live_grants);
+                grants.extend(review.rotated_knock_rules);
+                revoked = grants.len();
+                group.revoke(&grants)
+            },
         );
         match result {
             Ok(()) => {
-                log.note(format!("revoked {} knock-port rules", owned.len()));
-                log.detail(format!("revoked ports {}", join(&owned)));
+                log.note(format!("revoked {revoked} door grants"));
                 Ok(())
             }
             Err(e) => Err(UserError::runtime(format!(
-                "could not revoke the knock ports {} from the security group: {e}",
-                join(rules.owned())
+                "could not revoke the door grants in security group {}: {e}",
+                group.group()
             ))
-            .with_hint("revoke them by hand (aws ec2 revoke-security-group-ingress)")
+            .with_hint(
+                "revoke the rules described \"knock-totp:NAME until ...\" by hand \
+                 (aws ec2 revoke-security-group-ingress --security-group-rule-ids ...)",
+            )
             .into()),
         }
+    }
+}
+
+fn wall_clock_seconds() -> u64 {
+    wall_clock().map_or(u64::MAX, |d| d.as_secs())
+}
+
+/// Says loudly, once, what in the group defeats the design: a closed knock range (knocks
+/// never reach knockd) or a protected port open to the world (the doors protect nothing).
+fn warn_about_the_group(log: Log, group: &str, config: &ServerConfig, review: &GroupReview) {
+    if !review.knock_range_open {
+        log.alarm(format!(
+            "security group {group} does not let TCP {} in from 0.0.0.0/0: knocks cannot \
+             reach knockd (run the knock-range command of firewall-setup.sh once)",
+            knock_range_text()
+        ));
+    }
+    if review.port_open_to_the_world {
+        log.alarm(format!(
+            "PORT {} IS OPEN TO THE WORLD in security group {group}: the doors protect \
+             nothing until that rule is revoked",
+            config.port
+        ));
     }
 }
 
