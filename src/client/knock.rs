@@ -61,15 +61,26 @@ pub fn knock_target(
     policy: &KnockPolicy,
 ) -> anyhow::Result<Option<TcpStream>> {
     let timeout = Duration::from_secs_f64(policy.timeout);
-    let mut window = knock_window(log, target, totp, policy.margin)?;
     if !policy.verify {
+        knock_window(log, target, totp, policy.margin)?;
         return Ok(None);
     }
+    // The probe goes out right before the knock, after any wait for the next window.
+    wait_out_window_end(log, target, totp, policy.margin)?;
+    let mut watch = wire::DoorWatch::probe_then_knock(target.addr).map_err(network)?;
+    let mut window = knock_window(log, target, totp, policy.margin)?;
     let mut knocked_again = false;
     loop {
-        if let Some(stream) = wire::wait_until_open(target.addr, timeout).map_err(network)? {
+        if let Some(opened) = watch.wait(timeout).map_err(network)? {
+            if opened.open_before_knock {
+                log.note(format!(
+                    "port {} on {} was open before knocking: its firewall does not close it",
+                    target.addr.port(),
+                    target.addr.ip()
+                ));
+            }
             log.detail(format!("port {} accepted a connection", target.addr.port()));
-            return Ok(Some(stream));
+            return Ok(Some(opened.stream));
         }
         let current = totp.window_at(wall_clock()?.as_secs());
         if !wire::should_knock_again(window.counter, current.counter, knocked_again) {
@@ -83,39 +94,56 @@ pub fn knock_target(
         ));
         window = knock_window(log, target, totp, policy.margin)?;
     }
-    Err(UserError::runtime(format!(
-        "{}: port {} on {} did not open within {} s of knocking; likely causes: the clock is \
-         off (TOTP needs it within a few seconds of the server's), the secret is wrong, or the \
-         knock ports ({}) are filtered before they reach knockd (a cloud firewall or \
+    Err(never_opened(target, policy.timeout, watch.last_answer()))
+}
+
+/// The error for a door that never opened, naming the causes that fit how the port answered.
+fn never_opened(target: &Target, timeout: f64, answer: wire::PortAnswer) -> anyhow::Error {
+    let (label, port, ip) = (&target.label, target.addr.port(), target.addr.ip());
+    let unreachable = match answer {
+        wire::PortAnswer::NoRoute => Some("no route to host"),
+        wire::PortAnswer::HostDown => Some("host down"),
+        wire::PortAnswer::NetworkUnreachable => Some("network unreachable"),
+        wire::PortAnswer::Refused | wire::PortAnswer::Silence => None,
+    };
+    if let Some(reason) = unreachable {
+        return UserError::runtime(format!(
+            "{label}: port {port} on {ip} did not open within {timeout} s of knocking: \
+             {reason} (the host is down, or unreachable from here)"
+        ))
+        .with_hint(format!(
+            "check that the host is up and that {ip} is its address (`knock-totp show {label}`)"
+        ))
+        .into();
+    }
+    let answered = match answer {
+        wire::PortAnswer::Refused => {
+            "the host answers (it refused each connection) but nothing opened the port"
+        }
+        _ => "nothing answered",
+    };
+    UserError::runtime(format!(
+        "{label}: port {port} on {ip} did not open within {timeout} s of knocking ({answered}); \
+         likely causes: the server's daemon or knockd may not be running, the clock is off \
+         (TOTP needs it within a few seconds of the server's), the secret is wrong, or the \
+         knock ports ({}) are filtered before they reach the server (a cloud firewall or \
          security group)",
-        target.label,
-        target.addr.port(),
-        target.addr.ip(),
-        policy.timeout,
         knock_range_text(),
     ))
     .with_hint(format!(
-        "compare `knock-totp ports {}` with the ports knockd expects (its log, or the \
-         authenticator app's code), sync the clock (e.g. `timedatectl set-ntp true`), and let \
-         TCP {} reach the server",
-        target.label,
+        "check that `knock-totp server` (or knockd) runs on the server, compare \
+         `knock-totp ports {label}` with the ports it expects (its log, or the authenticator \
+         app's code), sync the clock (e.g. `timedatectl set-ntp true`), and let TCP {} reach \
+         the server",
         knock_range_text(),
     ))
-    .into())
+    .into()
 }
 
 /// Waits out the end of a window when fewer than `margin` seconds are left, then knocks that
 /// window's ports. Returns the window knocked.
 fn knock_window(log: &Log, target: &Target, totp: &Totp, margin: u64) -> anyhow::Result<Window> {
-    let now = wall_clock()?;
-    if let Some(wait) = wire::edge_wait(now, totp.period(), margin) {
-        log.note(format!(
-            "{}: the code changes in {:.1} s; waiting for the next one",
-            target.label,
-            wait.as_secs_f64()
-        ));
-        std::thread::sleep(wait);
-    }
+    wait_out_window_end(log, target, totp, margin)?;
     let current = totp.window_at(wall_clock()?.as_secs());
     let (window, ports) = window_to_knock(totp, current)?;
     if window != current {
@@ -161,6 +189,19 @@ fn window_to_knock(totp: &Totp, current: Window) -> anyhow::Result<(Window, Port
             .with_hint("knock again in a minute")
             .into()
         })
+}
+
+/// Sleeps into the next window when fewer than `margin` seconds are left in this one.
+fn wait_out_window_end(log: &Log, target: &Target, totp: &Totp, margin: u64) -> anyhow::Result<()> {
+    if let Some(wait) = wire::edge_wait(wall_clock()?, totp.period(), margin) {
+        log.note(format!(
+            "{}: the code changes in {:.1} s; waiting for the next one",
+            target.label,
+            wait.as_secs_f64()
+        ));
+        std::thread::sleep(wait);
+    }
+    Ok(())
 }
 
 fn network(error: KnockError) -> anyhow::Error {

@@ -11,14 +11,15 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::core::ports::PortPair;
 
-/// Pause after a refused poll before the next attempt: a refusal comes back within a round
-/// trip, so this bounds how late we notice the door opening on a REJECTing firewall.
-const POLL_AFTER_REFUSAL: Duration = Duration::from_millis(10);
-/// While attempts go unanswered (a DROPping firewall), a new one starts this often; earlier
-/// ones keep waiting, so a slow path (a long round trip) still gets its answer.
-const POLL_WHILE_SILENT: Duration = Duration::from_millis(50);
-/// Most attempts in flight at once.
-const POLL_MAX_IN_FLIGHT: usize = 64;
+/// How long each attempt to connect to the protected port may wait for its answer, in turn:
+/// the first is sent right after the knock (an in-kernel door is open by then), later ones
+/// wait longer so that slow paths get through, at about one SYN a second from then on. Only
+/// one attempt is in flight at a time, and an attempt is closed while its SYN is unanswered
+/// (which sends nothing), so the server sees one connection: the one handed on.
+const ATTEMPT_LIVES_MS: [u64; 5] = [100, 200, 400, 800, 1000];
+/// How long the probe sent before the knock counts: an answer within this time answers its
+/// first SYN (the kernel retransmits after 1 s), so the port accepted it before the knock.
+const PROBE_LIFE: Duration = Duration::from_millis(900);
 /// Extra wait past a window boundary, so that the next clock read is surely in the new window.
 pub const EDGE_SLACK: Duration = Duration::from_millis(50);
 
@@ -113,80 +114,233 @@ pub fn knock_sequence(ip: IpAddr, ports: PortPair, delay: Duration) -> Result<()
     Ok(())
 }
 
-/// Polls `addr` until a connection succeeds (returning the connected stream) or `timeout`
-/// passes (`None`). At least one attempt is made. Attempts overlap: each may wait up to the
-/// deadline for its answer, so a long round trip is no obstacle, while new ones start
-/// `POLL_AFTER_REFUSAL` after a refusal or every `POLL_WHILE_SILENT` while the firewall drops
-/// them, so the door is seen soon after it opens. Refusals and silence are what a closed door
-/// looks like; a local failure (no route, no usable source address) is returned at once.
-pub fn wait_until_open(
-    addr: SocketAddr,
-    timeout: Duration,
-) -> Result<Option<TcpStream>, KnockError> {
-    let start = Instant::now();
-    let deadline = start + timeout;
-    let (answers, answer) = std::sync::mpsc::channel();
-    let mut in_flight = 0usize;
-    let mut launched = 0usize;
-    let mut next_attempt = start;
-    // When the last answer can still come: the deadline, or the lone first attempt's end.
-    let mut give_up = deadline;
-    loop {
-        let now = Instant::now();
-        if now >= next_attempt
-            && in_flight < POLL_MAX_IN_FLIGHT
-            && (now < deadline || launched == 0)
-        {
-            let life = deadline
-                .saturating_duration_since(now)
-                .max(Duration::from_millis(10));
-            let answers = answers.clone();
-            std::thread::spawn(move || {
-                // The receiver may be gone (we returned); a late connection is then closed.
-                let _ = answers.send(TcpStream::connect_timeout(&addr, life));
-            });
-            in_flight += 1;
-            launched += 1;
-            next_attempt = now + POLL_WHILE_SILENT;
-            give_up = give_up.max(now + life);
+/// How the protected port answered the last attempt that got an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortAnswer {
+    /// Nothing answered: a firewall that drops, or a host that is off without anyone saying so.
+    Silence,
+    /// Refused (a reset, or ICMP port unreachable): the host is up; nothing listens there or a
+    /// firewall rejects.
+    Refused,
+    /// ICMP host unreachable or a failed neighbour lookup.
+    NoRoute,
+    /// The host is known to be down.
+    HostDown,
+    /// ICMP network unreachable.
+    NetworkUnreachable,
+}
+
+impl PortAnswer {
+    fn of(error: &io::Error) -> Option<Self> {
+        if error.raw_os_error() == Some(rustix::io::Errno::HOSTDOWN.raw_os_error()) {
+            return Some(Self::HostDown);
         }
-        if in_flight == 0 && now >= deadline {
-            return Ok(None);
-        }
-        let wake = if now < deadline && in_flight < POLL_MAX_IN_FLIGHT {
-            next_attempt.min(deadline)
-        } else {
-            give_up
-        };
-        let wait = wake.saturating_duration_since(Instant::now());
-        match answer.recv_timeout(wait) {
-            Ok(Ok(stream)) => return Ok(Some(stream)),
-            Ok(Err(e)) if door_still_closed(&e) => {
-                in_flight -= 1;
-                if e.kind() != io::ErrorKind::TimedOut {
-                    next_attempt = next_attempt.min(Instant::now() + POLL_AFTER_REFUSAL);
-                }
+        Some(match error.kind() {
+            io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted => Self::Refused,
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => {
+                Self::Silence
             }
-            Ok(Err(source)) => return Err(KnockError::Connect { addr, source }),
-            Err(_) if Instant::now() >= give_up => return Ok(None),
-            Err(_) => {}
+            io::ErrorKind::HostUnreachable => Self::NoRoute,
+            io::ErrorKind::NetworkUnreachable => Self::NetworkUnreachable,
+            _ => return None,
+        })
+    }
+}
+
+/// A connection to the protected port that succeeded.
+#[derive(Debug)]
+pub struct Opened {
+    pub stream: TcpStream,
+    /// It answered the probe sent before the knock: the port was open without it.
+    pub open_before_knock: bool,
+}
+
+/// One non-blocking connect in flight.
+struct Attempt {
+    socket: Socket,
+    ends: Instant,
+}
+
+impl Attempt {
+    /// Starts a connect, or says how the port answered at once (loopback refuses within the
+    /// call; a local "no route" too).
+    fn start(addr: SocketAddr, life: Duration) -> Result<Result<Self, PortAnswer>, KnockError> {
+        let connect_error = |source| KnockError::Connect { addr, source };
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .map_err(connect_error)?;
+        socket.set_nonblocking(true).map_err(connect_error)?;
+        let ends = Instant::now() + life;
+        match socket.connect(&addr.into()) {
+            Ok(()) => Ok(Ok(Self { socket, ends })),
+            Err(e) if e.raw_os_error() == Some(EINPROGRESS) => Ok(Ok(Self { socket, ends })),
+            Err(e) => match PortAnswer::of(&e) {
+                Some(answer) => Ok(Err(answer)),
+                None => Err(connect_error(e)),
+            },
+        }
+    }
+
+    /// After the socket polled writable: connected, or how the port answered.
+    fn outcome(self, addr: SocketAddr) -> Result<Result<TcpStream, PortAnswer>, KnockError> {
+        let connect_error = |source| KnockError::Connect { addr, source };
+        match self.socket.take_error().map_err(connect_error)? {
+            None => {
+                self.socket.set_nonblocking(false).map_err(connect_error)?;
+                Ok(Ok(self.socket.into()))
+            }
+            Some(e) => PortAnswer::of(&e).map(Err).ok_or_else(|| connect_error(e)),
         }
     }
 }
 
-/// Errors that a closed (or not yet opened) port gives: REJECT with a reset or an ICMP
-/// "prohibited", or DROP (a timeout).
-fn door_still_closed(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::TimedOut
-            | io::ErrorKind::WouldBlock
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::HostUnreachable
-            | io::ErrorKind::Interrupted
-    )
+/// Watches a protected port for the door to open: an optional probe sent before the knock
+/// (to tell a port that was open anyway), then one gentle attempt at a time.
+pub struct DoorWatch {
+    addr: SocketAddr,
+    probe: Option<Attempt>,
+    last_answer: PortAnswer,
+}
+
+impl DoorWatch {
+    /// Sends one SYN to `addr` before knocking; an answer to it within `PROBE_LIFE` means the
+    /// port accepts connections without a knock. Call this right before the knock.
+    pub fn probe_then_knock(addr: SocketAddr) -> Result<Self, KnockError> {
+        let mut watch = Self::after_knock(addr);
+        match Attempt::start(addr, PROBE_LIFE)? {
+            Ok(probe) => watch.probe = Some(probe),
+            Err(answer) => watch.last_answer = answer,
+        }
+        Ok(watch)
+    }
+
+    /// A watch with no probe.
+    pub fn after_knock(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            probe: None,
+            last_answer: PortAnswer::Silence,
+        }
+    }
+
+    /// How the port answered last (what a door that never opened looked like).
+    pub fn last_answer(&self) -> PortAnswer {
+        self.last_answer
+    }
+
+    /// Waits until a connection succeeds (returning it) or `timeout` passes (`None`). At least
+    /// one attempt is made. At most the probe and one attempt are in flight; whichever connects
+    /// first is returned and the other closed before its handshake can complete.
+    pub fn wait(&mut self, timeout: Duration) -> Result<Option<Opened>, KnockError> {
+        let deadline = Instant::now() + timeout;
+        let mut lives = ATTEMPT_LIVES_MS.iter().map(|ms| Duration::from_millis(*ms));
+        let mut life = Duration::ZERO;
+        let mut attempt: Option<Attempt> = None;
+        let mut next_start = Instant::now();
+        let mut launched = false;
+        loop {
+            let now = Instant::now();
+            if self.probe.as_ref().is_some_and(|p| now >= p.ends) {
+                self.probe = None;
+            }
+            if attempt.as_ref().is_some_and(|a| now >= a.ends) {
+                attempt = None;
+                self.last_answer = PortAnswer::Silence;
+            }
+            if attempt.is_none() && now >= next_start && (now < deadline || !launched) {
+                life = lives.next().unwrap_or(life);
+                launched = true;
+                next_start = now + life;
+                match Attempt::start(self.addr, life)? {
+                    Ok(started) => attempt = Some(started),
+                    Err(answer) => self.last_answer = answer,
+                }
+            }
+            if now >= deadline && attempt.is_none() && self.probe.is_none() {
+                return Ok(None);
+            }
+            let mut wake = deadline.max(now);
+            if attempt.is_none() && now < deadline {
+                wake = wake.min(next_start);
+            }
+            for pending in [&self.probe, &attempt].into_iter().flatten() {
+                wake = wake.min(pending.ends);
+            }
+            let (probe_ready, attempt_ready) = writable(
+                self.probe.as_ref(),
+                attempt.as_ref(),
+                wake.saturating_duration_since(now),
+            )
+            .map_err(|source| KnockError::Connect {
+                addr: self.addr,
+                source,
+            })?;
+            if probe_ready {
+                let probe = self.probe.take().expect("a probe polled ready");
+                match probe.outcome(self.addr)? {
+                    Ok(stream) => {
+                        return Ok(Some(Opened {
+                            stream,
+                            open_before_knock: true,
+                        }))
+                    }
+                    Err(answer) => self.last_answer = answer,
+                }
+            }
+            if attempt_ready {
+                let ready = attempt.take().expect("an attempt polled ready");
+                match ready.outcome(self.addr)? {
+                    Ok(stream) => {
+                        self.probe = None;
+                        return Ok(Some(Opened {
+                            stream,
+                            open_before_knock: false,
+                        }));
+                    }
+                    Err(answer) => self.last_answer = answer,
+                }
+            }
+        }
+    }
+}
+
+/// Waits up to `wait` for the sockets' connects to finish; says which did.
+fn writable(
+    probe: Option<&Attempt>,
+    attempt: Option<&Attempt>,
+    wait: Duration,
+) -> io::Result<(bool, bool)> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let flags = PollFlags::OUT | PollFlags::ERR | PollFlags::HUP;
+    let mut fds: Vec<PollFd<'_>> = [probe, attempt]
+        .into_iter()
+        .flatten()
+        .map(|a| PollFd::new(&a.socket, flags))
+        .collect();
+    let timeout = Timespec::try_from(wait).unwrap_or(Timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    });
+    match rustix::event::poll(&mut fds, Some(&timeout)) {
+        Ok(_) | Err(rustix::io::Errno::INTR) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut ready = fds.iter().map(|fd| !fd.revents().is_empty());
+    let probe_ready = probe.is_some() && ready.next().unwrap_or(false);
+    let attempt_ready = attempt.is_some() && ready.next().unwrap_or(false);
+    Ok((probe_ready, attempt_ready))
+}
+
+/// Polls `addr` until a connection succeeds (returning the connected stream) or `timeout`
+/// passes (`None`), gently: see [`DoorWatch::wait`].
+pub fn wait_until_open(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<Option<TcpStream>, KnockError> {
+    Ok(DoorWatch::after_knock(addr)
+        .wait(timeout)?
+        .map(|opened| opened.stream))
 }
 
 /// How long to wait before knocking at `now` (time since the unix epoch) so that the sequence

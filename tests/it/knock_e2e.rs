@@ -76,7 +76,12 @@ fn knock_verify_opens_the_port_and_a_wrong_secret_does_not() {
         .unwrap();
     let stderr = stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    for cause in ["clock", "secret is wrong", "filtered"] {
+    for cause in [
+        "clock",
+        "secret is wrong",
+        "filtered",
+        "the server's daemon or knockd may not be running",
+    ] {
         assert!(stderr.contains(cause), "no {cause:?} in: {stderr}");
     }
     assert!(
@@ -103,6 +108,8 @@ fn knock_verify_opens_the_port_and_a_wrong_secret_does_not() {
         stderr.contains(&format!("knocking {server} on ports")),
         "{stderr}"
     );
+    // The door opened the port, not a firewall that never closed it.
+    assert!(!stderr.contains("open before knocking"), "{stderr}");
     assert!(!stderr.contains(RFC_SECRET), "the secret leaked: {stderr}");
     assert!(lab.client_can_connect(PROTECTED));
     // The door opened the port for the knocking address only.
@@ -241,4 +248,77 @@ fn each_knock_is_a_single_syn() {
         assert_eq!(seen, expected, "port {port}:\n{log}");
     }
     assert!(lab.client_can_connect(PROTECTED), "{log}");
+}
+
+/// SYNs to the lab server's protected port so far (an accounting rule in front of INPUT).
+fn protected_syns(lab: &Lab) -> u64 {
+    let out = lab.server_exec(&["iptables", "-w", "-L", "KT_COUNT", "-v", "-x", "-n"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains(&format!("dpt:{PROTECTED}")))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no counter in {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn verify_polls_gently_and_names_why_nothing_opened() {
+    if !lab_available() {
+        return;
+    }
+    let lab = guarded_lab("gentle");
+    lab.server_exec(&["iptables", "-w", "-N", "KT_COUNT"]);
+    let port = PROTECTED.to_string();
+    lab.server_exec(&[
+        "iptables", "-w", "-A", "KT_COUNT", "-p", "tcp", "--syn", "--dport", &port,
+    ]);
+    lab.server_exec(&["iptables", "-w", "-I", "INPUT", "-j", "KT_COUNT"]);
+    let env = Env::new();
+    env.add_file_host("impostor", &lab.server_ip.to_string(), WRONG_SECRET);
+    let out = env
+        .cmd_via(&lab.client_prefix())
+        .args([
+            "knock",
+            "impostor",
+            "--verify",
+            "--timeout",
+            "3",
+            "--margin",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("refused each connection"), "{stderr}");
+    // A handful of SYNs a second (a refusal comes back at once; hundreds were sent before).
+    let syns = protected_syns(&lab);
+    assert!((2..=16).contains(&syns), "{syns} SYNs in 3 s: {stderr}");
+
+    // An address on the link that nobody has: the neighbour lookup fails; say so, and not
+    // that the clock or the secret may be wrong.
+    let nobody = std::net::Ipv4Addr::new(
+        lab.server_ip.octets()[0],
+        lab.server_ip.octets()[1],
+        lab.server_ip.octets()[2],
+        77,
+    );
+    env.add_file_host("gone", &nobody.to_string(), RFC_SECRET);
+    let out = env
+        .cmd_via(&lab.client_prefix())
+        .args([
+            "knock",
+            "gone",
+            "--verify",
+            "--timeout",
+            "5",
+            "--margin",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no route to host"), "{stderr}");
+    assert!(!stderr.contains("clock"), "{stderr}");
+    assert!(!stderr.contains("secret"), "{stderr}");
 }

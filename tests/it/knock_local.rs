@@ -182,22 +182,40 @@ fn a_port_that_never_opens_exits_1_naming_the_causes() {
         .unwrap();
     let stderr = stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    for cause in ["clock", "secret is wrong", "filtered"] {
+    for cause in [
+        "refused",
+        "the server's daemon or knockd may not be running",
+        "clock",
+        "secret is wrong",
+        "filtered",
+    ] {
         assert!(stderr.contains(cause), "no {cause:?} in: {stderr}");
     }
+    assert!(!stderr.contains("open before knocking"), "{stderr}");
 }
 
 #[test]
 fn knock_verify_reports_an_open_port() {
     let env = Env::new();
-    loopback_host(&env, echo_server());
+    let port = echo_server();
+    loopback_host(&env, port);
     let out = env
         .cmd()
         .args(["knock", "lo", "--verify", "--margin", "0"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    assert!(stderr_of(&out).contains("is open"));
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("is open"), "{stderr}");
+    // Nothing guards this port: the client says so.
+    assert!(
+        stderr.contains(
+            "port PORT on 127.0.0.1 was open before knocking: its firewall does not close it"
+                .replace("PORT", &port.to_string())
+                .as_str()
+        ),
+        "{stderr}"
+    );
 }
 
 #[test]
