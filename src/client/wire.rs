@@ -224,7 +224,8 @@ impl DoorWatch {
         }
     }
 
-    /// How the port answered last (what a door that never opened looked like).
+    /// How the port answered last (what a door that never opened looked like); silence when
+    /// nothing ever answered.
     pub fn last_answer(&self) -> PortAnswer {
         self.last_answer
     }
@@ -244,9 +245,10 @@ impl DoorWatch {
             if self.probe.as_ref().is_some_and(|p| now >= p.ends) {
                 self.probe = None;
             }
+            // An attempt that ends unanswered changes no answer seen before: a host that
+            // refused, or whose neighbour lookup failed, is silent while the next one runs.
             if attempt.as_ref().is_some_and(|a| now >= a.ends) {
                 attempt = None;
-                self.last_answer = PortAnswer::Silence;
             }
             if attempt.is_none() && now >= next_start && (now < deadline || !launched) {
                 life = lives.next().unwrap_or(life);
