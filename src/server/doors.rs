@@ -31,6 +31,12 @@ pub fn door_ports(doors: &[ActiveDoor]) -> BTreeSet<u16> {
     doors.iter().flat_map(|d| d.ports.0).collect()
 }
 
+/// When the door of `window` stops being served: the end of the window after its own (where
+/// it is the previous window's door). No engine may let a door open anything past this.
+pub fn door_valid_until(window: Window) -> u64 {
+    window.next().end()
+}
+
 /// The windows that get a door at `window`: previous, current and next (one step of clock
 /// skew either way, as RFC 6238 advises). At the epoch there is no previous window, so the
 /// current one stands in for it and is listed once.

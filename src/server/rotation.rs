@@ -186,8 +186,7 @@ impl Rotation {
                             return Err(self.cleanup_after(e));
                         }
                         self.log.alarm(format!(
-                            "rotation to window {} failed, knockd keeps the last good config; \
-                             trying again at the next boundary: {e:#}",
+                            "rotation to window {} failed (trying again): {e:#}",
                             window.counter
                         ));
                     }

@@ -417,3 +417,152 @@ fn a_clock_set_back_never_serves_an_older_window_again() {
         "{log}"
     );
 }
+
+/// The knockd processes that run on `conf` (from their command lines).
+fn knockds_on(conf: &Path) -> Vec<u32> {
+    let conf = conf.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<String> = cmdline
+                .split(|&b| b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            stat.contains("(knockd)") && !stat.contains(") Z") && args.contains(&conf)
+        })
+        .collect()
+}
+
+/// Issue 14: a reload command that fails while knockd lives used to start a second knockd
+/// beside it, and the first kept the old doors forever. Now the old one is stopped first.
+#[test]
+fn a_failing_reload_restarts_knockd_instead_of_starting_a_second_one() {
+    if !knockd_available() {
+        return;
+    }
+    let dir = ServerDir::new();
+    let config = dir.config("knockd_reload_command = [\"false\"]\nfirewall = \"iptables\"");
+    let knockd = LoopbackKnockd::start(&dir);
+    let pid = knockd.pid().unwrap();
+    let out = dir.server(&config).arg("--once").output().unwrap();
+    let err = stderr_of(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("the reload failed") && err.contains("stopped knockd"),
+        "{err}"
+    );
+    let new_pid = knockd.pid().expect("knockd restarted");
+    assert_ne!(new_pid, pid);
+    assert_eq!(knockds_on(&dir.conf()), [new_pid], "{err}");
+    let text = std::fs::read_to_string(dir.conf()).unwrap();
+    assert_eq!(text.matches("sequence").count(), 3, "{text}");
+}
+
+/// Issue 12 item 9: when rotations keep failing (here knockd refuses every new config), knockd
+/// keeps no door past its time bound: the daemon cannot give it a door-less config either, so
+/// it stops knockd; once rotations work again, knockd runs with the current doors.
+#[test]
+fn a_daemon_whose_rotations_fail_leaves_no_door_once_their_time_is_up() {
+    use std::os::unix::fs::PermissionsExt;
+    if !knockd_available() {
+        return;
+    }
+    const PERIOD: u64 = 5;
+    let dir = ServerDir::new();
+    let config = dir.iptables_config();
+    let real = Command::new("sh")
+        .args(["-c", "command -v knockd"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8(real.stdout).unwrap().trim().to_owned();
+    let broken = dir.path("knockd-refuses-everything");
+    let bin = dir.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(
+        bin.join("knockd"),
+        format!(
+            "#!/bin/sh\nif [ -e {} ]; then echo 'config: line 1: refused by the test' >&2; \
+             exit 1; fi\nexec {real} \"$@\"\n",
+            broken.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("knockd"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+
+    let knockd = LoopbackKnockd::start(&dir);
+    let mut child = dir
+        .server_process(&config, &[("PATH", path)])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let first: u64 = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(15))
+            .unwrap_or_else(|_| panic!("no rotation: {log:#?}"));
+        log.push(line.clone());
+        if let Some(counter) = line
+            .strip_prefix("knock-totp: window ")
+            .and_then(|rest| rest.split(':').next()?.parse().ok())
+        {
+            break counter;
+        }
+    };
+    assert!(knockd.pid().is_some());
+    std::fs::write(&broken, "").unwrap();
+    // The doors of windows first-1..=first+1 are in knockd; the one of first-1 is past its
+    // time at the next boundary, so from then on knockd must have no door at all.
+    let bound = Duration::from_secs((first + 1) * PERIOD);
+    let unix_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+    };
+    let deadline = Instant::now() + (bound + Duration::from_secs(3)).saturating_sub(unix_now());
+    while knockd.pid().is_some() {
+        log.extend(rx.try_iter());
+        assert!(
+            Instant::now() < deadline,
+            "knockd still runs its stale doors 3 s after their time:\n{}",
+            log.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the daemon gave up");
+    assert!(knockds_on(&dir.conf()).is_empty());
+
+    // Rotations work again: knockd comes back with the current doors within a window.
+    std::fs::remove_file(&broken).unwrap();
+    wait_for(
+        "knockd back with doors",
+        Duration::from_secs(PERIOD + 6),
+        || {
+            knockd.pid().is_some()
+                && std::fs::read_to_string(dir.conf())
+                    .is_ok_and(|t| t.matches("sequence").count() == 3)
+        },
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    log.extend(rx.try_iter());
+    assert!(status.success(), "{status}: {}", log.join("\n"));
+    let text = std::fs::read_to_string(dir.conf()).unwrap();
+    assert!(
+        !text.contains("sequence"),
+        "doors left after SIGTERM:\n{text}"
+    );
+}

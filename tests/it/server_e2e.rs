@@ -521,6 +521,20 @@ fn rotating_doors_open_in_each_window_and_stale_ones_do_not() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // A knock with the current window's ports (captured now, or the client's own) opens
+    // nothing: knockd has no door left.
+    rig.wait_closed();
+    let now = rig.totp.window_at(unix_now().as_secs());
+    let offset = rig.lab.knockd_output().len();
+    rig.raw_knock(rig.ports(now.counter));
+    assert!(
+        !rig.opens_within(Duration::from_millis(1500)),
+        "a knock opened the port after SIGTERM\n{}",
+        rig.logs()
+    );
+    if let Some(line) = rig.any_door_opened_since(offset) {
+        panic!("a door opened after SIGTERM: {line}\n{}", rig.logs());
+    }
 
     // 7. The server logged exactly one line per rotation, for consecutive windows, and never
     //    the secret or a code.

@@ -179,6 +179,16 @@ pub fn sequence_ports(text: &str) -> BTreeSet<u16> {
         .collect()
 }
 
+/// The window counters of the doors knock-totp wrote into a knockd.conf (`[knock-totp-N]`).
+pub fn door_counters(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|line| {
+            let name = line.trim().strip_prefix('[')?.strip_suffix(']')?;
+            name.strip_prefix(DOOR_PREFIX)?.parse().ok()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,5 +300,20 @@ mod tests {
             sequence_ports(text),
             BTreeSet::from([1000, 2400, 4000, 4180])
         );
+    }
+
+    #[test]
+    fn door_counters_are_read_back_from_our_sections_only() {
+        let text = render_knockd_conf(
+            &options(),
+            &[
+                door(57_870_466, [4000, 4180]),
+                door(57_870_467, [1000, 2400]),
+            ],
+        )
+        .unwrap();
+        let text = format!("{text}\n[openSSH]\n\tsequence = 7000,8000,9000\n");
+        assert_eq!(door_counters(&text), [57_870_466, 57_870_467]);
+        assert!(door_counters(&render_knockd_conf(&options(), &[]).unwrap()).is_empty());
     }
 }

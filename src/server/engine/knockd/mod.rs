@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use self::conf::{
-    door_name, render_knockd_conf, sequence_ports, KnockdDoor, KnockdLog, KnockdOptions,
+    door_counters, door_name, render_knockd_conf, sequence_ports, KnockdDoor, KnockdLog,
+    KnockdOptions,
 };
 use self::process::{Knockd, PidSource, ReloadError, NO_SUCH_INTERFACE};
 use std::path::PathBuf;
@@ -21,7 +22,9 @@ use crate::error::UserError;
 use crate::log::Log;
 use crate::server::cloud::aws::{AwsCli, AwsError, GroupReview, SecurityGroup};
 use crate::server::config::ServerConfig;
-use crate::server::doors::{diff, door_ports, ActiveDoor, PortDiff};
+use crate::server::doors::{
+    diff, door_ports, door_valid_until, door_windows, ActiveDoor, PortDiff,
+};
 use crate::server::engine::Engine;
 use crate::server::firewall::{grant_description_prefix, rule_description};
 use crate::server::rotation::{retrying, StopSignal};
@@ -76,6 +79,11 @@ pub struct KnockdEngine<C> {
     pub log: Log,
     /// The knock ports last put in place.
     rendered_ports: Option<BTreeSet<u16>>,
+    /// The windows of the doors knockd runs now (None until this daemon changed them: then
+    /// knockd.conf tells).
+    served: Option<Vec<Window>>,
+    /// The doors of a rotation that failed, tried again between boundaries in its window.
+    retry: Option<Vec<ActiveDoor>>,
 }
 
 /// How long to keep retrying AWS calls while shutting down.
@@ -94,6 +102,79 @@ impl<C: AwsCli> KnockdEngine<C> {
             group,
             log,
             rendered_ports: None,
+            served: None,
+            retry: None,
+        }
+    }
+
+    /// The windows of the doors knockd runs now.
+    fn served_windows(&self) -> Vec<Window> {
+        match &self.served {
+            Some(windows) => windows.clone(),
+            None => std::fs::read_to_string(&self.knockd.conf)
+                .map(|text| {
+                    door_counters(&text)
+                        .into_iter()
+                        .map(|counter| Window {
+                            counter,
+                            period: self.config.period,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Fail closed after a failed rotation: knockd keeps no door past its time bound (the end
+    /// of the window after its own). knockd holds its doors in one file, so any stale door
+    /// means no door at all until a rotation succeeds.
+    fn close_stale_doors(&mut self, now: u64) {
+        let stale: Vec<String> = self
+            .served_windows()
+            .into_iter()
+            .filter(|w| door_valid_until(*w) <= now)
+            .map(|w| w.counter.to_string())
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        self.log.alarm(format!(
+            "knockd still serves the doors of windows {} past their time: removing every door \
+             until a rotation succeeds",
+            stale.join(" ")
+        ));
+        self.remove_doors();
+    }
+
+    /// Gives knockd a door-less knockd.conf or, when even that cannot be installed, stops
+    /// knockd: either way no knock opens anything.
+    fn remove_doors(&mut self) {
+        let installed = render_conf(&self.config, &[])
+            .and_then(|doorless| Ok(self.knockd.install(&doorless)?));
+        match installed {
+            Ok(_) => {
+                self.log.detail("knockd now has no doors");
+                self.served = Some(Vec::new());
+            }
+            Err(e) => {
+                self.log.alarm(format!(
+                    "cannot give knockd a door-less config ({e:#}); stopping knockd"
+                ));
+                match self.knockd.stop() {
+                    Ok(stopped) => {
+                        if let Some(pid) = stopped {
+                            self.log.alarm(format!(
+                                "stopped knockd (pid {pid}): nothing opens the port until a \
+                                 rotation succeeds and starts it again"
+                            ));
+                        }
+                        self.served = Some(Vec::new());
+                    }
+                    Err(e) => self
+                        .log
+                        .alarm(format!("CANNOT STOP KNOCKD, ITS DOORS STAY OPEN: {e}")),
+                }
+            }
         }
     }
 }
@@ -183,7 +264,16 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
             }
         }
 
-        let installed = self.knockd.install(&text)?;
+        let installed = match self.knockd.install(&text) {
+            Ok(installed) => installed,
+            Err(e) => {
+                self.retry = Some(doors.to_vec());
+                self.close_stale_doors(now);
+                return Err(e.into());
+            }
+        };
+        self.served = Some(door_windows_of(doors));
+        self.retry = None;
         if let Some(died) = &installed.died {
             self.log.alarm(format!(
                 "KNOCKD WAS GONE ({died}); restarted it, now pid {}",
@@ -306,6 +396,35 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
         Ok(())
     }
 
+    /// Tries a failed rotation again (knockd.conf only) while its window lasts.
+    fn repair(&mut self) -> anyhow::Result<()> {
+        let Some(doors) = self.retry.clone() else {
+            return Ok(());
+        };
+        let window = Window::at(wall_clock()?.as_secs(), self.config.period);
+        let wanted = door_windows_of(&doors);
+        if wanted != door_windows(window) {
+            self.retry = None;
+            return Ok(());
+        }
+        let text = render_conf(&self.config, &doors)?;
+        match self.knockd.install(&text) {
+            Ok(installed) => {
+                self.retry = None;
+                self.served = Some(wanted);
+                self.rendered_ports = Some(door_ports(&doors));
+                self.log.note(format!(
+                    "window {}: doors in place after all (knockd pid {})",
+                    window.counter, installed.pid
+                ));
+            }
+            Err(e) => self
+                .log
+                .detail(format!("window {}: still failing: {e}", window.counter)),
+        }
+        Ok(())
+    }
+
     fn stopping(&self) -> &'static str {
         "removing the doors"
     }
@@ -321,16 +440,11 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
     /// Leaves knockd without doors and, on AWS, revokes every door grant of this server
     /// (running or not: fail closed; open connections survive, AWS tracks them).
     fn shut_down(&mut self) -> anyhow::Result<()> {
-        // Fail closed: knockd keeps running, but with no door a captured knock could open.
-        // (A daemon that never put doors in place leaves knockd.conf as it found it.)
-        if self.rendered_ports.is_some() {
-            let doorless = render_conf(&self.config, &[])?;
-            match self.knockd.install(&doorless) {
-                Ok(_) => self.log.detail("knockd now has no doors"),
-                Err(e) => self.log.alarm(format!(
-                    "cannot remove knockd's doors: {e}; knockd keeps them"
-                )),
-            }
+        // Fail closed: knockd keeps running, but with no door a captured knock could open (or,
+        // if it cannot be given one, it is stopped). A knockd.conf with no door of ours is left
+        // as it was.
+        if !self.served_windows().is_empty() {
+            self.remove_doors();
         }
         // A daemon that never rotated has granted nothing and may not reach the group at all.
         let (Some(group), Some(_)) = (self.group.as_mut(), &self.rendered_ports) else {
@@ -443,6 +557,10 @@ pub fn knockd_for(config: &ServerConfig) -> anyhow::Result<Knockd> {
         reload_command: reload,
         restart_command: Some(restart),
     })
+}
+
+fn door_windows_of(doors: &[ActiveDoor]) -> Vec<Window> {
+    doors.iter().map(|d| d.window).collect()
 }
 
 fn aws_failure(what: &str, error: AwsError) -> anyhow::Error {

@@ -18,6 +18,10 @@ pub const READY_AGE: Duration = Duration::from_millis(1_000);
 /// How long after a SIGHUP we look whether knockd is still there (a reload takes ~5 ms).
 pub const REPARSE_GRACE: Duration = Duration::from_millis(250);
 
+/// How long a stopped knockd has to exit after SIGTERM (it exits at once unless a door's
+/// stop command is pending) before it gets SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
+
 /// How long a restarted knockd has to write its pid file.
 pub const RESTART_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -249,10 +253,16 @@ impl Knockd {
                 });
             }
         }
-        let reason = match sent {
+        let mut reason = match sent {
             Ok(()) => format!("knockd (pid {pid}) is gone after the reload"),
             Err(e) => format!("the reload failed: {e}"),
         };
+        if is_knockd(pid) && matches!(self.pid_source, PidSource::File(_)) {
+            // It still runs the old doors: a second knockd beside it would leave them open.
+            self.stop()
+                .map_err(|detail| ReloadError::DiedNotRestarted(format!("{reason}; {detail}")))?;
+            reason.push_str(&format!("; stopped knockd (pid {pid}) to start it again"));
+        }
         let new_pid = self
             .restart()
             .map_err(|detail| ReloadError::DiedNotRestarted(format!("{reason}; {detail}")))?;
@@ -260,6 +270,34 @@ impl Knockd {
             pid: new_pid,
             died: Some(reason),
         })
+    }
+
+    /// Stops the running knockd (a knockd that can no longer be given a new config must not
+    /// keep its doors): `systemctl stop` for a unit, otherwise SIGTERM, then SIGKILL if it is
+    /// still there after `STOP_GRACE`. Returns the pid it stopped, None if none ran.
+    pub fn stop(&self) -> Result<Option<u32>, String> {
+        let Ok(pid) = self.running_pid() else {
+            return Ok(None);
+        };
+        if let PidSource::SystemdUnit(unit) = &self.pid_source {
+            let command = ["systemctl".to_owned(), "stop".into(), unit.clone()];
+            run_argv(&command).map_err(|e| format!("`systemctl stop {unit}` failed: {e}"))?;
+        } else {
+            signal(pid, "-TERM")?;
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        while is_knockd(pid) {
+            if Instant::now() > deadline {
+                signal(pid, "-KILL")?;
+                std::thread::sleep(Duration::from_millis(100));
+                if is_knockd(pid) {
+                    return Err(format!("knockd (pid {pid}) survived SIGKILL"));
+                }
+                return Ok(Some(pid));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Some(pid))
     }
 
     /// Starts knockd through the restart command and waits for a new live pid.
@@ -285,6 +323,20 @@ impl Knockd {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+fn signal(pid: u32, which: &str) -> Result<(), String> {
+    let status = Command::new("kill")
+        .args([which, &pid.to_string()])
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run kill: {e}"))?;
+    // A knockd that exited meanwhile is what we wanted.
+    if status.success() || !is_knockd(pid) {
+        Ok(())
+    } else {
+        Err(format!("kill {which} {pid} failed ({status})"))
     }
 }
 

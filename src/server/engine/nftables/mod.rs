@@ -21,7 +21,7 @@ use crate::core::window::Window;
 use crate::error::UserError;
 use crate::log::Log;
 use crate::server::config::ServerConfig;
-use crate::server::doors::ActiveDoor;
+use crate::server::doors::{door_valid_until, ActiveDoor};
 use crate::server::engine::Engine;
 use crate::server::rotation::StopSignal;
 
@@ -59,7 +59,7 @@ pub fn nft_door(door: &ActiveDoor) -> NftDoor {
         counter: door.window.counter,
         ports: door.ports.0,
         valid_from: door.window.counter.saturating_sub(1) * period,
-        valid_until: (door.window.counter + 2) * period,
+        valid_until: door_valid_until(door.window),
     }
 }
 
