@@ -29,7 +29,8 @@ Host profiles (address, protected port, ssh user, knock delay, algorithm, period
 Written atomically; unknown keys are kept.
 .TP
 \fI~/.config/knock\-totp/secrets/NAME\fR
-The file store: one Base32 secret per host, mode 0600, in a 0700 directory, used only for
+The file store: one Base32 secret per host, mode 0600 (a file others can read is refused),
+in a 0700 directory, used only for
 hosts added with \fB\-\-store file\fR or when hosts.toml says \fBsecret_store = "file"\fR.
 .TP
 OS keyring

@@ -23,6 +23,10 @@ pub enum StoreError {
     KeyringUnavailable { reason: String },
     #[error("the stored secret for host {host} is unusable: {reason}")]
     Corrupt { host: String, reason: String },
+    #[error(
+        "refusing the secret file {path}: its mode {mode:03o} lets other users read or change it"
+    )]
+    Exposed { path: String, mode: u32 },
     #[error("{0}")]
     Io(String),
 }
@@ -41,6 +45,9 @@ impl From<StoreError> for UserError {
             ),
             StoreError::NotFound { host, .. } => UserError::runtime(error.to_string()).with_hint(
                 format!("re-enroll it: `knock-totp add {host} --address ADDR --force --secret -`"),
+            ),
+            StoreError::Exposed { path, .. } => UserError::usage(error.to_string()).with_hint(
+                format!("chmod 600 {path} (and if others may have read it, re-enroll the host with a new secret)"),
             ),
             _ => UserError::runtime(error.to_string()),
         }
@@ -140,25 +147,40 @@ impl FileStore {
 }
 
 impl SecretStore for FileStore {
+    /// Refuses a file others can read (after a restore or a dotfile sync, say), as ssh does a
+    /// private key: a warning would scroll by unseen under ssh's ProxyCommand, and the fix is
+    /// one chmod the error names. The mode is checked on the opened file itself.
     fn get(&self, host: &str) -> Result<SecretKey, StoreError> {
+        use std::io::Read;
         let path = self.path_for(host);
-        match fs::read_to_string(&path) {
-            Ok(text) => {
-                let text = Zeroizing::new(text);
-                SecretKey::from_base32(&text).map_err(|e| StoreError::Corrupt {
+        let cannot_read = |e: std::io::Error| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StoreError::NotFound {
                     host: host.to_owned(),
-                    reason: format!("{}: {e}", path.display()),
-                })
+                    store: "file store",
+                }
+            } else {
+                StoreError::Io(format!("cannot read {}: {e}", path.display()))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound {
-                host: host.to_owned(),
-                store: "file store",
-            }),
-            Err(e) => Err(StoreError::Io(format!(
-                "cannot read {}: {e}",
-                path.display()
-            ))),
+        };
+        let mut file = fs::File::open(&path).map_err(cannot_read)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = file.metadata().map_err(cannot_read)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(StoreError::Exposed {
+                    path: path.display().to_string(),
+                    mode,
+                });
+            }
         }
+        let mut text = Zeroizing::new(String::new());
+        file.read_to_string(&mut text).map_err(cannot_read)?;
+        SecretKey::from_base32(&text).map_err(|e| StoreError::Corrupt {
+            host: host.to_owned(),
+            reason: format!("{}: {e}", path.display()),
+        })
     }
 
     fn set(&self, host: &str, secret: &SecretKey) -> Result<(), StoreError> {
@@ -252,5 +274,37 @@ mod tests {
         let mode = |p: PathBuf| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(dir.path().join("secrets")), 0o700);
         assert_eq!(mode(store.path_for("web")), 0o600);
+    }
+
+    /// A store file others can read (restored from a backup or synced as a dotfile with a
+    /// loose mode) is refused with the chmod that fixes it, never the secret.
+    #[cfg(unix)]
+    #[test]
+    fn file_store_refuses_a_file_others_can_read() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().join("secrets"));
+        let key = SecretKey::generate();
+        store.set("web", &key).unwrap();
+        let path = store.path_for("web");
+        for loose in [0o644, 0o640, 0o604] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(loose)).unwrap();
+            let err = store.get("web").unwrap_err();
+            assert!(matches!(err, StoreError::Exposed { .. }), "{err}");
+            let user = UserError::from(err);
+            assert!(
+                user.message.contains(&format!("{loose:03o}")),
+                "{}",
+                user.message
+            );
+            assert!(!user.message.contains(key.to_base32().as_str()));
+            let hint = user.hint.unwrap();
+            assert!(
+                hint.contains(&format!("chmod 600 {}", path.display())),
+                "{hint}"
+            );
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(store.get("web").unwrap(), key);
     }
 }

@@ -19,43 +19,71 @@ use zeroize::Zeroizing;
 use crate::core::secret::SecretKey;
 use crate::error::UserError;
 
-/// Reads the server's secret from a file that only its owner may read.
+/// Reads the server's secret from a file that only root or this daemon's user owns and only
+/// its owner may read. The file is opened without following a symlink and checked through
+/// the opened descriptor, so what is checked is what is read.
 pub fn load_secret_file(path: &Path) -> anyhow::Result<SecretKey> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| {
-        UserError::usage(format!(
-            "cannot read the secret file {}: {e}",
-            path.display()
-        ))
-        .with_hint("`knock-totp setup NAME --out DIR` writes one; point secret_file at it")
+    use rustix::fs::{Mode, OFlags};
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+
+    let shown = path.display();
+    // NONBLOCK: a FIFO put there must not hang the daemon; a regular file reads the same.
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|e| {
+        if e == rustix::io::Errno::LOOP {
+            UserError::usage(format!(
+                "refusing the secret file {shown}: it is a symbolic link"
+            ))
+            .with_hint(format!(
+                "point secret_file at the file itself, or replace the link with it: \
+                     install -m 600 -o root TARGET {shown}"
+            ))
+        } else {
+            UserError::usage(format!(
+                "cannot read the secret file {shown}: {}",
+                std::io::Error::from(e)
+            ))
+            .with_hint("`knock-totp setup NAME --out DIR` writes one; point secret_file at it")
+        }
     })?;
+    let mut file = std::fs::File::from(fd);
+    let meta = file
+        .metadata()
+        .map_err(|e| UserError::usage(format!("cannot read the secret file {shown}: {e}")))?;
     if !meta.is_file() {
-        return Err(UserError::usage(format!(
-            "the secret file {} is not a regular file",
-            path.display()
-        ))
-        .into());
+        return Err(
+            UserError::usage(format!("the secret file {shown} is not a regular file")).into(),
+        );
     }
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != me {
         return Err(UserError::usage(format!(
-            "refusing the secret file {}: its mode {mode:03o} lets others read it",
-            path.display()
+            "refusing the secret file {shown}: it belongs to uid {}, not to root or to this \
+             daemon's user (uid {me}), so that user could change or read it",
+            meta.uid()
         ))
         .with_hint(format!(
-            "chmod 600 {} (and consider the secret leaked: run setup again)",
-            path.display()
+            "chown root {shown} && chmod 600 {shown} (and consider the secret leaked: run \
+             setup again)"
         ))
         .into());
     }
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-        UserError::usage(format!(
-            "cannot read the secret file {}: {e}",
-            path.display()
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(UserError::usage(format!(
+            "refusing the secret file {shown}: its mode {mode:03o} lets others read it"
         ))
-    })?);
+        .with_hint(format!(
+            "chmod 600 {shown} (and consider the secret leaked: run setup again)"
+        ))
+        .into());
+    }
+    let mut text = Zeroizing::new(String::new());
+    file.read_to_string(&mut text)
+        .map_err(|e| UserError::usage(format!("cannot read the secret file {shown}: {e}")))?;
     SecretKey::from_base32(text.trim())
-        .map_err(|e| UserError::usage(format!("the secret file {}: {e}", path.display())).into())
+        .map_err(|e| UserError::usage(format!("the secret file {shown}: {e}")).into())
 }
 
 #[cfg(test)]
@@ -78,5 +106,49 @@ mod tests {
             load_secret_file(&path).unwrap().to_base32().as_str(),
             "LPI3UVRWMUTRNDBD"
         );
+    }
+
+    /// A symlink to a good secret file is refused: whoever can change the link (or the
+    /// directory it sits in) chooses what the daemon reads.
+    #[test]
+    fn a_symlinked_secret_file_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("real.secret");
+        std::fs::write(&target, "LPI3UVRWMUTRNDBD\n").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("web.secret");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = load_secret_file(&link).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("symbolic link"), "{text}");
+        assert!(text.contains(&link.display().to_string()), "{text}");
+        assert!(load_secret_file(&target).is_ok());
+    }
+
+    /// A 0600 file that another user owns is refused (that user could rewrite it, or read
+    /// it). Needs root to give the file away.
+    #[test]
+    fn a_secret_file_owned_by_another_user_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        if rustix::process::geteuid().as_raw() != 0 {
+            eprintln!("skipped: needs root to chown a file to another user");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web.secret");
+        std::fs::write(&path, "LPI3UVRWMUTRNDBD\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+        let err = load_secret_file(&path).unwrap_err();
+        let user = err.downcast_ref::<UserError>().expect("a UserError");
+        assert!(user.message.contains("uid 65534"), "{}", user.message);
+        assert!(
+            user.hint.as_deref().unwrap_or("").contains("chown root"),
+            "{:?}",
+            user.hint
+        );
+        std::os::unix::fs::chown(&path, Some(0), None).unwrap();
+        assert!(load_secret_file(&path).is_ok());
     }
 }

@@ -225,3 +225,26 @@ fn times_far_from_now() {
         .code(2)
         .stderr(predicate::str::contains("9999"));
 }
+
+/// A file-store secret that others can read (a restore or a dotfile sync with a loose mode)
+/// is refused: exit 2, one line naming the file and its mode, the chmod that fixes it.
+#[test]
+fn a_store_file_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.add_file_host("web", "127.0.0.1", RFC_SECRET);
+    let path = env.config().parent().unwrap().join("secrets/web");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = env.cmd().args(["code", "web"]).output().unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("mode 644"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("hint: chmod 600 {}", path.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(RFC_SECRET));
+    assert!(out.stdout.is_empty());
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    env.cmd().args(["code", "web"]).assert().success();
+}
