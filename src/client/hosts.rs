@@ -222,27 +222,66 @@ impl ConfigPaths {
     }
 
     /// Loads, changes and saves hosts.toml under an exclusive lock, so that concurrent
-    /// invocations do not lose each other's changes. Nothing is written if `change` fails.
+    /// invocations do not lose each other's changes. Nothing is written if `change` fails,
+    /// and nothing is left behind: the lock file exists only while it is held, and a
+    /// configuration directory this call created is removed again when it stays empty.
     pub fn update<T>(
         &self,
         change: impl FnOnce(&mut HostsFile) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         let dir = self.config_dir();
+        let dir_existed = dir.is_dir();
         create_private_dir(&dir)?;
+        let result = self.lock().and_then(|lock| {
+            let result = self.load().and_then(|mut hosts| {
+                let value = change(&mut hosts)?;
+                write_atomically(&self.hosts_file, hosts.to_toml()?.as_bytes(), 0o600)?;
+                Ok(value)
+            });
+            // Removed while still held: see `lock` for why a waiter copes with that.
+            let _ = fs::remove_file(self.lock_file());
+            drop(lock);
+            result
+        });
+        if result.is_err() && !dir_existed {
+            // Only succeeds when empty (a store that wrote a secret there keeps it).
+            let _ = fs::remove_dir(&dir);
+        }
+        result
+    }
+
+    /// Takes the exclusive lock on hosts.toml.lock. The holder deletes the file before it
+    /// lets go, so a waiter may be granted the lock of a file no longer there: it checks that
+    /// the path still names the file it locked, and otherwise tries again.
+    fn lock(&self) -> anyhow::Result<fs::File> {
+        #[cfg(unix)]
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
         let lock_path = self.lock_file();
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| UserError::runtime(format!("cannot write in {}: {e}", dir.display())))?;
-        lock.lock()
-            .with_context(|| format!("cannot lock {}", lock_path.display()))?;
-        let mut hosts = self.load()?;
-        let result = change(&mut hosts)?;
-        write_atomically(&self.hosts_file, hosts.to_toml()?.as_bytes(), 0o600)?;
-        drop(lock);
-        Ok(result)
+        loop {
+            let mut options = OpenOptions::new();
+            options.create(true).truncate(false).write(true);
+            #[cfg(unix)]
+            options
+                .mode(0o600)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+            let lock = options.open(&lock_path).map_err(|e| {
+                UserError::runtime(format!(
+                    "cannot write in {}: {e}",
+                    self.config_dir().display()
+                ))
+            })?;
+            lock.lock()
+                .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+            #[cfg(unix)]
+            {
+                let held = lock.metadata()?;
+                match fs::symlink_metadata(&lock_path) {
+                    Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => {}
+                    _ => continue,
+                }
+            }
+            return Ok(lock);
+        }
     }
 }
 

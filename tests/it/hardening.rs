@@ -248,3 +248,35 @@ fn a_store_file_others_can_read_is_refused() {
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
     env.cmd().args(["code", "web"]).assert().success();
 }
+
+/// Enrolling with no keyring fails and leaves nothing behind: no empty hosts.toml.lock, no
+/// configuration directory it made; after commands that succeeded, no lock file either.
+#[test]
+fn a_failed_enrollment_leaves_no_lock_file() {
+    let env = Env::new();
+    let config_dir = env.config().parent().unwrap().to_path_buf();
+    let add_to_keyring = |name: &str| {
+        env.cmd()
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env("XDG_RUNTIME_DIR", env.path().join("no-session"))
+            .args(["add", name, "--address", "127.0.0.1", "--secret", "-"])
+            .write_stdin(RFC_SECRET)
+            .output()
+            .unwrap()
+    };
+    let out = add_to_keyring("web");
+    assert_eq!(out.status.code(), Some(4), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("keyring"), "{}", stderr_of(&out));
+    assert!(!config_dir.exists(), "left behind: {config_dir:?}");
+
+    env.add_file_host("web", "127.0.0.1", RFC_SECRET);
+    let out = add_to_keyring("db");
+    assert_eq!(out.status.code(), Some(4), "{}", stderr_of(&out));
+    let mut left: Vec<String> = fs::read_dir(&config_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["hosts.toml", "secrets"]);
+    assert_eq!(names(&env), ["web"]);
+}
