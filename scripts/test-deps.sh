@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(oathtool dbus gnome-keyring libsecret-tools knockd iptables ipset nftables iproute2
     zbar-tools mandoc socat procps bsdutils util-linux elvish systemd faketime)
 programs=(oathtool dbus-run-session gnome-keyring-daemon secret-tool knockd iptables ipset nft ip
-    zbarimg mandoc socat pgrep script knock unshare elvish systemd-analyze ss faketime)
+    zbarimg mandoc socat pgrep script knock unshare setpriv elvish systemd-analyze ss faketime)
 python_programs=(aws moto_server)
 if [ "${1:-}" = "--check" ]; then
     for p in "${programs[@]}" "${python_programs[@]}"; do command -v "$p" >/dev/null || exit 1; done
