@@ -499,7 +499,7 @@ _knock__totp() {
             return 0
             ;;
         knock__totp__subcmd__proxy)
-            opts="-v -q -h --timeout --margin --verbose --quiet --help"
+            opts="-v -q -h --fdpass --timeout --margin --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -35,7 +35,7 @@ complete -c knock-totp -n "__fish_knock_totp_needs_command" -f -a "remove" -d 'R
 complete -c knock-totp -n "__fish_knock_totp_needs_command" -f -a "code" -d 'Print the current code and seconds left; without NAME, every host\'s'
 complete -c knock-totp -n "__fish_knock_totp_needs_command" -f -a "ports" -d 'Print the knock ports of the current (or another) window'
 complete -c knock-totp -n "__fish_knock_totp_needs_command" -f -a "knock" -d 'Knock a host\'s port sequence'
-complete -c knock-totp -n "__fish_knock_totp_needs_command" -f -a "ssh" -d 'Knock, wait for the port to open, then run ssh to the knocked address'
+complete -c knock-totp -n "__fish_knock_totp_needs_command" -f -a "ssh" -d 'Run ssh through a ProxyCommand that knocks, waits for the port and hands ssh that connection'
 complete -c knock-totp -n "__fish_knock_totp_needs_command" -f -a "proxy" -d 'Knock, connect and relay stdin/stdout (for ssh\'s ProxyCommand)'
 complete -c knock-totp -n "__fish_knock_totp_needs_command" -f -a "setup" -d 'Enroll a server: secret, QR code, knockd, firewall, server and systemd configs'
 complete -c knock-totp -n "__fish_knock_totp_needs_command" -f -a "server" -d 'Run the rotation daemon that keeps the doors following the code'
@@ -105,6 +105,7 @@ complete -c knock-totp -n "__fish_knock_totp_using_subcommand ssh" -s q -l quiet
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand ssh" -s h -l help -d 'Print help'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand proxy" -l timeout -d 'Seconds to wait for the protected port to open' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand proxy" -l margin -d 'Wait for the next window when fewer than this many seconds are left' -r
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand proxy" -l fdpass -d 'Hand the connection to ssh and exit instead of relaying it (needs `ProxyUseFdpass yes`)'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand proxy" -s v -l verbose -d 'Say more on stderr (repeat for more detail); never shows secrets'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand proxy" -s q -l quiet -d 'Print only results and errors'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand proxy" -s h -l help -d 'Print help'
@@ -152,7 +153,7 @@ complete -c knock-totp -n "__fish_knock_totp_using_subcommand help; and not __fi
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand help; and not __fish_seen_subcommand_from add list show remove code ports knock ssh proxy setup server completions help" -f -a "code" -d 'Print the current code and seconds left; without NAME, every host\'s'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand help; and not __fish_seen_subcommand_from add list show remove code ports knock ssh proxy setup server completions help" -f -a "ports" -d 'Print the knock ports of the current (or another) window'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand help; and not __fish_seen_subcommand_from add list show remove code ports knock ssh proxy setup server completions help" -f -a "knock" -d 'Knock a host\'s port sequence'
-complete -c knock-totp -n "__fish_knock_totp_using_subcommand help; and not __fish_seen_subcommand_from add list show remove code ports knock ssh proxy setup server completions help" -f -a "ssh" -d 'Knock, wait for the port to open, then run ssh to the knocked address'
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand help; and not __fish_seen_subcommand_from add list show remove code ports knock ssh proxy setup server completions help" -f -a "ssh" -d 'Run ssh through a ProxyCommand that knocks, waits for the port and hands ssh that connection'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand help; and not __fish_seen_subcommand_from add list show remove code ports knock ssh proxy setup server completions help" -f -a "proxy" -d 'Knock, connect and relay stdin/stdout (for ssh\'s ProxyCommand)'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand help; and not __fish_seen_subcommand_from add list show remove code ports knock ssh proxy setup server completions help" -f -a "setup" -d 'Enroll a server: secret, QR code, knockd, firewall, server and systemd configs'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand help; and not __fish_seen_subcommand_from add list show remove code ports knock ssh proxy setup server completions help" -f -a "server" -d 'Run the rotation daemon that keeps the doors following the code'

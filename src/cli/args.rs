@@ -49,7 +49,7 @@ pub enum Command {
     Ports(PortsArgs),
     /// Knock a host's port sequence
     Knock(KnockArgs),
-    /// Knock, wait for the port to open, then run ssh to the knocked address
+    /// Run ssh through a ProxyCommand that knocks, waits for the port and hands ssh that connection
     Ssh(SshArgs),
     /// Knock, connect and relay stdin/stdout (for ssh's ProxyCommand)
     Proxy(ProxyArgs),
@@ -293,6 +293,10 @@ pub struct ProxyArgs {
     /// Port ssh asked for (%p); overrides the profile's port
     #[arg(value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
+
+    /// Hand the connection to ssh and exit instead of relaying it (needs `ProxyUseFdpass yes`)
+    #[arg(long)]
+    pub fdpass: bool,
 
     #[command(flatten)]
     pub options: KnockOptions,

@@ -74,7 +74,8 @@ pub fn knock_target(
         if let Some(opened) = watch.wait(timeout).map_err(network)? {
             if opened.open_before_knock {
                 log.note(format!(
-                    "port {} on {} was open before knocking: its firewall does not close it",
+                    "port {} on {} was open before knocking: its firewall does not close it \
+                     (unless a door from an earlier knock from here is still open)",
                     target.addr.port(),
                     target.addr.ip()
                 ));

@@ -1,14 +1,13 @@
 //! End to end, as root: knock-totp against knockd in a two-namespace lab. The client namespace
 //! runs the real binary; the server namespace runs knockd, the firewall and an echo server.
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use knock_totp::core::secret::SecretKey;
 use knock_totp::core::totp::{Algorithm, Totp};
 
 use crate::support::lab::{iptables_door, lab_available, Lab};
-use crate::support::{stderr_of, stdout_of, Env, RFC_SECRET};
+use crate::support::{can_run, fdpass_ssh, have, stderr_of, stdout_of, Env, RFC_SECRET};
 
 /// knockd's seq_timeout: a half-finished attempt lingers this long and eats the next knock.
 const SEQ_TIMEOUT: u64 = 2;
@@ -151,60 +150,61 @@ fn proxy_relays_both_ways_through_the_opened_port() {
 }
 
 #[test]
-fn ssh_execs_ssh_at_the_knocked_ip() {
-    if !lab_available() {
+fn ssh_execs_ssh_whose_proxy_command_knocks_and_passes_the_connection() {
+    if !lab_available() || !can_run("needs python3 for the stand-in ssh", have("python3")) {
         return;
     }
     let mut lab = guarded_lab("ssh");
     let server = lab.server_ip.to_string();
-    // The profile holds a name; the client resolves it once and ssh gets that IP.
+    // The profile holds a name; the ProxyCommand resolves it and knocks that IP.
     lab.client_hosts(&[("server.lab.test", &server)]);
     let env = Env::new();
     env.add_file_host_with("lab", "server.lab.test", RFC_SECRET, &["--user", "alice"]);
     let argv_file = lab.dir.path().join("ssh-argv");
-    let stand_in = lab.dir.path().join("ssh");
-    std::fs::write(
-        &stand_in,
-        format!(
-            "#!/bin/sh\necho \"$$\" > '{0}'\nprintf '%s\\n' \"$@\" >> '{0}'\n",
-            argv_file.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let stand_in = fdpass_ssh(lab.dir.path());
 
     let mut cmd = env.std_cmd_via(&lab.client_prefix());
     let child = cmd
         .args(["ssh", "lab", "--ssh-bin"])
         .arg(&stand_in)
         .args(["--", "-A", "uptime"])
+        .env("KT_ARGV_FILE", &argv_file)
+        .env("KT_SEND", "echoed by the server\n")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id();
     let out = child.wait_with_output().unwrap();
+    let stderr = stderr_of(&out);
     assert!(
         out.status.success(),
-        "{}\n{}\nknockd:\n{}",
+        "{}\n{stderr}\nknockd:\n{}",
         stdout_of(&out),
-        stderr_of(&out),
         lab.knockd_output()
     );
+    // The knock opened the door and the echo server answered over the passed connection.
+    assert_eq!(stdout_of(&out), "echoed by the server\n", "{stderr}");
+    assert!(!stderr.contains("open before knocking"), "{stderr}");
     let recorded = std::fs::read_to_string(&argv_file).unwrap();
     let lines: Vec<&str> = recorded.lines().collect();
     // `ip netns exec` and knock-totp both exec: the stand-in runs as the very process spawned.
     assert_eq!(lines[0], pid.to_string(), "ssh did not replace knock-totp");
+    assert_eq!(lines[1..3], ["-o", "HostKeyAlias=lab"]);
+    assert!(
+        lines[4].starts_with("ProxyCommand=") && lines[4].ends_with(" -- lab"),
+        "{lines:?}"
+    );
     assert_eq!(
-        &lines[1..],
+        &lines[5..],
         [
             "-o",
-            "HostKeyAlias=lab",
+            "ProxyUseFdpass=yes",
             "-p",
             "22",
             "-l",
             "alice",
-            server.as_str(),
+            "server.lab.test",
             "-A",
             "uptime"
         ]

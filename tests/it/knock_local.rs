@@ -2,10 +2,9 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use crate::support::{can_run, stderr_of, stdout_of, Env, RFC_SECRET};
+use crate::support::{can_run, fdpass_ssh, have, stderr_of, stdout_of, Env, RFC_SECRET};
 
 /// A loopback port with (very likely) nobody listening.
 fn closed_port() -> u16 {
@@ -249,47 +248,61 @@ fn proxy_with_a_closed_stdin_exits_cleanly() {
 }
 
 #[test]
-fn ssh_runs_the_ssh_program_at_the_resolved_ip() {
+fn ssh_hands_the_connection_that_answered_to_ssh() {
+    if !can_run("needs python3 for the stand-in ssh", have("python3")) {
+        return;
+    }
     let env = Env::new();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let port = echo_server();
     env.add_file_host_with(
         "lo",
         "localhost",
         RFC_SECRET,
         &["--port", &port.to_string(), "--user", "bob"],
     );
-    let stand_in = env.path().join("fake-ssh");
+    let stand_in = fdpass_ssh(env.path());
     let argv_file = env.path().join("argv");
-    std::fs::write(
-        &stand_in,
-        format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n",
-            argv_file.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
-    env.cmd()
+    let out = env
+        .cmd()
         .args(["ssh", "lo", "--margin", "0", "--", "-N"])
         .env("KNOCK_TOTP_SSH", &stand_in)
-        .assert()
-        .success();
-    let argv = std::fs::read_to_string(&argv_file).unwrap();
-    let argv: Vec<&str> = argv.lines().collect();
-    let port = port.to_string();
+        .env("KT_ARGV_FILE", &argv_file)
+        .env("KT_SEND", "through the handed-over socket\n")
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "{stderr}");
+    // The echo server answered over the descriptor the ProxyCommand passed.
     assert_eq!(
-        argv[..6],
-        ["-o", "HostKeyAlias=lo", "-p", port.as_str(), "-l", "bob"]
+        stdout_of(&out),
+        "through the handed-over socket\n",
+        "{stderr}"
     );
-    // localhost resolved once, to one loopback IP literal.
+    // Nothing guards the port: the ProxyCommand said so (its stderr is ssh's).
+    assert!(stderr.contains("was open before knocking"), "{stderr}");
+    let argv = std::fs::read_to_string(&argv_file).unwrap();
+    let argv: Vec<&str> = argv.lines().skip(1).collect();
+    let port = port.to_string();
+    assert_eq!(argv[..2], ["-o", "HostKeyAlias=lo"]);
+    assert_eq!(argv[2], "-o");
     assert!(
-        argv[6]
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
+        argv[3].starts_with("ProxyCommand='")
+            && argv[3].ends_with("' proxy --fdpass --timeout 5 --margin 0 -- lo"),
         "{argv:?}"
     );
-    assert_eq!(argv[7..], ["-N"]);
+    assert_eq!(
+        argv[4..],
+        [
+            "-o",
+            "ProxyUseFdpass=yes",
+            "-p",
+            port.as_str(),
+            "-l",
+            "bob",
+            "localhost",
+            "-N"
+        ]
+    );
 }
 
 #[test]

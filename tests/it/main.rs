@@ -17,5 +17,6 @@ mod server;
 mod server_e2e;
 mod setup;
 mod setup_e2e;
+mod ssh_e2e;
 mod support;
 mod tty;

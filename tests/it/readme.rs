@@ -151,7 +151,7 @@ fn ssh_config_recipe_uses_the_alias_of_knock_totp_ssh() {
         .trim()
         .to_owned();
     // What `knock-totp ssh` passes for this name.
-    let ssh_alias = knock_totp::cli::cmd::ssh::ssh_argv(&host, "192.0.2.1", 22, None, &[])
+    let ssh_alias = knock_totp::cli::cmd::ssh::ssh_argv(&host, "PROXY", "192.0.2.1", 22, None, &[])
         .iter()
         .find_map(|a| a.to_str()?.strip_prefix("HostKeyAlias=").map(str::to_owned))
         .expect("knock-totp ssh passes a HostKeyAlias");

@@ -1,4 +1,5 @@
-//! `proxy`: knock, connect to the knocked IP, and relay stdin/stdout over it (ssh ProxyCommand).
+//! `proxy`: knock, connect to the knocked IP, and relay stdin/stdout over it (ssh ProxyCommand),
+//! or with `--fdpass` hand the connection itself to ssh (ProxyUseFdpass).
 //!
 //! stdout carries the relayed bytes only; every message goes to stderr.
 
@@ -9,6 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use super::knock::{policy, target_for_host};
 use crate::cli::args::ProxyArgs;
 use crate::cli::Context;
+use crate::client::handoff::pass_to_ssh;
 use crate::client::knock::knock_target;
 use crate::error::UserError;
 
@@ -28,6 +30,16 @@ pub fn run(ctx: &Context, args: ProxyArgs) -> anyhow::Result<()> {
     let addr = target.addr;
     let stream = knock_target(&ctx.log, &target, &totp, &policy(&args.options, true))?
         .expect("a verified knock returns the connection that proved the port open");
+    if args.fdpass {
+        return pass_to_ssh(std::io::stdout(), &stream).map_err(|e| {
+            UserError::runtime(format!("cannot hand the connection to {addr} to ssh: {e}"))
+                .with_hint(
+                    "--fdpass works only as ssh's ProxyCommand with `ProxyUseFdpass yes` \
+                     (stdout must be the socket ssh gives it)",
+                )
+                .into()
+        });
+    }
     relay(stream).map_err(|e| UserError::runtime(format!("relaying to {addr}: {e}")).into())
 }
 

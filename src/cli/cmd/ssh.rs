@@ -1,4 +1,6 @@
-//! `ssh`: knock, wait for the port, then replace this process with ssh to the knocked IP.
+//! `ssh`: replace this process with ssh, whose ProxyCommand is `knock-totp proxy --fdpass`: it
+//! knocks, waits for the port and hands ssh the connection that answered (ProxyUseFdpass), so
+//! sshd sees exactly one connection per login.
 
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
@@ -6,31 +8,34 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 
-use super::knock::{policy, target_for_host};
-use crate::cli::args::SshArgs;
+use crate::cli::args::{KnockOptions, SshArgs};
 use crate::cli::Context;
-use crate::client::knock::knock_target;
 use crate::error::UserError;
+use crate::log::Log;
 
 pub fn run(ctx: &Context, args: SshArgs) -> anyhow::Result<()> {
-    // Before knocking: a knock for an ssh that cannot start opens the door for nothing.
+    // Before anything is sent: a knock for an ssh that cannot start opens the door for nothing.
     if !is_runnable(&args.ssh_bin) {
         return Err(cannot_run(&args.ssh_bin, "no such executable program"));
     }
-    let (profile, target, totp) = target_for_host(ctx, &args.name, None)?;
-    let addr = target.addr;
-    // The probe connection only proved the door is open; ssh makes its own.
-    drop(knock_target(
-        &ctx.log,
-        &target,
-        &totp,
-        &policy(&args.options, true),
-    )?);
-
+    // The host and its secret are checked here, where their errors keep their exit codes;
+    // the knock itself happens in the ProxyCommand, once ssh runs.
+    let (profile, _) = ctx.totp(&args.name)?;
+    let exe = std::env::current_exe().map_err(|e| {
+        UserError::runtime(format!(
+            "cannot find this program's path for ssh's ProxyCommand: {e}"
+        ))
+    })?;
+    let proxy = proxy_command(&exe, &ctx.log, &args.name, &args.options);
+    let host = profile
+        .address
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let argv = ssh_argv(
         &args.name,
-        &addr.ip().to_string(),
-        addr.port(),
+        &proxy,
+        host,
+        profile.port,
         profile.user.as_deref(),
         &args.ssh_args,
     );
@@ -45,6 +50,60 @@ pub fn run(ctx: &Context, args: SshArgs) -> anyhow::Result<()> {
     // exec only returns on failure; on success ssh's signals and exit code are the user's.
     let error = Command::new(&args.ssh_bin).args(&argv).exec();
     Err(cannot_run(&args.ssh_bin, error))
+}
+
+/// ssh's ProxyCommand: this program's `proxy --fdpass` for host `name`, with our knock
+/// options and verbosity. ssh runs it with `sh -c` after expanding `%` tokens, so the path is
+/// single-quoted for the shell and its `%` doubled for ssh; names and numbers need neither.
+pub fn proxy_command(exe: &Path, log: &Log, name: &str, options: &KnockOptions) -> String {
+    let path = exe
+        .to_string_lossy()
+        .replace('\'', "'\\''")
+        .replace('%', "%%");
+    let mut command = format!(
+        "'{path}' proxy --fdpass --timeout {} --margin {}",
+        options.timeout, options.margin
+    );
+    if log.quiet {
+        command.push_str(" -q");
+    }
+    for _ in 0..log.verbose {
+        command.push_str(" -v");
+    }
+    command.push_str(" -- ");
+    command.push_str(name);
+    command
+}
+
+/// ssh's arguments: the profile name as HostKeyAlias (so known_hosts matches the name, as with
+/// the README's ProxyCommand recipe), our ProxyCommand with ProxyUseFdpass, port and user,
+/// the profile's address as the destination (ssh connects nowhere itself; it names the host
+/// for ssh_config), then the user's own arguments (OpenSSH reads options there too).
+pub fn ssh_argv(
+    name: &str,
+    proxy_command: &str,
+    host: &str,
+    port: u16,
+    user: Option<&str>,
+    extra: &[String],
+) -> Vec<OsString> {
+    let mut argv: Vec<OsString> = vec![
+        "-o".into(),
+        format!("HostKeyAlias={name}").into(),
+        "-o".into(),
+        format!("ProxyCommand={proxy_command}").into(),
+        "-o".into(),
+        "ProxyUseFdpass=yes".into(),
+        "-p".into(),
+        port.to_string().into(),
+    ];
+    if let Some(user) = user {
+        argv.push("-l".into());
+        argv.push(user.into());
+    }
+    argv.push(host.into());
+    argv.extend(extra.iter().map(OsString::from));
+    argv
 }
 
 fn cannot_run(program: &Path, why: impl std::fmt::Display) -> anyhow::Error {
@@ -68,39 +127,15 @@ fn is_runnable(program: &Path) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(program))))
 }
 
-/// ssh's arguments: the knocked IP (so the connection comes from the address the door opened
-/// for), the profile name as HostKeyAlias (so known_hosts still matches), port and user, then
-/// the user's own arguments after the destination (OpenSSH reads options there too).
-pub fn ssh_argv(
-    name: &str,
-    ip: &str,
-    port: u16,
-    user: Option<&str>,
-    extra: &[String],
-) -> Vec<OsString> {
-    let mut argv: Vec<OsString> = vec![
-        "-o".into(),
-        format!("HostKeyAlias={name}").into(),
-        "-p".into(),
-        port.to_string().into(),
-    ];
-    if let Some(user) = user {
-        argv.push("-l".into());
-        argv.push(user.into());
-    }
-    argv.push(ip.into());
-    argv.extend(extra.iter().map(OsString::from));
-    argv
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn argv_puts_alias_port_user_then_destination_then_extra() {
+    fn argv_puts_alias_proxy_port_user_then_destination_then_extra() {
         let argv = ssh_argv(
             "web",
+            "PROXY",
             "2001:db8::5",
             2222,
             Some("alice"),
@@ -112,6 +147,10 @@ mod tests {
             [
                 "-o",
                 "HostKeyAlias=web",
+                "-o",
+                "ProxyCommand=PROXY",
+                "-o",
+                "ProxyUseFdpass=yes",
                 "-p",
                 "2222",
                 "-l",
@@ -121,8 +160,30 @@ mod tests {
                 "uptime"
             ]
         );
-        let argv = ssh_argv("db", "192.0.2.1", 22, None, &[]);
-        assert_eq!(argv.len(), 5);
-        assert_eq!(argv[4], "192.0.2.1");
+        let argv = ssh_argv("db", "PROXY", "192.0.2.1", 22, None, &[]);
+        assert_eq!(argv.len(), 9);
+        assert_eq!(argv[8], "192.0.2.1");
+    }
+
+    #[test]
+    fn proxy_command_quotes_the_path_for_sh_and_ssh() {
+        let options = KnockOptions {
+            timeout: 2.5,
+            margin: 0,
+        };
+        let log = Log {
+            verbose: 2,
+            quiet: false,
+        };
+        let command = proxy_command(
+            Path::new("/opt/it's 100%/knock-totp"),
+            &log,
+            "web",
+            &options,
+        );
+        assert_eq!(
+            command,
+            "'/opt/it'\\''s 100%%/knock-totp' proxy --fdpass --timeout 2.5 --margin 0 -v -v -- web"
+        );
     }
 }

@@ -93,6 +93,42 @@ impl Env {
     }
 }
 
+/// A stand-in for ssh (Python 3.9+): records its pid and argv in the file named by
+/// `KT_ARGV_FILE`, runs the `ProxyCommand=` it was given as OpenSSH does with
+/// `ProxyUseFdpass yes` (a socket pair as its stdin and stdout, `%%` unescaped), receives the
+/// connection over SCM_RIGHTS, sends `KT_SEND` through it and prints what comes back until EOF.
+pub const FDPASS_SSH_PY: &str = r#"#!/usr/bin/env python3
+import os, socket, subprocess, sys
+args = sys.argv[1:]
+with open(os.environ["KT_ARGV_FILE"], "w") as f:
+    f.write("\n".join([str(os.getpid())] + args) + "\n")
+proxy = next(a.split("=", 1)[1] for a in args if a.startswith("ProxyCommand="))
+ours, theirs = socket.socketpair()
+child = subprocess.Popen(["/bin/sh", "-c", "exec " + proxy.replace("%%", "%")], stdin=theirs, stdout=theirs)
+theirs.close()
+msg, fds, _, _ = socket.recv_fds(ours, 1, 1)
+child.wait()
+if not fds:
+    sys.exit("proxy dialer did not pass back a connection")
+conn = socket.socket(fileno=fds[0])
+conn.sendall(os.environ.get("KT_SEND", "").encode())
+conn.shutdown(socket.SHUT_WR)
+while True:
+    data = conn.recv(65536)
+    if not data:
+        break
+    sys.stdout.buffer.write(data)
+"#;
+
+/// Writes [`FDPASS_SSH_PY`] as an executable `ssh` in `dir`; returns its path.
+pub fn fdpass_ssh(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("ssh");
+    std::fs::write(&path, FDPASS_SSH_PY).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
 pub fn is_root() -> bool {
     std::process::Command::new("id")
         .arg("-u")
