@@ -3,6 +3,7 @@
 mod bad_input;
 mod client;
 mod cloud_aws;
+mod cloud_doors;
 mod dependencies;
 mod generated;
 mod hardening;

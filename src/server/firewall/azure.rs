@@ -1,9 +1,13 @@
-//! Azure network security group rules through az: a rule per knocker.
+//! Azure network security group rules through az: the knock range opened once, and a rule
+//! per knocker at a priority no concurrent door holds.
 
 use serde::{Deserialize, Serialize};
 
 use super::validate_cloud_name;
-use super::{Backend, DoorCommands, FirewallError, FirewallKind, ProtectedPort};
+use super::{
+    grant_description, grant_description_prefix, host_knock_range_drop, Backend, DoorCommands,
+    FirewallError, FirewallKind, ProtectedPort,
+};
 use crate::core::ports::knock_range_text;
 
 /// The Azure network security group the per-client rules are created in.
@@ -12,6 +16,28 @@ use crate::core::ports::knock_range_text;
 pub struct AzureTarget {
     pub resource_group: String,
     pub nsg: String,
+}
+
+/// Door grants take priorities from this pool (inclusive): below the knock range's rule
+/// (`KNOCK_RANGE_PRIORITY`), above the range admins usually give their own rules.
+pub const GRANT_PRIORITIES: (u32, u32) = (1000, 3899);
+/// The priority of the rule that opens the knock range.
+pub const KNOCK_RANGE_PRIORITY: u32 = 3900;
+/// How often a door tries another free priority when a concurrent door took its pick.
+pub const GRANT_ATTEMPTS: u32 = 8;
+
+impl AzureTarget {
+    fn group_flags(&self) -> String {
+        format!(
+            "--resource-group {} --nsg-name {}",
+            self.resource_group, self.nsg
+        )
+    }
+}
+
+/// The name of the rule a door creates for `%IP%` (`suffix` `-6` for IPv6).
+fn door_rule_name(target: &ProtectedPort, suffix: &str) -> String {
+    format!("kt-{}-$(echo %IP% | tr .: --){suffix}", target.cloud_id())
 }
 
 impl Backend for AzureTarget {
@@ -24,33 +50,46 @@ impl Backend for AzureTarget {
         validate_cloud_name("network security group", &self.nsg)
     }
 
+    /// Inbound priorities must be unique in the NSG, and a fixed function of the address
+    /// cannot be (a few thousand priorities, billions of addresses). So a door lists the
+    /// priorities in use and takes the first free one in `GRANT_PRIORITIES`, starting at a
+    /// point derived from the address (concurrent knockers rarely pick the same); if another
+    /// door took it meanwhile, Azure refuses the rule (SecurityRuleConflict) and the door
+    /// lists again and takes the next free one, up to `GRANT_ATTEMPTS` times. The rule is
+    /// named after the server and the address and deleted by that name.
     fn door_commands(&self, target: &ProtectedPort) -> DoorCommands {
-        let azure = self;
-        let port = target.port;
-        let rule = |suffix: &str| format!("kt-{}-$(echo %IP% | tr .: --){suffix}", target.slug());
-        let group = format!(
-            "--resource-group {} --nsg-name {}",
-            azure.resource_group, azure.nsg
-        );
-        // Priorities must be unique in the group: derive one from the address. No '%'
-        // other than %IP% anywhere: knockd substitutes it in the text.
-        let create = |suffix: &str, bits: u8, base: u32| {
+        let group = self.group_flags();
+        let (low, high) = GRANT_PRIORITIES;
+        let pool = high - low + 1;
+        // No '%' other than %IP% anywhere (knockd reads the text as a format), hence the
+        // modulo through int().
+        let create = |suffix: &str, bits: u8| {
             format!(
-                "az network nsg rule create {group} --name {} \
-                     --priority $(( $(echo %IP% | cksum | cut -c1-3) + {base} )) \
-                     --direction Inbound --access Allow --protocol Tcp \
-                     --source-address-prefixes %IP%/{bits} --destination-port-ranges {port} \
-                     --description {} --output none",
-                rule(suffix),
-                target.description()
+                "n={name}; s=$(echo %IP% | cksum | cut -d' ' -f1); \
+                 for try in $(seq {GRANT_ATTEMPTS}); do \
+                 p=$(az network nsg rule list {group} --query '[].priority' --output tsv | \
+                 awk -v s=\"$s\" '{{ used[$1] = 1 }} END {{ for (i = 0; i < {pool}; i++) \
+                 {{ p = {low} + (s + i) - int((s + i) / {pool}) * {pool}; \
+                 if (!(p in used)) {{ print p; exit }} }} }}') && [ -n \"$p\" ] && \
+                 az network nsg rule create {group} --name \"$n\" --priority \"$p\" \
+                 --direction Inbound --access Allow --protocol Tcp \
+                 --source-address-prefixes %IP%/{bits} --destination-port-ranges {port} \
+                 --description \"{description}\" --output none && exit 0; sleep 1; done; exit 1",
+                name = door_rule_name(target, suffix),
+                port = target.port,
+                description = grant_description(target),
             )
         };
-        let delete =
-            |suffix: &str| format!("az network nsg rule delete {group} --name {}", rule(suffix));
+        let delete = |suffix: &str| {
+            format!(
+                "az network nsg rule delete {group} --name {}",
+                door_rule_name(target, suffix)
+            )
+        };
         DoorCommands {
-            start: create("", 32, 1000),
+            start: create("", 32),
             stop: Some(delete("")),
-            start_6: Some(create("-6", 128, 2000)),
+            start_6: Some(create("-6", 128)),
             stop_6: Some(delete("-6")),
         }
     }
@@ -59,40 +98,42 @@ impl Backend for AzureTarget {
         Some(format!(
             "# Once: let the knock range and port {port} reach the VM from anywhere, IPv4 and IPv6\n\
              # (the host decides who gets in). The VM needs no Azure permissions.\n\
-             az network nsg rule create --resource-group {rg} --nsg-name {nsg} \\\n\
-             \x20 --name kt-{slug}-open --priority 3900 --direction Inbound --access Allow \\\n\
+             az network nsg rule create {group} \\\n\
+             \x20 --name kt-{id}-open --priority {KNOCK_RANGE_PRIORITY} --direction Inbound --access Allow \\\n\
              \x20 --protocol Tcp --source-address-prefixes '*' \\\n\
              \x20 --destination-port-ranges {range} {port} --description {desc} --output none\n",
             port = target.port,
-            rg = self.resource_group,
-            nsg = self.nsg,
-            slug = target.slug(),
+            group = self.group_flags(),
+            id = target.cloud_id(),
             range = knock_range_text(),
             desc = target.description(),
         ))
     }
 
     fn setup_steps(&self, target: &ProtectedPort) -> String {
-        let azure = self;
-        let port = target.port;
-        let mut s = String::new();
-        s.push_str(&format!(
-                "# 1. Knocks must reach knockd. This lets TCP {range} through {nsg}; knockd sees\n\
-                 #    knocks before the host firewall, so drop these ports on the host if anything\n\
-                 #    listens there. Port {port} must have no rule open to Internet/*.\n\
-                 az network nsg rule create --resource-group {rg} --nsg-name {nsg} \\\n\
-                 \x20 --name kt-{slug}-knocks --priority 3900 --direction Inbound --access Allow \\\n\
-                 \x20 --protocol Tcp --source-address-prefixes '*' --destination-port-ranges {range} \\\n\
-                 \x20 --description {description} --output none\n\n\
-                 # 2. The VM's identity needs Microsoft.Network/networkSecurityGroups/securityRules/\n\
-                 #    write and delete on {nsg} (e.g. the Network Contributor role scoped to it).\n\
-                 # 3. knockd's doors create a rule for the knocker's address only and delete it.\n",
-                rg = azure.resource_group,
-                nsg = azure.nsg,
-                slug = target.slug(),
-                range = knock_range_text(),
-                description = target.description(),
-            ));
-        s
+        let (low, high) = GRANT_PRIORITIES;
+        format!(
+            "# 1. Port {port} must have no rule open to Internet/*. Once: let the knock range\n\
+             #    {range} reach knockd from anywhere, IPv4 and IPv6 (never rotated: a firewall\n\
+             #    that opens only the current door ports shows a scanner the doors).\n\
+             az network nsg rule create {group} \\\n\
+             \x20 --name kt-{id}-knocks --priority {KNOCK_RANGE_PRIORITY} --direction Inbound --access Allow \\\n\
+             \x20 --protocol Tcp --source-address-prefixes '*' --destination-port-ranges {range} \\\n\
+             \x20 --description {description} --output none\n\n\
+             {host}\n\
+             # 3. The VM's identity needs Microsoft.Network/networkSecurityGroups/securityRules/\n\
+             #    read, write and delete on {nsg} (e.g. the Network Contributor role scoped to it).\n\
+             # knockd's doors create a rule for the knocker's address only (kt-{id}-ADDRESS),\n\
+             # described \"{prefix}<expiry>\", at a free priority in {low}-{high}, and delete it\n\
+             # after open_seconds.\n",
+            port = target.port,
+            range = knock_range_text(),
+            group = self.group_flags(),
+            nsg = self.nsg,
+            id = target.cloud_id(),
+            description = target.description(),
+            host = host_knock_range_drop(target, "2. "),
+            prefix = grant_description_prefix(&target.server),
+        )
     }
 }

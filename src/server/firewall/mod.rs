@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use sha2::{Digest, Sha256};
+
 use crate::core::ports::knock_range_text;
 
 pub mod aws;
@@ -132,8 +134,12 @@ impl ProtectedPort {
         rule_description(&self.server)
     }
 
-    /// A lowercase, dash-only form of the server name for cloud rule names (max 16 chars).
-    fn slug(&self) -> String {
+    /// The server's name as GCP and Azure rule names and tags take it: at most
+    /// `CLOUD_SLUG_LEN` characters of the name folded to lowercase letters, digits and `-`,
+    /// then `-` and 6 hex digits of a SHA-256 of the full name. Names that are cut or folded
+    /// to the same text (`production-web-01` and `-02`, `Web_1` and `web-1`) stay apart, so
+    /// a knock on one server never opens another.
+    pub fn cloud_id(&self) -> String {
         let mut slug: String = self
             .server
             .chars()
@@ -144,15 +150,20 @@ impl ProtectedPort {
                     '-'
                 }
             })
-            .take(16)
+            .take(CLOUD_SLUG_LEN)
             .collect();
         slug = slug.trim_matches('-').to_owned();
         if slug.is_empty() {
             slug.push('x');
         }
-        slug
+        let digest = Sha256::digest(self.server.as_bytes());
+        format!("{slug}-{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2])
     }
 }
+
+/// How much of the server's name a cloud id keeps: `kt-<id>-<IPv6 address, 39 chars>-6`
+/// must fit GCP's 63-character names.
+pub const CLOUD_SLUG_LEN: usize = 11;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FirewallError {
@@ -426,14 +437,29 @@ mod tests {
     fn gcp_and_azure_rules_are_per_address() {
         let c = all()[3].door_commands(&target());
         assert!(c.start.contains("--source-ranges=%IP%/32"), "{}", c.start);
-        assert!(c.start.contains("kt-web-1-$(echo %IP% | tr .: --)"));
+        let id = target().cloud_id();
+        assert!(
+            id.starts_with("web-1-") && id.len() == "web-1-".len() + 6,
+            "{id}"
+        );
+        let rule = format!("kt-{id}-$(echo %IP% | tr .: --)");
+        assert!(c.start.contains(&rule), "{}", c.start);
         assert!(c
-            .stop
-            .unwrap()
-            .starts_with("gcloud compute firewall-rules delete kt-web-1-"));
+            .start
+            .contains("--description=\"knock-totp:Web_1 until $(date"));
+        assert_eq!(
+            c.stop.unwrap(),
+            format!("gcloud compute firewall-rules delete {rule} --quiet")
+        );
         let c = all()[4].door_commands(&target());
         assert!(c.start.contains("--source-address-prefixes %IP%/32"));
-        assert!(c.stop.unwrap().starts_with("az network nsg rule delete"));
+        assert!(c.start.contains(&format!("n={rule};")), "{}", c.start);
+        assert_eq!(
+            c.stop.unwrap(),
+            format!(
+                "az network nsg rule delete --resource-group rg1 --nsg-name web-nsg --name {rule}"
+            )
+        );
     }
 
     #[test]
