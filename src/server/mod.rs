@@ -1,8 +1,10 @@
 //! The server: the doors of each window go to a knock engine, which opens the protected port
-//! through the host firewall or the cloud's. `config` is the daemon's file, `doors` what a
-//! window needs, `rotation` the loop that follows the clock, `engine/` the knock engines,
-//! `firewall/` the backends a door's grant runs through, and `cloud/` the cloud CLIs.
+//! through the host firewall or the cloud's. `config` is the daemon's file, `artifacts` what
+//! `setup` writes, `doors` what a window needs, `rotation` the loop that follows the clock,
+//! `engine/` the knock engines, `firewall/` the backends a door's grant runs through, and
+//! `cloud/` the cloud CLIs.
 
+pub mod artifacts;
 pub mod cloud;
 pub mod config;
 pub mod doors;

@@ -1,6 +1,7 @@
 //! `setup`: enroll a server in one command (secret, QR code, server, knockd, firewall and
 //! systemd configs, and the client's `add` command). Everything is checked before anything
-//! is written.
+//! is written. What the files hold is `server::artifacts`; this is the command around it:
+//! arguments, the secret, the checks and writes under --out, and what is printed.
 
 use std::fmt::Write as _;
 use std::fs::{self, OpenOptions};
@@ -20,38 +21,17 @@ use crate::core::secret::SecretKey;
 use crate::core::totp::Totp;
 use crate::error::UserError;
 use crate::fsutil::{create_private_dir, unsafe_directory, StagedFile};
-use crate::server::config::EngineKind;
-use crate::server::config::{validate_interface, ServerConfig, DEFAULT_EXECUTABLE};
-use crate::server::engine::knockd::conf::render_knockd_conf;
-use crate::server::engine::knockd::{knockd_door, knockd_options};
-use crate::server::engine::nftables::{self, ruleset::base_ruleset};
-use crate::server::firewall::{
-    aws_iam_policy, AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget,
+use crate::server::artifacts::{
+    add_secret_artifacts, public_artifacts, secret_file_name, uri_artifact, uri_file_name,
+    Artifact, KNOCKD_CONF_FILE,
 };
+use crate::server::config::EngineKind;
+use crate::server::config::{validate_interface, ServerConfig};
+use crate::server::firewall::{AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget};
 use crate::server::systemd;
 
 /// Stands in for the server's address in the client command when --address is not given.
 const ADDRESS_PLACEHOLDER: &str = "SERVER_ADDRESS";
-
-/// Names under --out of the two files that can only be rendered once the secret is known.
-const KNOCKD_CONF_FILE: &str = "knockd.conf";
-fn secret_file_name(name: &str) -> String {
-    format!("{name}.secret")
-}
-/// With --out, the otpauth URI (it holds the secret) for the clients and the phone.
-fn uri_file_name(name: &str) -> String {
-    format!("{name}.otpauth")
-}
-
-/// One generated file: where it goes on the server, its name under --out, text and mode.
-struct Artifact {
-    title: &'static str,
-    /// Path on the server (shown in print mode; `None` for admin-only files).
-    server_path: Option<PathBuf>,
-    file_name: String,
-    contents: Zeroizing<String>,
-    mode: u32,
-}
 
 pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
     // 1. Check every argument before reading a secret or touching the disk.
@@ -99,7 +79,7 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
         .validate()
         .map_err(|(_, message)| UserError::usage(message))?;
 
-    let artifacts = render_artifacts(&config, &firewall)?;
+    let artifacts = public_artifacts(&config, &firewall)?;
     plan_writes(&args, &config, &artifacts)?;
 
     // 2. The secret: generated, or read from stdin.
@@ -128,47 +108,10 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
         String::new()
     };
 
-    let mut secret_file = Zeroizing::new(secret.to_base32().as_str().to_owned());
-    secret_file.push('\n');
     let mut artifacts = artifacts;
-    artifacts.insert(
-        0,
-        Artifact {
-            title: "secret (root only)",
-            server_path: Some(config.secret_file.clone()),
-            file_name: secret_file_name(&args.name),
-            contents: secret_file,
-            mode: 0o600,
-        },
-    );
-    if let Some(conf_path) = &config.knockd_conf {
-        let door = knockd_door(&config, window, totp.ports_for(window));
-        let knockd_conf = render_knockd_conf(&knockd_options(&config), &[door])
-            .map_err(|e| UserError::usage(e.to_string()))?;
-        artifacts.insert(
-            2,
-            Artifact {
-                title: "knockd.conf (an example for the current window; `knock-totp server` \
-                        rewrites it)",
-                server_path: Some(conf_path.clone()),
-                file_name: KNOCKD_CONF_FILE.into(),
-                // The doors' ports are the current code: not for other local users.
-                contents: Zeroizing::new(knockd_conf),
-                mode: 0o600,
-            },
-        );
-    }
-
+    add_secret_artifacts(&mut artifacts, &config, &secret, &totp, window)?;
     if args.out.is_some() {
-        let mut contents = Zeroizing::new(uri.as_str().to_owned());
-        contents.push('\n');
-        artifacts.push(Artifact {
-            title: "otpauth URI, for the clients and the authenticator app",
-            server_path: None,
-            file_name: uri_file_name(&args.name),
-            contents,
-            mode: 0o600,
-        });
+        artifacts.push(uri_artifact(&config.name, &uri));
     }
 
     // 3. Write (only after every check passed), then print. Every file under --out is
@@ -380,90 +323,6 @@ fn firewall_from(args: &SetupArgs, engine: EngineKind) -> Result<Firewall, UserE
         .validate()
         .map_err(|e| UserError::usage(e.to_string()))?;
     Ok(firewall)
-}
-
-/// Every file that holds no secret (the secret file and knockd.conf are added later).
-fn render_artifacts(config: &ServerConfig, firewall: &Firewall) -> anyhow::Result<Vec<Artifact>> {
-    let name = &config.name;
-    let config_path = ServerConfig::default_path(name);
-    let mut artifacts = vec![Artifact {
-        title: "server configuration",
-        server_path: Some(config_path.clone()),
-        file_name: format!("{name}.toml"),
-        contents: Zeroizing::new(config.to_toml()),
-        mode: 0o644,
-    }];
-    let setup_script = match config.engine {
-        EngineKind::Knockd => firewall.setup_script(&config.protected_port()),
-        EngineKind::Nftables => nft_setup_script(config, firewall),
-    };
-    artifacts.push(Artifact {
-        title: "one-time firewall setup, run as root",
-        server_path: None,
-        file_name: "firewall-setup.sh".into(),
-        contents: Zeroizing::new(setup_script),
-        mode: 0o644,
-    });
-    if config.engine == EngineKind::Nftables {
-        artifacts.push(Artifact {
-            title: "the base table: port closed, no doors (loaded at boot)",
-            server_path: Some(systemd::base_ruleset_path(name)),
-            file_name: format!("{name}.nft"),
-            contents: Zeroizing::new(base_ruleset(&nftables::params(config))),
-            mode: 0o644,
-        });
-        artifacts.push(Artifact {
-            title: "systemd unit that closes the port at boot, before sshd",
-            server_path: Some(PathBuf::from(format!(
-                "/etc/systemd/system/{}",
-                systemd::base_unit_name(name)
-            ))),
-            file_name: systemd::base_unit_name(name),
-            contents: Zeroizing::new(systemd::base_unit(config)),
-            mode: 0o644,
-        });
-    }
-    if let (EngineKind::Knockd, Firewall::Aws(aws)) = (config.engine, firewall) {
-        artifacts.push(Artifact {
-            title: "least-privilege IAM policy for the instance role",
-            server_path: None,
-            file_name: "iam-policy.json".into(),
-            contents: Zeroizing::new(aws_iam_policy(aws)),
-            mode: 0o644,
-        });
-    }
-    artifacts.push(Artifact {
-        title: "systemd unit for `knock-totp server`",
-        server_path: Some(PathBuf::from(format!(
-            "/etc/systemd/system/knock-totp-{name}.service"
-        ))),
-        file_name: format!("knock-totp-{name}.service"),
-        contents: Zeroizing::new(systemd::unit(config, &config_path, DEFAULT_EXECUTABLE)),
-        mode: 0o644,
-    });
-    Ok(artifacts)
-}
-
-/// The nftables engine's one-time script: load the base table now (the boot unit loads it
-/// later), then the cloud firewall's static opening, if any.
-fn nft_setup_script(config: &ServerConfig, firewall: &Firewall) -> String {
-    let target = config.protected_port();
-    let mut s = format!(
-        "#!/bin/sh\n\
-         # One-time setup for knock-totp server {name} (nftables engine), protected port {port}.\n\
-         # Review before running; keep a console open. Only knock-totp's own table is touched.\n\
-         set -eu\n\n\
-         # Close port {port} now: everyone but a knocker is dropped, whatever other rules accept.\n\
-         nft -f {base}\n",
-        name = config.name,
-        port = config.port,
-        base = systemd::base_ruleset_path(&config.name).display()
-    );
-    if let Some(opening) = firewall.backend().static_opening(&target) {
-        s.push('\n');
-        s.push_str(&opening);
-    }
-    s
 }
 
 /// Every path `setup` will write, checked: no existing file without --force, and a

@@ -1,0 +1,180 @@
+//! What `setup` writes for a server: each file's title, place on the server, name under
+//! `--out`, contents and mode. The files that hold the secret or the current code are rendered
+//! only once the secret is known.
+
+use std::path::PathBuf;
+
+use zeroize::Zeroizing;
+
+use crate::core::secret::SecretKey;
+use crate::core::totp::Totp;
+use crate::core::window::Window;
+use crate::error::UserError;
+use crate::server::config::{EngineKind, ServerConfig, DEFAULT_EXECUTABLE};
+use crate::server::engine::knockd::conf::render_knockd_conf;
+use crate::server::engine::knockd::{knockd_door, knockd_options};
+use crate::server::engine::nftables::{self, ruleset::base_ruleset};
+use crate::server::firewall::{aws_iam_policy, Firewall};
+use crate::server::systemd;
+
+/// Names under --out of the files that can only be rendered once the secret is known.
+pub const KNOCKD_CONF_FILE: &str = "knockd.conf";
+pub fn secret_file_name(name: &str) -> String {
+    format!("{name}.secret")
+}
+/// With --out, the otpauth URI (it holds the secret) for the clients and the phone.
+pub fn uri_file_name(name: &str) -> String {
+    format!("{name}.otpauth")
+}
+
+/// One generated file: where it goes on the server, its name under --out, text and mode.
+pub struct Artifact {
+    pub title: &'static str,
+    /// Path on the server (shown in print mode; `None` for admin-only files).
+    pub server_path: Option<PathBuf>,
+    pub file_name: String,
+    pub contents: Zeroizing<String>,
+    pub mode: u32,
+}
+
+/// Every file that holds no secret (`add_secret_artifacts` adds the others once the secret
+/// is known).
+pub fn public_artifacts(
+    config: &ServerConfig,
+    firewall: &Firewall,
+) -> anyhow::Result<Vec<Artifact>> {
+    let name = &config.name;
+    let config_path = ServerConfig::default_path(name);
+    let mut artifacts = vec![Artifact {
+        title: "server configuration",
+        server_path: Some(config_path.clone()),
+        file_name: format!("{name}.toml"),
+        contents: Zeroizing::new(config.to_toml()),
+        mode: 0o644,
+    }];
+    let setup_script = match config.engine {
+        EngineKind::Knockd => firewall.setup_script(&config.protected_port()),
+        EngineKind::Nftables => nft_setup_script(config, firewall),
+    };
+    artifacts.push(Artifact {
+        title: "one-time firewall setup, run as root",
+        server_path: None,
+        file_name: "firewall-setup.sh".into(),
+        contents: Zeroizing::new(setup_script),
+        mode: 0o644,
+    });
+    if config.engine == EngineKind::Nftables {
+        artifacts.push(Artifact {
+            title: "the base table: port closed, no doors (loaded at boot)",
+            server_path: Some(systemd::base_ruleset_path(name)),
+            file_name: format!("{name}.nft"),
+            contents: Zeroizing::new(base_ruleset(&nftables::params(config))),
+            mode: 0o644,
+        });
+        artifacts.push(Artifact {
+            title: "systemd unit that closes the port at boot, before sshd",
+            server_path: Some(PathBuf::from(format!(
+                "/etc/systemd/system/{}",
+                systemd::base_unit_name(name)
+            ))),
+            file_name: systemd::base_unit_name(name),
+            contents: Zeroizing::new(systemd::base_unit(config)),
+            mode: 0o644,
+        });
+    }
+    if let (EngineKind::Knockd, Firewall::Aws(aws)) = (config.engine, firewall) {
+        artifacts.push(Artifact {
+            title: "least-privilege IAM policy for the instance role",
+            server_path: None,
+            file_name: "iam-policy.json".into(),
+            contents: Zeroizing::new(aws_iam_policy(aws)),
+            mode: 0o644,
+        });
+    }
+    artifacts.push(Artifact {
+        title: "systemd unit for `knock-totp server`",
+        server_path: Some(PathBuf::from(format!(
+            "/etc/systemd/system/knock-totp-{name}.service"
+        ))),
+        file_name: format!("knock-totp-{name}.service"),
+        contents: Zeroizing::new(systemd::unit(config, &config_path, DEFAULT_EXECUTABLE)),
+        mode: 0o644,
+    });
+    Ok(artifacts)
+}
+
+/// The nftables engine's one-time script: load the base table now (the boot unit loads it
+/// later), then the cloud firewall's static opening, if any.
+fn nft_setup_script(config: &ServerConfig, firewall: &Firewall) -> String {
+    let target = config.protected_port();
+    let mut s = format!(
+        "#!/bin/sh\n\
+         # One-time setup for knock-totp server {name} (nftables engine), protected port {port}.\n\
+         # Review before running; keep a console open. Only knock-totp's own table is touched.\n\
+         set -eu\n\n\
+         # Close port {port} now: everyone but a knocker is dropped, whatever other rules accept.\n\
+         nft -f {base}\n",
+        name = config.name,
+        port = config.port,
+        base = systemd::base_ruleset_path(&config.name).display()
+    );
+    if let Some(opening) = firewall.backend().static_opening(&target) {
+        s.push('\n');
+        s.push_str(&opening);
+    }
+    s
+}
+
+/// Adds the files that hold the secret or the current code: the secret file first, and with
+/// the knockd engine an example knockd.conf for `window` after the server configuration.
+pub fn add_secret_artifacts(
+    artifacts: &mut Vec<Artifact>,
+    config: &ServerConfig,
+    secret: &SecretKey,
+    totp: &Totp,
+    window: Window,
+) -> anyhow::Result<()> {
+    let mut secret_file = Zeroizing::new(secret.to_base32().as_str().to_owned());
+    secret_file.push('\n');
+    artifacts.insert(
+        0,
+        Artifact {
+            title: "secret (root only)",
+            server_path: Some(config.secret_file.clone()),
+            file_name: secret_file_name(&config.name),
+            contents: secret_file,
+            mode: 0o600,
+        },
+    );
+    if let Some(conf_path) = &config.knockd_conf {
+        let door = knockd_door(config, window, totp.ports_for(window));
+        let knockd_conf = render_knockd_conf(&knockd_options(config), &[door])
+            .map_err(|e| UserError::usage(e.to_string()))?;
+        artifacts.insert(
+            2,
+            Artifact {
+                title: "knockd.conf (an example for the current window; `knock-totp server` \
+                        rewrites it)",
+                server_path: Some(conf_path.clone()),
+                file_name: KNOCKD_CONF_FILE.into(),
+                // The doors' ports are the current code: not for other local users.
+                contents: Zeroizing::new(knockd_conf),
+                mode: 0o600,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// With --out, the otpauth URI in a file of its own (0600), for the clients and the phone.
+pub fn uri_artifact(name: &str, uri: &Zeroizing<String>) -> Artifact {
+    let mut contents = Zeroizing::new(uri.as_str().to_owned());
+    contents.push('\n');
+    Artifact {
+        title: "otpauth URI, for the clients and the authenticator app",
+        server_path: None,
+        file_name: uri_file_name(name),
+        contents,
+        mode: 0o600,
+    }
+}
