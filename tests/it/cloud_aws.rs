@@ -177,9 +177,14 @@ impl Rig {
 
     /// Adds a rule by hand (an admin, another server, an older version of ours).
     fn authorize(&self, port: u16, cidr: &str, description: &str) -> String {
+        let (ranges, key) = if cidr.contains(':') {
+            ("Ipv6Ranges", "CidrIpv6")
+        } else {
+            ("IpRanges", "CidrIp")
+        };
         let permissions = format!(
             "[{{\"IpProtocol\":\"tcp\",\"FromPort\":{port},\"ToPort\":{port},\
-             \"IpRanges\":[{{\"CidrIp\":\"{cidr}\",\"Description\":\"{description}\"}}]}}]"
+             \"{ranges}\":[{{\"{key}\":\"{cidr}\",\"Description\":\"{description}\"}}]}}]"
         );
         let out = self.aws(&[
             "ec2",
@@ -400,6 +405,47 @@ fn knockd_on_aws_keeps_the_knock_range_and_revokes_only_its_own_grants() {
     );
     let range_rules = rig.knock_range_rules();
     assert_eq!(range_rules.len(), 2, "IPv4 and IPv6: {range_rules:#?}");
+
+    // The IPv6 door commands as knockd runs them (sh, %IP% substituted): the grant is the
+    // knocker's /128 with its expiry, and stop revokes it; for an address an admin keeps open
+    // (a /128 of their own) the door adds nothing and revokes nothing.
+    let conf_text = std::fs::read_to_string(out_dir.join("knockd.conf")).unwrap();
+    let command = |key: &str| {
+        conf_text
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == key).then(|| v.trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("no {key} in:\n{conf_text}"))
+    };
+    let run_door = |key: &str, ip: &str| {
+        rig.lab
+            .server_cmd("sh")
+            .args(["-c", &command(key).replace("%IP%", ip)])
+            .envs(moto_env())
+            .output()
+            .unwrap()
+    };
+    let v6_grants = |ip: &str| {
+        let cidr = format!("{ip}/128");
+        rig.rules()
+            .into_iter()
+            .filter(|r| r.cidr == cidr && r.description.starts_with(GRANT_PREFIX))
+            .count()
+    };
+    let knocker6 = "fd13:213::7";
+    let out = run_door("start_command_6", knocker6);
+    assert!(out.status.success(), "start_command_6: {}", stderr_of(&out));
+    assert_eq!(v6_grants(knocker6), 1, "{:#?}", rig.rules());
+    let out = run_door("stop_command_6", knocker6);
+    assert!(out.status.success(), "stop_command_6: {}", stderr_of(&out));
+    assert_eq!(v6_grants(knocker6), 0, "{:#?}", rig.rules());
+    let admin6 = rig.authorize(PROTECTED, "fd13:213::8/128", "admin: office v6");
+    let out = run_door("start_command_6", "fd13:213::8");
+    assert!(!out.status.success(), "a duplicate of the admin's rule");
+    run_door("stop_command_6", "fd13:213::8");
+    assert!(rig.has_rule(&admin6), "{:#?}", rig.rules());
 
     rig.lab.start_echo_server(SERVICE_IN_RANGE);
     assert!(rig.lab.client_can_connect(SERVICE_IN_RANGE));
