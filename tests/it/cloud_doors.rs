@@ -1,6 +1,7 @@
 //! The door commands `setup` writes for GCP and Azure, run by `sh` as knockd runs them,
 //! against a stand-in `az` that keeps a network security group in a directory and refuses
-//! two inbound rules with one priority, as Azure does (SecurityRuleConflict).
+//! two inbound rules with one priority, as Azure does (SecurityRuleConflict); and the
+//! server's refusal of a protected port that a cloud firewall would open with the knock range.
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
@@ -193,4 +194,53 @@ fn gcp_servers_whose_names_share_sixteen_characters_get_their_own_rules() {
     }
     assert_ne!(rules[0].0, rules[1].0, "rule names: {rules:?}");
     assert_ne!(rules[0].1, rules[1].1, "target tags: {rules:?}");
+}
+
+#[test]
+fn server_refuses_a_protected_port_in_the_knock_range_with_knockd_on_a_cloud() {
+    let env = Env::new();
+    let config = env.path().join("web.toml");
+    for (firewall, table) in [
+        ("aws", "[aws]\nsecurity_group = \"sg-0123abcd\"\n"),
+        ("gcp", "[gcp]\nnetwork = \"prod\"\n"),
+        (
+            "azure",
+            "[azure]\nresource_group = \"rg1\"\nnsg = \"nsg1\"\n",
+        ),
+    ] {
+        std::fs::write(
+            &config,
+            format!(
+                "name = \"web\"\nsecret_file = \"/etc/knock-totp/web.secret\"\nport = 2222\n\
+                 engine = \"knockd\"\ninterface = \"eth0\"\n\
+                 knockd_conf = \"/etc/knock-totp/knockd/web.conf\"\n\
+                 knockd_pid_file = \"/run/knockd.pid\"\nfirewall = \"{firewall}\"\n{table}"
+            ),
+        )
+        .unwrap();
+        let out = env
+            .cmd()
+            .args(["server", "--once", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{firewall}: {}",
+            stderr_of(&out)
+        );
+        let err = stderr_of(&out);
+        assert!(
+            err.contains("web.toml:3:")
+                && err.contains("port 2222 is in the knock range 1000-9999")
+                && err.contains("open to the world"),
+            "{firewall}: {err}"
+        );
+        assert_eq!(
+            err.lines().filter(|l| !l.starts_with("hint:")).count(),
+            1,
+            "{err}"
+        );
+    }
 }
