@@ -80,6 +80,14 @@ pub fn validate_user(user: &str) -> Result<(), String> {
     }
 }
 
+/// Six hex digits of the SHA-256 of `name`: appended to a shortened name (cloud rule names,
+/// iptables chains) so that two names that shorten to the same text never share rules.
+pub fn name_hash(name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(name.as_bytes());
+    format!("{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +132,15 @@ mod tests {
         ] {
             assert!(validate_address(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn name_hashes_tell_apart_names_that_share_a_beginning() {
+        assert_eq!(name_hash("web"), name_hash("web"));
+        assert_ne!(
+            name_hash("production-web-01"),
+            name_hash("production-web-02")
+        );
+        assert_eq!(name_hash("production-web-01").len(), 6);
     }
 }

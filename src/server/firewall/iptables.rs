@@ -1,6 +1,8 @@
 //! iptables/ip6tables: a chain of the server's own at the top of INPUT, and ipsets whose
 //! elements (the knockers' addresses) time out by themselves.
 
+use crate::core::names::name_hash;
+
 use super::{Backend, DoorCommands, FirewallKind, ProtectedPort};
 
 /// iptables chain names hold at most 28 characters, ipset names 31.
@@ -31,23 +33,13 @@ pub fn iptables_names(name: &str) -> IptablesNames {
         format!("knock-totp-{name}")
     } else {
         let head: String = name.chars().take(NAME_MAX - 7).collect();
-        format!(
-            "knock-totp-{head}-{:06x}",
-            fnv1a(name.as_bytes()) & 0xff_ffff
-        )
+        format!("knock-totp-{head}-{}", name_hash(name))
     };
     IptablesNames {
         set4: format!("{base}-v4"),
         set6: format!("{base}-v6"),
         chain: base,
     }
-}
-
-/// FNV-1a (32 bits): a stable, dependency-free way to tell long names apart (not a secret).
-fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5, |hash: u32, &b| {
-        (hash ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
 }
 
 impl Backend for Iptables {

@@ -6,8 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use sha2::{Digest, Sha256};
-
+use crate::core::names::name_hash;
 use crate::core::ports::knock_range_text;
 
 pub mod aws;
@@ -156,8 +155,7 @@ impl ProtectedPort {
         if slug.is_empty() {
             slug.push('x');
         }
-        let digest = Sha256::digest(self.server.as_bytes());
-        format!("{slug}-{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2])
+        format!("{slug}-{}", name_hash(&self.server))
     }
 }
 
