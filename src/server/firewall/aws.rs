@@ -129,6 +129,7 @@ impl Backend for AwsTarget {
              aws iam create-policy --policy-name knock-totp-{name} --policy-document file://iam-policy.json\n\
              aws iam attach-role-policy --role-name ROLE --policy-arn arn:aws:iam::ACCOUNT_ID:policy/knock-totp-{name}\n\n\
              # 2. Port {port} must not be open to the world in {sg}: check, and revoke any 0.0.0.0/0 rule.\n\
+             #    A grant opens port {port} on every instance in {sg}: give this one a group of its own.\n\
              aws ec2 describe-security-groups --group-ids {sg}{flags} --query 'SecurityGroups[0].IpPermissions'\n\n\
              # 3. Once: let the knock range {range} reach knockd from anywhere, IPv4 and IPv6. It is\n\
              #    never rotated: a group that opens only the current door ports shows a scanner the\n\

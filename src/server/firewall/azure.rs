@@ -35,6 +35,25 @@ impl AzureTarget {
     }
 }
 
+/// The application security group that holds this server's VM: every rule of this server
+/// names it as its destination, so a knock on one VM opens nothing on the other VMs behind
+/// the same NSG (a subnet's NSG, or two servers sharing one).
+fn asg(target: &ProtectedPort) -> String {
+    format!("kt-{}", target.cloud_id())
+}
+
+/// The one-time commands that put the VM's network interface into the server's application
+/// security group.
+fn asg_steps(azure: &AzureTarget, target: &ProtectedPort) -> String {
+    format!(
+        "az network asg create --resource-group {rg} --name {asg} --output none\n\
+         az network nic ip-config update --resource-group {rg} --nic-name NIC --name IPCONFIG \\\n\
+         \x20 --application-security-groups {asg} --output none\n",
+        rg = azure.resource_group,
+        asg = asg(target),
+    )
+}
+
 /// The name of the rule a door creates for `%IP%` (`suffix` `-6` for IPv6).
 fn door_rule_name(target: &ProtectedPort, suffix: &str) -> String {
     format!("kt-{}-$(echo %IP% | tr .: --){suffix}", target.cloud_id())
@@ -73,9 +92,10 @@ impl Backend for AzureTarget {
                  if (!(p in used)) {{ print p; exit }} }} }}') && [ -n \"$p\" ] && \
                  az network nsg rule create {group} --name \"$n\" --priority \"$p\" \
                  --direction Inbound --access Allow --protocol Tcp \
-                 --source-address-prefixes %IP%/{bits} --destination-port-ranges {port} \
-                 --description \"{description}\" --output none && exit 0; sleep 1; done; exit 1",
+                 --source-address-prefixes %IP%/{bits} --destination-asgs {asg} \
+                 --destination-port-ranges {port} --description \"{description}\" --output none && exit 0; sleep 1; done; exit 1",
                 name = door_rule_name(target, suffix),
+                asg = asg(target),
                 port = target.port,
                 description = grant_description(target),
             )
@@ -96,15 +116,21 @@ impl Backend for AzureTarget {
 
     fn static_opening(&self, target: &ProtectedPort) -> Option<String> {
         Some(format!(
-            "# Once: let the knock range and port {port} reach the VM from anywhere, IPv4 and IPv6\n\
-             # (the host decides who gets in). The VM needs no Azure permissions.\n\
+            "# Once: put the VM in this server's application security group (replace NIC and\n\
+             # IPCONFIG with its network interface and IP configuration, e.g. ipconfig1), then let\n\
+             # the knock range and port {port} reach it from anywhere, IPv4 and IPv6 (the host\n\
+             # decides who gets in). The VM needs no Azure permissions. If another server's rule\n\
+             # holds priority {KNOCK_RANGE_PRIORITY} in this NSG, choose a free one up to 4096.\n\
+             {asg_steps}\
              az network nsg rule create {group} \\\n\
              \x20 --name kt-{id}-open --priority {KNOCK_RANGE_PRIORITY} --direction Inbound --access Allow \\\n\
-             \x20 --protocol Tcp --source-address-prefixes '*' \\\n\
+             \x20 --protocol Tcp --source-address-prefixes '*' --destination-asgs {asg} \\\n\
              \x20 --destination-port-ranges {range} {port} --description {desc} --output none\n",
             port = target.port,
+            asg_steps = asg_steps(self, target),
             group = self.group_flags(),
             id = target.cloud_id(),
+            asg = asg(target),
             range = knock_range_text(),
             desc = target.description(),
         ))
@@ -113,27 +139,94 @@ impl Backend for AzureTarget {
     fn setup_steps(&self, target: &ProtectedPort) -> String {
         let (low, high) = GRANT_PRIORITIES;
         format!(
-            "# 1. Port {port} must have no rule open to Internet/*. Once: let the knock range\n\
+            "# 1. Put the VM in this server's application security group, so only it gets the\n\
+             #    rules (replace NIC and IPCONFIG with its network interface and IP configuration,\n\
+             #    e.g. ipconfig1).\n\
+             {asg_steps}\n\
+             # 2. Port {port} must have no rule open to Internet/*. Once: let the knock range\n\
              #    {range} reach knockd from anywhere, IPv4 and IPv6 (never rotated: a firewall\n\
-             #    that opens only the current door ports shows a scanner the doors).\n\
+             #    that opens only the current door ports shows a scanner the doors). If another\n\
+             #    server's rule holds priority {KNOCK_RANGE_PRIORITY} in this NSG, choose a free one up to 4096.\n\
              az network nsg rule create {group} \\\n\
              \x20 --name kt-{id}-knocks --priority {KNOCK_RANGE_PRIORITY} --direction Inbound --access Allow \\\n\
-             \x20 --protocol Tcp --source-address-prefixes '*' --destination-port-ranges {range} \\\n\
-             \x20 --description {description} --output none\n\n\
+             \x20 --protocol Tcp --source-address-prefixes '*' --destination-asgs {asg} \\\n\
+             \x20 --destination-port-ranges {range} --description {description} --output none\n\n\
              {host}\n\
-             # 3. The VM's identity needs Microsoft.Network/networkSecurityGroups/securityRules/\n\
-             #    read, write and delete on {nsg} (e.g. the Network Contributor role scoped to it).\n\
-             # knockd's doors create a rule for the knocker's address only (kt-{id}-ADDRESS),\n\
-             # described \"{prefix}<expiry>\", at a free priority in {low}-{high}, and delete it\n\
-             # after open_seconds.\n",
+             # 4. The VM's identity needs Microsoft.Network/networkSecurityGroups/securityRules/\n\
+             #    read, write and delete on {nsg}, and join on the application security group\n\
+             #    (e.g. the Network Contributor role scoped to the resource group).\n\
+             # knockd's doors create a rule for the knocker's address only (kt-{id}-ADDRESS, to\n\
+             # {asg}), described \"{prefix}<expiry>\", at a free priority in {low}-{high}, and\n\
+             # delete it after open_seconds.\n",
+            asg_steps = asg_steps(self, target),
             port = target.port,
             range = knock_range_text(),
             group = self.group_flags(),
             nsg = self.nsg,
             id = target.cloud_id(),
+            asg = asg(target),
             description = target.description(),
-            host = host_knock_range_drop(target, "2. "),
+            host = host_knock_range_drop(target, "3. "),
             prefix = grant_description_prefix(&target.server),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(name: &str) -> ProtectedPort {
+        ProtectedPort {
+            server: name.into(),
+            port: 22,
+            open_seconds: 30,
+        }
+    }
+
+    fn azure() -> AzureTarget {
+        AzureTarget {
+            resource_group: "rg1".into(),
+            nsg: "shared-nsg".into(),
+        }
+    }
+
+    #[test]
+    fn each_server_s_grants_reach_its_own_vm_only() {
+        // Two servers behind one NSG whose names shared their first 16 characters: their
+        // door rules had one name, and with no destination a grant opened every VM.
+        let (one, two) = (target("production-web-01"), target("production-web-02"));
+        let (c1, c2) = (azure().door_commands(&one), azure().door_commands(&two));
+        assert_ne!(asg(&one), asg(&two));
+        for (c, own, other) in [(&c1, &one, &two), (&c2, &two, &one)] {
+            for start in [&c.start, c.start_6.as_ref().unwrap()] {
+                assert!(
+                    start.contains(&format!("--destination-asgs {} ", asg(own))),
+                    "{start}"
+                );
+                assert!(!start.contains(&other.cloud_id()), "{start}");
+            }
+        }
+        assert_ne!(c1.stop, c2.stop);
+        let setup = azure().setup_steps(&one);
+        assert!(setup.contains(&format!(
+            "az network asg create --resource-group rg1 --name {}",
+            asg(&one)
+        )));
+        assert!(setup.contains(&format!("--application-security-groups {} ", asg(&one))));
+        assert_eq!(setup.matches("--destination-asgs").count(), 1, "{setup}");
+    }
+
+    #[test]
+    fn azure_names_fit() {
+        // Rule names: 1-80 characters, letters, digits, '_', '.', '-', starting with a
+        // letter or digit and ending with a letter, digit or '_'.
+        let t = target(&"x".repeat(63));
+        let name = door_rule_name(&t, "-6").replace(
+            "$(echo %IP% | tr .: --)",
+            "ffff-ffff-ffff-ffff-ffff-ffff-ffff-ffff",
+        );
+        assert!(name.len() <= 80, "{name}");
+        assert!(asg(&t).len() <= 80);
     }
 }
