@@ -146,12 +146,6 @@ impl GroupRule {
                     || (self.from_port <= i64::from(from) && i64::from(to) <= self.to_port)))
     }
 
-    fn is_single_tcp_port(&self, port: u16) -> bool {
-        self.protocol == "tcp"
-            && self.from_port == i64::from(port)
-            && self.to_port == i64::from(port)
-    }
-
     fn open_to_the_world(&self) -> bool {
         matches!(self.cidr.as_deref(), Some(KNOCK_CIDR | KNOCK_CIDR_V6))
     }
@@ -237,9 +231,8 @@ pub fn review(rules: &[GroupRule], name: &str, port: u16, now: i64) -> GroupRevi
         {
             review.rotated_knock_rules.push(rule.id.clone());
         } else if let Some(expiry) = description.strip_prefix(&grant_prefix) {
-            if !rule.is_single_tcp_port(port) {
-                continue;
-            }
+            // Whatever its port (a grant of an earlier config's port too): the description
+            // is ours alone.
             let expires = expiry.trim().parse::<jiff::Timestamp>().ok();
             if expires.is_none_or(|t| t.as_second() <= now) {
                 review.expired_grants.push(rule.id.clone());
@@ -372,6 +365,8 @@ mod tests {
             rule("sgr-live", 22, 22, "192.0.2.9/32",
                  Some("knock-totp:web until 2025-11-24T16:00:30+00:00")),
             rule("sgr-garbled", 22, 22, "192.0.2.10/32", Some("knock-totp:web until soon")),
+            rule("sgr-old-port", 2200, 2200, "192.0.2.13/32",
+                 Some("knock-totp:web until 2025-11-24T15:00:00+00:00")),
             rule("sgr-db-grant", 22, 22, "192.0.2.11/32",
                  Some("knock-totp:db until 2020-01-01T00:00:00+00:00")),
             rule("sgr-web2-grant", 22, 22, "192.0.2.12/32",
@@ -389,19 +384,25 @@ mod tests {
     #[test]
     fn review_selects_only_our_stale_rules() {
         let rules = ingress_rules(&group(), "sg-1").unwrap();
-        assert_eq!(rules.len(), 13, "egress rules are left out");
+        assert_eq!(rules.len(), 14, "egress rules are left out");
         let review = review(&rules, "web", 22, NOW);
         assert_eq!(review.rotated_knock_rules, ["sgr-rotated"]);
         assert_eq!(
             review.expired_grants,
-            ["sgr-expired", "sgr-expired6", "sgr-garbled"]
+            ["sgr-expired", "sgr-expired6", "sgr-garbled", "sgr-old-port"]
         );
         assert_eq!(review.live_grants, ["sgr-live"]);
         assert!(review.knock_range_open);
         assert!(!review.port_open_to_the_world);
         assert_eq!(
             review.to_revoke(),
-            ["sgr-rotated", "sgr-expired", "sgr-expired6", "sgr-garbled"]
+            [
+                "sgr-rotated",
+                "sgr-expired",
+                "sgr-expired6",
+                "sgr-garbled",
+                "sgr-old-port"
+            ]
         );
     }
 
