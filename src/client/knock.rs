@@ -236,4 +236,38 @@ mod tests {
         assert_eq!(window, current);
         assert_eq!(ports, PortPair([8134, 3435]));
     }
+
+    fn message(answer: wire::PortAnswer) -> String {
+        let target = Target::new("web", "192.0.2.7:22".parse().unwrap(), 0);
+        format!("{:#}", never_opened(&target, 5.0, answer))
+    }
+
+    #[test]
+    fn an_unreachable_host_is_named_and_not_blamed_on_the_clock_or_secret() {
+        for (answer, named) in [
+            (wire::PortAnswer::NoRoute, "no route to host"),
+            (wire::PortAnswer::HostDown, "host down"),
+            (wire::PortAnswer::NetworkUnreachable, "network unreachable"),
+        ] {
+            let text = message(answer);
+            assert!(text.contains(named), "{text}");
+            assert!(
+                !text.contains("clock") && !text.contains("secret"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_host_that_answers_names_the_daemon() {
+        for answer in [wire::PortAnswer::Refused, wire::PortAnswer::Silence] {
+            let text = message(answer);
+            assert!(
+                text.contains("the server's daemon or knockd may not be running"),
+                "{text}"
+            );
+            assert!(text.contains("clock") && text.contains("secret"), "{text}");
+        }
+        assert!(message(wire::PortAnswer::Refused).contains("refused each connection"));
+    }
 }

@@ -393,6 +393,22 @@ mod tests {
     }
 
     #[test]
+    fn answers_are_named_by_errno() {
+        use rustix::io::Errno;
+        let answer =
+            |errno: Errno| PortAnswer::of(&io::Error::from_raw_os_error(errno.raw_os_error()));
+        assert_eq!(answer(Errno::CONNREFUSED), Some(PortAnswer::Refused));
+        assert_eq!(answer(Errno::HOSTUNREACH), Some(PortAnswer::NoRoute));
+        assert_eq!(answer(Errno::HOSTDOWN), Some(PortAnswer::HostDown));
+        assert_eq!(
+            answer(Errno::NETUNREACH),
+            Some(PortAnswer::NetworkUnreachable)
+        );
+        assert_eq!(answer(Errno::TIMEDOUT), Some(PortAnswer::Silence));
+        assert_eq!(answer(Errno::ACCESS), None);
+    }
+
+    #[test]
     fn edge_wait_waits_only_near_the_end() {
         let ms = Duration::from_millis;
         // 10 s into a 30 s window: 20 s left, knock now.
