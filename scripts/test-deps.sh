@@ -4,10 +4,10 @@
 set -euo pipefail
 packages=(oathtool dbus gnome-keyring libsecret-tools knockd iptables ipset nftables iproute2
     zbar-tools mandoc socat procps bsdutils util-linux elvish systemd faketime
-    openssh-server openssh-client python3)
+    openssh-server openssh-client python3 binutils)
 programs=(oathtool dbus-run-session gnome-keyring-daemon secret-tool knockd iptables ipset nft ip
     zbarimg mandoc socat pgrep script knock unshare setpriv elvish systemd-analyze ss faketime
-    sshd ssh scp ssh-keygen python3)
+    sshd ssh scp ssh-keygen python3 nm ldd)
 python_programs=(aws moto_server)
 if [ "${1:-}" = "--check" ]; then
     for p in "${programs[@]}" "${python_programs[@]}"; do command -v "$p" >/dev/null || exit 1; done

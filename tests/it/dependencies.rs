@@ -101,3 +101,46 @@ fn deny_script_checks_advisories_offline_when_a_database_is_on_disk() {
         "{calls}"
     );
 }
+
+/// Symbols of libdbus's C API (any one is proof that libdbus is linked in).
+const LIBDBUS_SYMBOLS: [&str; 3] = [
+    "dbus_connection_open",
+    "dbus_message_new_method_call",
+    "dbus_bus_get",
+];
+
+#[test]
+fn no_c_libdbus_is_linked() {
+    let crates = normal_dependencies();
+    assert!(crates.iter().any(|c| c == "zbus"), "{crates:?}");
+    for unwanted in ["libdbus-sys", "dbus", "dbus-secret-service"] {
+        assert!(
+            !crates.iter().any(|c| c == unwanted),
+            "{unwanted} is in the dependency tree again"
+        );
+    }
+    let binary = env!("CARGO_BIN_EXE_knock-totp");
+    let ldd = std::process::Command::new("ldd")
+        .arg(binary)
+        .output()
+        .unwrap();
+    let libraries = stdout_of(&ldd);
+    assert!(ldd.status.success(), "{ldd:?}");
+    assert!(!libraries.contains("libdbus"), "{libraries}");
+    // Not stripped in test builds: a statically linked (vendored) libdbus shows its symbols.
+    let nm = std::process::Command::new("nm")
+        .arg(binary)
+        .output()
+        .unwrap();
+    assert!(nm.status.success(), "{nm:?}");
+    let symbols = stdout_of(&nm);
+    assert!(symbols.lines().count() > 1000, "nm saw too few symbols");
+    for symbol in LIBDBUS_SYMBOLS {
+        assert!(
+            !symbols
+                .lines()
+                .any(|l| l.split_whitespace().last() == Some(symbol)),
+            "{symbol} is linked in"
+        );
+    }
+}
