@@ -2,7 +2,7 @@
 //! `--out`, contents and mode. The files that hold the secret or the current code are rendered
 //! only once the secret is known.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
@@ -10,7 +10,7 @@ use crate::core::secret::SecretKey;
 use crate::core::totp::Totp;
 use crate::core::window::Window;
 use crate::error::UserError;
-use crate::server::config::{EngineKind, ServerConfig, DEFAULT_EXECUTABLE};
+use crate::server::config::{EngineKind, ServerConfig};
 use crate::server::engine::knockd::conf::render_knockd_conf;
 use crate::server::engine::knockd::{knockd_door, knockd_options};
 use crate::server::engine::nftables::{self, ruleset::base_ruleset};
@@ -38,10 +38,11 @@ pub struct Artifact {
 }
 
 /// Every file that holds no secret (`add_secret_artifacts` adds the others once the secret
-/// is known).
+/// is known). The daemon's unit runs `executable`.
 pub fn public_artifacts(
     config: &ServerConfig,
     firewall: &Firewall,
+    executable: &Path,
 ) -> anyhow::Result<Vec<Artifact>> {
     let name = &config.name;
     let config_path = ServerConfig::default_path(name);
@@ -97,7 +98,7 @@ pub fn public_artifacts(
             "/etc/systemd/system/knock-totp-{name}.service"
         ))),
         file_name: format!("knock-totp-{name}.service"),
-        contents: Zeroizing::new(systemd::unit(config, &config_path, DEFAULT_EXECUTABLE)),
+        contents: Zeroizing::new(systemd::unit(config, &config_path, executable)),
         mode: 0o644,
     });
     Ok(artifacts)

@@ -17,8 +17,6 @@ use crate::server::firewall::{
 pub const SERVER_DIR: &str = "/etc/knock-totp";
 /// Name of the systemd credential that carries the secret (`LoadCredential=secret:...`).
 pub const SECRET_CREDENTIAL: &str = "secret";
-/// Where the unit expects the binary.
-pub const DEFAULT_EXECUTABLE: &str = "/usr/local/bin/knock-totp";
 pub const DEFAULT_OPEN_SECONDS: u64 = 30;
 pub const DEFAULT_SEQ_TIMEOUT: u64 = 10;
 

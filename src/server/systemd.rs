@@ -6,7 +6,7 @@ use crate::server::config::{EngineKind, ServerConfig, SECRET_CREDENTIAL, SERVER_
 use crate::server::firewall::Firewall;
 
 /// A hardened systemd unit running `knock-totp server` with this config at `config_path`.
-pub fn unit(config: &ServerConfig, config_path: &Path, executable: &str) -> String {
+pub fn unit(config: &ServerConfig, config_path: &Path, executable: &Path) -> String {
     // The knockd engine rewrites knockd.conf; the nftables engine writes no file at all.
     let writable = match &config.knockd_conf {
         Some(conf) => format!(
@@ -17,13 +17,27 @@ pub fn unit(config: &ServerConfig, config_path: &Path, executable: &str) -> Stri
         ),
         None => String::new(),
     };
-    // What the daemon drives, and what it needs beyond inet sockets (nft talks netlink).
-    let (what, after, families) = match config.engine {
-        EngineKind::Knockd => ("rewrites knockd's doors", "knockd.service".to_owned(), ""),
+    // What the daemon drives, and what that needs. The knockd engine only rewrites knockd.conf
+    // (owned by root, as the daemon runs) and signals knockd, which runs in its own unit and
+    // runs the firewall commands itself: same user, so no capability. It reads knockd's
+    // /proc/PID, which ProtectProc=invisible would hide (knockd holds more capabilities).
+    // The nftables engine runs nft: CAP_NET_ADMIN over netlink, and no other process's /proc.
+    let (what, after, sandbox) = match config.engine {
+        EngineKind::Knockd => (
+            "rewrites knockd's doors",
+            "knockd.service".to_owned(),
+            "# knockd runs the firewall commands; the daemon only signals it (same user).\n\
+             CapabilityBoundingSet=\n\
+             RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n\
+             # No ProtectProc=invisible: it would hide knockd's /proc/PID from the daemon.\n",
+        ),
         EngineKind::Nftables => (
             "replaces the doors in the kernel",
             base_unit_name(&config.name),
-            " AF_NETLINK",
+            "CapabilityBoundingSet=CAP_NET_ADMIN\n\
+             RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK\n\
+             ProtectProc=invisible\n\
+             ProcSubset=pid\n",
         ),
     };
     format!(
@@ -60,12 +74,23 @@ pub fn unit(config: &ServerConfig, config_path: &Path, executable: &str) -> Stri
          RestrictRealtime=yes\n\
          RestrictNamespaces=yes\n\
          LockPersonality=yes\n\
+         MemoryDenyWriteExecute=yes\n\
+         PrivateIPC=yes\n\
+         RemoveIPC=yes\n\
+         KeyringMode=private\n\
+         DevicePolicy=closed\n\
+         # No core dumps: the daemon's memory holds the secret.\n\
+         LimitCORE=0\n\
+         {sandbox}\
          SystemCallArchitectures=native\n\
-         RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6{families}\n\
+         SystemCallFilter=@system-service\n\
+         SystemCallFilter=~@privileged @resources\n\
+         SystemCallErrorNumber=EPERM\n\
          \n\
          [Install]\n\
          WantedBy=multi-user.target\n",
         name = config.name,
+        executable = exec_word(&executable.to_string_lossy()),
         config = config_path.display(),
         secret = config.secret_file.display(),
     )
@@ -73,7 +98,7 @@ pub fn unit(config: &ServerConfig, config_path: &Path, executable: &str) -> Stri
 
 /// The packaged template unit `knock-totp-server@.service`: instance NAME runs
 /// `/etc/knock-totp/NAME.toml` with the secret `/etc/knock-totp/NAME.secret`.
-pub fn template_unit(executable: &str) -> String {
+pub fn template_unit(executable: &Path) -> String {
     let template = ServerConfig::new("%i", 22, EngineKind::Knockd, "eth0", &Firewall::Iptables);
     let config = Path::new(SERVER_DIR).join("%i.toml");
     unit(&template, &config, executable).replace(
@@ -82,6 +107,16 @@ pub fn template_unit(executable: &str) -> String {
         "Packaged template: for server NAME (/etc/knock-totp/NAME.toml), run\n\
              # `systemctl enable --now knock-totp-server@NAME`.",
     )
+}
+
+/// `word` as one word of an Exec line: `%` and `$` escaped, quoted if it has blanks or quotes.
+fn exec_word(word: &str) -> String {
+    let escaped = word.replace('%', "%%").replace('$', "$$");
+    if escaped.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\' || c == '\'') {
+        format!("\"{}\"", escaped.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        escaped
+    }
 }
 
 /// The oneshot unit that loads the nftables engine's base table at boot.
@@ -128,7 +163,6 @@ pub const NFT_PROGRAM: &str = "/usr/sbin/nft";
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::config::DEFAULT_EXECUTABLE;
 
     fn sample() -> ServerConfig {
         crate::server::config::sample_config()
@@ -139,7 +173,7 @@ mod tests {
         let unit = unit(
             &sample(),
             Path::new("/etc/knock-totp/web.toml"),
-            DEFAULT_EXECUTABLE,
+            Path::new("/usr/local/bin/knock-totp"),
         );
         for line in [
             "ExecStart=/usr/local/bin/knock-totp server --config /etc/knock-totp/web.toml",
@@ -151,5 +185,51 @@ mod tests {
         ] {
             assert!(unit.lines().any(|l| l == line), "{line} missing:\n{unit}");
         }
+    }
+
+    #[test]
+    fn each_engine_keeps_only_the_capabilities_it_needs() {
+        let path = Path::new("/etc/knock-totp/web.toml");
+        let exe = Path::new("/usr/bin/knock-totp");
+        let knockd = unit(&sample(), path, exe);
+        let nft = ServerConfig::new("web", 22, EngineKind::Nftables, "eth0", &Firewall::Nftables);
+        let nft = unit(&nft, path, exe);
+        for (unit, lines) in [
+            (
+                &knockd,
+                [
+                    "CapabilityBoundingSet=",
+                    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+                ],
+            ),
+            (
+                &nft,
+                [
+                    "CapabilityBoundingSet=CAP_NET_ADMIN",
+                    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
+                ],
+            ),
+        ] {
+            for line in lines
+                .iter()
+                .chain(&["LimitCORE=0", "SystemCallFilter=@system-service"])
+            {
+                assert!(unit.lines().any(|l| l == *line), "{line} missing:\n{unit}");
+            }
+        }
+        assert!(nft.lines().any(|l| l == "ProtectProc=invisible"), "{nft}");
+        assert!(
+            !knockd.lines().any(|l| l.starts_with("ProtectProc=")),
+            "{knockd}"
+        );
+    }
+
+    #[test]
+    fn exec_start_quotes_and_escapes_an_unusual_binary_path() {
+        assert_eq!(exec_word("/usr/bin/knock-totp"), "/usr/bin/knock-totp");
+        assert_eq!(
+            exec_word("/opt/my tools/100%/$HOME/k\"t"),
+            "\"/opt/my tools/100%%/$$HOME/k\\\"t\""
+        );
     }
 }

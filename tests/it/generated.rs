@@ -60,7 +60,7 @@ fn completions_are_current() {
 
 #[test]
 fn packaged_systemd_unit_is_current() {
-    let unit = knock_totp::server::systemd::template_unit("/usr/bin/knock-totp");
+    let unit = knock_totp::server::systemd::template_unit(Path::new("/usr/bin/knock-totp"));
     assert!(unit.contains("ExecStart=/usr/bin/knock-totp server --config /etc/knock-totp/%i.toml"));
     assert!(unit.contains("LoadCredential=secret:/etc/knock-totp/%i.secret"));
     assert!(
@@ -162,40 +162,76 @@ fn bash_completes_subcommands_and_host_names() {
     assert_eq!(flags, ["--next"]);
 }
 
+/// The units `setup --out` writes for each engine (file name, text), and the binary they run.
+fn generated_units(dir: &Path) -> Vec<(String, String)> {
+    let mut units = Vec::new();
+    for engine in ["nftables", "knockd"] {
+        let out_dir = dir.join(engine);
+        let out = Env::new()
+            .cmd()
+            .args(["setup", "web", "--engine", engine, "--out"])
+            .arg(&out_dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for entry in fs::read_dir(&out_dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "service") {
+                let name = format!("{engine}-{}", path.file_name().unwrap().to_str().unwrap());
+                units.push((name, fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    units
+}
+
+/// The binary the tests run, as `setup` finds itself (canonical path).
+fn installed_binary() -> PathBuf {
+    fs::canonicalize(assert_cmd::cargo::cargo_bin("knock-totp")).unwrap()
+}
+
+#[test]
+fn the_daemon_unit_runs_the_binary_that_wrote_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = installed_binary();
+    for (name, text) in generated_units(dir.path()) {
+        let Some(exec) = text.lines().find_map(|l| l.strip_prefix("ExecStart=")) else {
+            panic!("{name} has no ExecStart:\n{text}");
+        };
+        let program = Path::new(exec.split_whitespace().next().unwrap());
+        assert!(program.is_file(), "{name}: {exec}: no such program");
+        if !name.ends_with("-base.service") {
+            assert_eq!(program, exe, "{name}: {exec}");
+        }
+    }
+}
+
 #[test]
 fn systemd_accepts_the_units() {
     if !can_run("systemd-analyze is not installed", have("systemd-analyze")) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let exe = assert_cmd::cargo::cargo_bin("knock-totp");
-    let template = knock_totp::server::systemd::template_unit(&exe.display().to_string());
-    let env = Env::new();
-    let out = env
-        .cmd()
-        .args(["setup", "web", "--out"])
-        .arg(dir.path().join("setup"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let mut units = generated_units(dir.path());
+    let template = knock_totp::server::systemd::template_unit(&installed_binary());
+    units.push(("knock-totp-server@.service".to_owned(), template));
+    assert_eq!(
+        units.len(),
+        4,
+        "daemon units for both engines, the base unit, the template"
     );
-    let per_host = fs::read_to_string(dir.path().join("setup/knock-totp-web.service"))
-        .unwrap()
-        .replace("/usr/local/bin/knock-totp", &exe.display().to_string());
-    for (name, text) in [
-        ("knock-totp-server@.service", template),
-        ("knock-totp-web.service", per_host),
-    ] {
+    for (name, text) in units {
         // The man page is not installed here; everything else must verify cleanly.
         let text: String = text
             .lines()
             .filter(|l| !l.starts_with("Documentation="))
             .map(|l| format!("{l}\n"))
             .collect();
-        let path = dir.path().join(name);
+        let path = dir.path().join(&name);
         fs::write(&path, text).unwrap();
         let out = std::process::Command::new("systemd-analyze")
             .arg("verify")
@@ -206,6 +242,45 @@ fn systemd_accepts_the_units() {
         assert!(
             out.status.success() && report.trim().is_empty(),
             "{name}:\n{report}"
+        );
+    }
+}
+
+/// The goal for `systemd-analyze security` (0 best, 10 worst; the unit scored 5.4 before).
+const MAX_EXPOSURE: f64 = 2.5;
+
+#[test]
+fn the_daemon_units_expose_little() {
+    if !can_run("systemd-analyze is not installed", have("systemd-analyze")) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut units: Vec<(String, String)> = generated_units(dir.path())
+        .into_iter()
+        .filter(|(name, _)| !name.ends_with("-base.service"))
+        .collect();
+    let template = knock_totp::server::systemd::template_unit(Path::new("/usr/bin/knock-totp"));
+    // The template's instance name does not matter to the score.
+    units.push(("knock-totp-server-web.service".to_owned(), template));
+    for (name, text) in units {
+        let path = dir.path().join(&name);
+        fs::write(&path, text).unwrap();
+        let out = std::process::Command::new("systemd-analyze")
+            .args(["security", "--offline=true"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let report = stdout_of(&out);
+        let exposure: f64 = report
+            .lines()
+            .find_map(|l| l.strip_prefix("→ Overall exposure level for "))
+            .and_then(|l| l.split(": ").nth(1))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: no exposure level in:\n{report}"));
+        assert!(
+            exposure <= MAX_EXPOSURE,
+            "{name}: exposure {exposure} > {MAX_EXPOSURE}:\n{report}"
         );
     }
 }

@@ -21,8 +21,13 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/setup")
 }
 
+/// Stands for this checkout's binary (the unit's ExecStart) in the snapshots.
+const BINARY_PLACEHOLDER: &str = "{knock-totp binary}";
+
 /// Compares with a snapshot file; `KNOCK_TOTP_BLESS=1` rewrites it instead.
 fn assert_snapshot(name: &str, actual: &str) {
+    let binary = fs::canonicalize(assert_cmd::cargo::cargo_bin("knock-totp")).unwrap();
+    let actual = actual.replace(binary.to_str().unwrap(), BINARY_PLACEHOLDER);
     let path = fixtures().join(name);
     if std::env::var_os("KNOCK_TOTP_BLESS").is_some() {
         fs::create_dir_all(fixtures()).unwrap();

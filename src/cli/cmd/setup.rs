@@ -79,7 +79,8 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
         .validate()
         .map_err(|(_, message)| UserError::usage(message))?;
 
-    let artifacts = public_artifacts(&config, &firewall)?;
+    let executable = running_executable()?;
+    let artifacts = public_artifacts(&config, &firewall, &executable)?;
     plan_writes(&args, &config, &artifacts)?;
 
     // 2. The secret: generated, or read from stdin.
@@ -253,10 +254,26 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
             );
         }
     }
+    let _ = writeln!(
+        text,
+        "# The daemon's unit runs {} (this binary): on another machine, install knock-totp\n\
+         # there at the same path or change the unit's ExecStart.",
+        executable.display()
+    );
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
     stdout.flush()?;
     Ok(())
+}
+
+/// This binary's own path, for the unit's ExecStart: the README installs it in ~/.cargo/bin
+/// or (packaged) /usr/bin, so no fixed path fits.
+fn running_executable() -> anyhow::Result<PathBuf> {
+    std::env::current_exe()
+        .and_then(fs::canonicalize)
+        .map_err(|e| {
+            UserError::runtime(format!("cannot tell where this knock-totp binary is: {e}")).into()
+        })
 }
 
 /// The firewall backend from the flags, refusing flags that do not belong to it.
