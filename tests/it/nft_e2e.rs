@@ -252,16 +252,23 @@ impl Rig {
     /// Starts `knock-totp server --config` in the server namespace; returns once it logged
     /// its first window.
     fn start_daemon(&mut self) {
+        self.start_daemon_via(&[]);
+    }
+
+    /// Like `start_daemon`, with the daemon run through `prefix` (argv words before it).
+    fn start_daemon_via(&mut self, prefix: &[&str]) {
         self.logs += 1;
-        let log = self.lab.server_spawn(
-            &[
-                env!("CARGO_BIN_EXE_knock-totp"),
-                "server",
-                "--config",
-                &self.config,
-            ],
-            &format!("server-{}.log", self.logs),
-        );
+        let config = self.config.clone();
+        let mut argv = prefix.to_vec();
+        argv.extend([
+            env!("CARGO_BIN_EXE_knock-totp"),
+            "server",
+            "--config",
+            &config,
+        ]);
+        let log = self
+            .lab
+            .server_spawn(&argv, &format!("server-{}.log", self.logs));
         self.log = Some(log);
         let first = self.wait_rotation(0, Duration::from_secs(10));
         let log = self.log_text();
@@ -467,6 +474,60 @@ impl Rig {
 
 fn v4(ip: Ipv4Addr) -> IpAddr {
     IpAddr::V4(ip)
+}
+
+/// The value of `key=` in a unit's text (the last line that sets it).
+fn unit_setting<'a>(unit: &'a str, key: &str) -> &'a str {
+    unit.lines()
+        .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .last()
+        .unwrap_or_else(|| panic!("the unit sets no {key}:\n{unit}"))
+}
+
+/// The daemon under what its generated unit grants, as far as tools without systemd can
+/// impose it: only the unit's capability bounding set (setpriv, no new privileges) and /proc
+/// as ProtectProc/ProcSubset mount it. (The system-call filter needs systemd itself.)
+#[test]
+fn nft_daemon_works_with_only_what_its_unit_grants() {
+    if !nft_lab_available(false) {
+        return;
+    }
+    if !can_run(
+        "needs setpriv and unshare (util-linux)",
+        have("setpriv") && have("unshare"),
+    ) {
+        return;
+    }
+    let mut rig = Rig::setup("nftcap", 30, 30);
+    rig.install_base();
+    rig.lab.start_echo_server(PROTECTED);
+    let unit = std::fs::read_to_string(rig.files.join("knock-totp-web.service")).unwrap();
+    let bounding: String = unit_setting(&unit, "CapabilityBoundingSet")
+        .split_whitespace()
+        .map(|cap| format!(",+{}", cap.trim_start_matches("CAP_").to_ascii_lowercase()))
+        .collect();
+    let hidepid = unit_setting(&unit, "ProtectProc");
+    let subset = unit_setting(&unit, "ProcSubset");
+    let sandbox = format!(
+        "mount -t proc -o hidepid={hidepid},subset={subset} proc /proc && \
+         exec setpriv --bounding-set=-all{bounding} --inh-caps=-all --no-new-privs -- \"$@\""
+    );
+    rig.start_daemon_via(&["unshare", "--mount", "sh", "-c", &sandbox, "sh"]);
+    let pid = rig.daemon_pid();
+    let caps = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(
+        caps.lines().any(|l| l == "CapBnd:\t0000000000001000"),
+        "the daemon runs with more than CAP_NET_ADMIN:\n{caps}"
+    );
+    assert!(
+        !rig.can_connect(rig.lab.client_ip),
+        "the port is open before a knock"
+    );
+    rig.knock_ok(v4(rig.lab.server_ip), "knock --verify failed");
+    assert!(
+        rig.can_connect(rig.lab.client_ip),
+        "the knocker cannot connect"
+    );
 }
 
 #[test]
