@@ -479,8 +479,8 @@ fn v4(ip: Ipv4Addr) -> IpAddr {
 /// The value of `key=` in a unit's text (the last line that sets it).
 fn unit_setting<'a>(unit: &'a str, key: &str) -> &'a str {
     unit.lines()
-        .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
         .unwrap_or_else(|| panic!("the unit sets no {key}:\n{unit}"))
 }
 
