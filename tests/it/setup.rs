@@ -968,3 +968,51 @@ fn an_interface_this_machine_lacks_gets_a_warning_not_an_error() {
         stderr_of(&out)
     );
 }
+
+/// The unit runs setup's own binary as root: setup warns when another user could replace it.
+#[test]
+fn setup_warns_when_its_binary_is_not_roots_alone() {
+    if !can_run("needs root (chown)", is_root()) {
+        return;
+    }
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("exe-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&base);
+    let run_copy = |dir: &str| {
+        let bin_dir = base.join(dir);
+        fs::create_dir_all(&bin_dir).unwrap();
+        fs::set_permissions(&bin_dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = bin_dir.join("knock-totp");
+        fs::copy(assert_cmd::cargo::cargo_bin("knock-totp"), &copy).unwrap();
+        if dir == "user" {
+            std::os::unix::fs::chown(&bin_dir, Some(65534), Some(65534)).unwrap();
+        }
+        let env = Env::new();
+        let out = Std::new(&copy)
+            .args(["setup", "web", "--out"])
+            .arg(env.path().join("out"))
+            .env("KNOCK_TOTP_CONFIG", env.config())
+            .env("HOME", env.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let unit = fs::read_to_string(env.path().join("out/knock-totp-web.service")).unwrap();
+        assert!(
+            unit.contains(&format!("ExecStart={} server", copy.display())),
+            "{unit}"
+        );
+        (copy, stderr_of(&out))
+    };
+    let (_, stderr) = run_copy("root");
+    assert!(!stderr.contains("WARNING"), "{stderr}");
+    let (copy, stderr) = run_copy("user");
+    assert!(
+        stderr.contains(&format!(
+            "WARNING: the daemon's unit runs {} as root, but {} is not root's alone",
+            copy.display(),
+            copy.parent().unwrap().display()
+        )),
+        "{stderr}"
+    );
+    fs::remove_dir_all(&base).unwrap();
+}

@@ -80,6 +80,7 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
         .map_err(|(_, message)| UserError::usage(message))?;
 
     let executable = running_executable()?;
+    warn_if_others_can_replace(ctx, &executable);
     let artifacts = public_artifacts(&config, &firewall, &executable)?;
     plan_writes(&args, &config, &artifacts)?;
 
@@ -481,6 +482,30 @@ fn check_directory(dir: &Path, flag: &str) -> anyhow::Result<()> {
             existing.display()
         ))
         .into()),
+    }
+}
+
+/// The unit runs `executable` as root: a binary (or a directory above it) that another user
+/// owns or others can write would let them run code as root. Such a path (a user's
+/// ~/.cargo/bin, say) is also one root without capabilities may not be able to enter.
+fn warn_if_others_can_replace(ctx: &Context, executable: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let unsafe_part = executable.ancestors().find(|part| {
+        fs::metadata(part).is_ok_and(|meta| {
+            // In a sticky directory (/tmp) others cannot replace what they do not own.
+            let sticky_dir = meta.is_dir() && meta.mode() & 0o1000 != 0;
+            meta.uid() != 0 || (meta.mode() & 0o022 != 0 && !sticky_dir)
+        })
+    });
+    if let Some(part) = unsafe_part {
+        ctx.log.alarm(format!(
+            "the daemon's unit runs {} as root, but {} is not root's alone (another owner, or \
+             writable by others): install the binary as root, e.g. `install -m 0755 {} \
+             /usr/local/bin/knock-totp`, and run setup from there or change the unit's ExecStart",
+            executable.display(),
+            part.display(),
+            executable.display()
+        ));
     }
 }
 
