@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::client::hosts::StoreKind;
 use crate::core::totp::Algorithm;
+use crate::core::window::DEFAULT_MARGIN_SECS;
 use crate::server::config::EngineKind;
 use crate::server::firewall::FirewallKind;
 
@@ -223,7 +224,7 @@ pub struct KnockOptions {
     pub timeout: f64,
 
     /// Wait for the next window when fewer than this many seconds are left
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=60))]
+    #[arg(long, default_value_t = DEFAULT_MARGIN_SECS, value_parser = clap::value_parser!(u64).range(0..=60))]
     pub margin: u64,
 }
 

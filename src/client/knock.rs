@@ -39,6 +39,9 @@ pub struct KnockPolicy {
     pub verify: bool,
 }
 
+/// How long a door may stay shut after a knock before the client knocks once more.
+pub const REKNOCK_AFTER: Duration = Duration::from_millis(2_500);
+
 /// Resolves a profile's address once, mapping failures to a runtime error with a hint.
 pub fn resolve(address: &str, port: u16) -> anyhow::Result<SocketAddr> {
     wire::resolve_once(address, port).map_err(|e| {
@@ -52,8 +55,9 @@ pub fn resolve(address: &str, port: u16) -> anyhow::Result<SocketAddr> {
 }
 
 /// Knocks the current window's sequence at `target`. With `policy.verify`, polls the protected
-/// port until it accepts (returning that connection), knocking once more if the window changed
-/// while waiting; fails with the likely causes when it never opens.
+/// port until it accepts (returning that connection), knocking once more when it is still
+/// shut `REKNOCK_AFTER` after the knock and again if the window changed while waiting; fails
+/// with the likely causes when it never opens.
 pub fn knock_target(
     log: &Log,
     target: &Target,
@@ -70,24 +74,32 @@ pub fn knock_target(
     let mut watch = wire::DoorWatch::probe_then_knock(target.addr).map_err(network)?;
     let mut window = knock_window(log, target, totp, policy.margin)?;
     let mut knocked_again = false;
+    // A door opens within a round trip or two; one still shut after REKNOCK_AFTER may have lost
+    // the knock to a knockd reload or restart: knock once more, then wait out the timeout.
+    let mut wait = timeout.min(REKNOCK_AFTER);
+    if wait < timeout {
+        if let Some(opened) = watch.wait(wait).map_err(network)? {
+            return Ok(Some(opened_port(log, target, opened)));
+        }
+        log.note(format!(
+            "{}: port {} did not open within {} s; knocking once more",
+            target.label,
+            target.addr.port(),
+            REKNOCK_AFTER.as_secs_f64()
+        ));
+        window = knock_window(log, target, totp, policy.margin)?;
+        wait = timeout - wait;
+    }
     loop {
-        if let Some(opened) = watch.wait(timeout).map_err(network)? {
-            if opened.open_before_knock {
-                log.note(format!(
-                    "port {} on {} was open before knocking: its firewall does not close it \
-                     (unless a door from an earlier knock from here is still open)",
-                    target.addr.port(),
-                    target.addr.ip()
-                ));
-            }
-            log.detail(format!("port {} accepted a connection", target.addr.port()));
-            return Ok(Some(opened.stream));
+        if let Some(opened) = watch.wait(wait).map_err(network)? {
+            return Ok(Some(opened_port(log, target, opened)));
         }
         let current = totp.window_at(wall_clock()?.as_secs());
         if !wire::should_knock_again(window.counter, current.counter, knocked_again) {
             break;
         }
         knocked_again = true;
+        wait = timeout;
         log.note(format!(
             "{}: port {} did not open and the code has changed since; knocking again",
             target.label,
@@ -96,6 +108,20 @@ pub fn knock_target(
         window = knock_window(log, target, totp, policy.margin)?;
     }
     Err(never_opened(target, policy.timeout, watch.last_answer()))
+}
+
+/// The connection a door let through, saying so when the port was open before the knock.
+fn opened_port(log: &Log, target: &Target, opened: wire::Opened) -> TcpStream {
+    if opened.open_before_knock {
+        log.note(format!(
+            "port {} on {} was open before knocking: its firewall does not close it \
+             (unless a door from an earlier knock from here is still open)",
+            target.addr.port(),
+            target.addr.ip()
+        ));
+    }
+    log.detail(format!("port {} accepted a connection", target.addr.port()));
+    opened.stream
 }
 
 /// The error for a door that never opened, naming the causes that fit how the port answered.

@@ -1,5 +1,16 @@
 //! TOTP time windows: which step a moment falls in and how long it has left.
 
+use std::time::Duration;
+
+/// Seconds before a window's end in which a client does not knock by default (`--margin`): it
+/// waits for the next window instead, so a pair never arrives just as its door goes.
+pub const DEFAULT_MARGIN_SECS: u64 = 3;
+
+/// How long before a boundary a server that cannot change its doors without losing knocks in
+/// flight (knockd's reload) changes them: the middle of the default margin's quiet zone, so a
+/// client whose clock is off by up to this much either way never knocks into the change.
+pub const QUIET_ZONE_LEAD: Duration = Duration::from_millis(DEFAULT_MARGIN_SECS * 1000 / 2);
+
 /// One TOTP step: `counter = floor(unix_time / period)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Window {
@@ -74,6 +85,14 @@ mod tests {
         assert_eq!(w.next().start(), w.end());
         assert_eq!(w.previous().end(), w.start());
         assert_eq!(Window::at(0, 30).previous().counter, 0);
+    }
+
+    #[test]
+    fn the_reload_lead_lies_inside_the_default_margin() {
+        // Clients off by up to the lead either way still never knock into the reload.
+        let margin = Duration::from_secs(DEFAULT_MARGIN_SECS);
+        assert!(QUIET_ZONE_LEAD > Duration::ZERO);
+        assert!(QUIET_ZONE_LEAD * 2 <= margin);
     }
 
     #[test]

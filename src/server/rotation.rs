@@ -147,7 +147,10 @@ impl Rotation {
     /// Rotates now, then at every window boundary until a stop signal (or once). On a stop
     /// signal or a fatal error, the engine leaves the firewall safe (`Engine::shut_down`).
     pub fn run(&mut self, once: bool, stop: &mut StopSignal) -> anyhow::Result<()> {
-        let mut window = Window::at(wall_clock()?.as_secs(), self.totp.period());
+        // Doors go in place `lead` ahead of their window: the schedule runs on a clock that
+        // is that much ahead.
+        let lead = self.engine.rotation_lead();
+        let mut window = Window::at((wall_clock()? + lead).as_secs(), self.totp.period());
         if let Err(e) = self.rotate(window, stop, true) {
             if let Some(signal) = stop.received() {
                 // Interrupted while retrying: a stop, not a failure.
@@ -164,7 +167,7 @@ impl Rotation {
         while stop.received().is_none() {
             let wall_before = wall_clock()?;
             let mono_before = Instant::now();
-            let step = next_step(window, wall_before);
+            let step = next_step(window, wall_before + lead);
             if behind && !matches!(step, Step::Behind { .. }) {
                 self.log.note(format!(
                     "the clock is back in window {} or later; serving windows again",

@@ -1,6 +1,7 @@
 //! The integration tests: they drive the real `knock-totp` binary with an isolated config.
 
 mod bad_input;
+mod boundary_e2e;
 mod client;
 mod cloud_aws;
 mod cloud_doors;

@@ -180,7 +180,9 @@ impl Rig {
         rotation_lines(&self.server_log()).into_iter().max()
     }
 
-    /// Waits until the server logged its rotation to window `counter` (or a later one).
+    /// Waits until the server logged its rotation to window `counter` (or a later one), and
+    /// the window has begun: the knockd engine rotates ahead of the boundary, in the quiet
+    /// zone where clients do not knock.
     fn wait_rotation(&self, counter: u64) {
         let deadline = Instant::now() + ROTATION_WAIT;
         while self.server_window().is_none_or(|w| w < counter) {
@@ -191,6 +193,8 @@ impl Rig {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        let start = Duration::from_secs(self.window(counter).start());
+        std::thread::sleep(start.saturating_sub(unix_now()));
     }
 
     /// Waits until the protected port refuses the client again (the door's grant timed out).

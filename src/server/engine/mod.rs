@@ -3,6 +3,8 @@
 pub mod knockd;
 pub mod nftables;
 
+use std::time::Duration;
+
 use crate::core::ports::knock_range_text;
 use crate::core::window::Window;
 use crate::log::Log;
@@ -37,6 +39,11 @@ pub trait Engine {
     /// there and restores it if someone removed it.
     fn repair(&mut self) -> anyhow::Result<()> {
         Ok(())
+    }
+
+    /// How long before a window starts its doors go in place (zero: at the boundary).
+    fn rotation_lead(&self) -> Duration {
+        Duration::ZERO
     }
 
     /// Whether `error` from `apply` must end the daemon (otherwise it retries next window).

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use crate::clock::wall_clock;
 use crate::core::ports::knock_range_text;
 use crate::core::ports::PortPair;
-use crate::core::window::Window;
+use crate::core::window::{Window, QUIET_ZONE_LEAD};
 use crate::error::UserError;
 use crate::log::Log;
 use crate::server::cloud::aws::{AwsCli, AwsError, GroupReview, SecurityGroup};
@@ -126,13 +126,13 @@ impl<C: AwsCli> KnockdEngine<C> {
     }
 
     /// Fail closed after a failed rotation: knockd keeps no door past its time bound (the end
-    /// of the window after its own). knockd holds its doors in one file, so any stale door
-    /// means no door at all until a rotation succeeds.
-    fn close_stale_doors(&mut self, now: u64) {
+    /// of the window after its own). knockd holds its doors in one file, so any door stale at
+    /// `horizon` means no door at all until a rotation succeeds.
+    fn close_stale_doors(&mut self, horizon: u64) {
         let stale: Vec<String> = self
             .served_windows()
             .into_iter()
-            .filter(|w| door_valid_until(*w) <= now)
+            .filter(|w| door_valid_until(*w) <= horizon)
             .map(|w| w.counter.to_string())
             .collect();
         if stale.is_empty() {
@@ -268,7 +268,8 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
             Ok(installed) => installed,
             Err(e) => {
                 self.retry = Some(doors.to_vec());
-                self.close_stale_doors(now);
+                // The rotation ran ahead of the boundary where the oldest door expires.
+                self.close_stale_doors((wall_clock()? + QUIET_ZONE_LEAD).as_secs() + 1);
                 return Err(e.into());
             }
         };
@@ -401,7 +402,10 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
         let Some(doors) = self.retry.clone() else {
             return Ok(());
         };
-        let window = Window::at(wall_clock()?.as_secs(), self.config.period);
+        let window = Window::at(
+            (wall_clock()? + QUIET_ZONE_LEAD).as_secs(),
+            self.config.period,
+        );
         let wanted = door_windows_of(&doors);
         if wanted != door_windows(window) {
             self.retry = None;
@@ -418,11 +422,20 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
                     window.counter, installed.pid
                 ));
             }
-            Err(e) => self
-                .log
-                .detail(format!("window {}: still failing: {e}", window.counter)),
+            Err(e) => {
+                self.log
+                    .detail(format!("window {}: still failing: {e}", window.counter));
+                self.close_stale_doors(wall_clock()?.as_secs());
+            }
         }
         Ok(())
+    }
+
+    /// knockd's reload drops every half-finished knock, so it happens where clients do not
+    /// knock: inside the quiet zone before a boundary, with doors that already cover the
+    /// coming window.
+    fn rotation_lead(&self) -> Duration {
+        QUIET_ZONE_LEAD
     }
 
     fn stopping(&self) -> &'static str {
