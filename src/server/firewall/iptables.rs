@@ -73,7 +73,8 @@ impl Backend for Iptables {
              # (or {set6}) pass, everyone else is dropped, whatever ACCEPT for the port\n\
              # comes later (ufw, a distro's default rule). A door adds its knocker to the ipset\n\
              # for {open} s; the element times out by itself, even if knockd is killed.\n\
-             # Rerunning changes nothing.\n\
+             # Rerunning changes nothing. Nothing here survives a reboot: run it at boot, before\n\
+             # sshd starts (a oneshot unit, or ipset-persistent and netfilter-persistent save).\n\
              command -v ipset >/dev/null || {{ echo 'firewall-setup.sh: ipset is missing (apt-get install ipset)' >&2; exit 1; }}\n\
              if command -v ufw >/dev/null && ufw status 2>/dev/null | grep -q '^Status: active'; then\n\
              \x20 echo 'ufw is active: its rules stay and come after chain {chain}, so an ufw rule that'\n\
