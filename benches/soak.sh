@@ -29,8 +29,8 @@ while [ $# -gt 0 ]; do
 done
 
 skip() { echo "benches/soak.sh: skipped: $*" >&2; exit 0; }
-[ "$(id -u)" = 0 ] || skip "needs root (network namespaces, iptables, knockd)"
-for tool in ip iptables knockd socat python3 timeout cargo; do
+[ "$(id -u)" = 0 ] || skip "needs root (network namespaces, iptables, ipset, knockd)"
+for tool in ip iptables ipset knockd socat python3 timeout cargo; do
     command -v "$tool" >/dev/null || skip "needs $tool"
 done
 
@@ -49,9 +49,12 @@ build_release
 make_lab "kts$$"
 say "lab: $s_ns ($s_ip) and $c_ns ($c_ip)"
 # Server firewall (one iptables flavour, -w for the shared lock): established passes, the
-# protected port is refused with a reset unless a door inserted an ACCEPT for the client,
-# every other TCP port (the knock ports) is dropped.
+# protected port is refused with a reset unless a door put the client in the server's ipset
+# (as setup's firewall-setup.sh does, the element timing out by itself), every other TCP port
+# (the knock ports) is dropped.
 s_ipt() { ip netns exec "$s_ns" iptables -w "$@"; }
+ip netns exec "$s_ns" ipset create "knock-totp-$NAME-v4" hash:ip timeout 30
+s_ipt -A INPUT -p tcp --dport "$PROTECTED" -m set --match-set "knock-totp-$NAME-v4" src -j ACCEPT
 s_ipt -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
 s_ipt -A INPUT -p tcp --dport "$PROTECTED" -j REJECT --reject-with tcp-reset
 s_ipt -A INPUT -p tcp -j DROP
@@ -162,7 +165,7 @@ attempt() {
     [ "$last_ok" = 1 ] || [ "$target" -ge $((last_end_ms + SEQ_TIMEOUT * 1000 + 100)) ] ||
         target=$((last_end_ms + SEQ_TIMEOUT * 1000 + 100))
     sleep_until_ms $((target - 150))
-    # The previous door must have closed (its stop command ran) before this attempt.
+    # The previous door must have closed (its grant timed out) before this attempt.
     while port_open; do
         if [ "$(now_ms)" -gt $((target + (OPEN_SECONDS + 2) * 1000)) ]; then closed=0; break; fi
         sleep 0.05
@@ -171,7 +174,7 @@ attempt() {
     sleep_until_ms "$target"
     offset=$(stat -c %s "$work/knockd.out")
     start=$(now_ms)
-    out=$(timeout 15 ip netns exec "$c_ns" "$bin" -v knock "$NAME" --verify --margin 0 \
+    out=$(timeout 15 ip netns exec "$c_ns" "$bin" -vv knock "$NAME" --verify --margin 0 \
         --delay-ms 0 --timeout 3 2>&1) || rc=$?
     end=$(now_ms)
     # Which window's ports: "knocking IP on ports A B (...)", matched against the windows
@@ -328,7 +331,7 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
     echo "## Soak report"
     echo
     echo "- Commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (modified)'), $(date -u +%Y-%m-%dT%H:%MZ); $boundaries boundaries at period $PERIOD s took $((soak_ms / 1000)) s"
-    echo "- Machine: $(nproc) CPUs, ${cpu:-unknown CPU}, Linux $(uname -r); knockd $(dpkg-query -W -f '${Version}' knockd 2>/dev/null || echo '?'), iptables doors, open_seconds $OPEN_SECONDS, seq_timeout $SEQ_TIMEOUT"
+    echo "- Machine: $(nproc) CPUs, ${cpu:-unknown CPU}, Linux $(uname -r); knockd $(dpkg-query -W -f '${Version}' knockd 2>/dev/null || echo '?'), ipset doors, open_seconds $OPEN_SECONDS, seq_timeout $SEQ_TIMEOUT"
     echo "- Per boundary: \`knock-totp knock NAME --verify --margin 0 --delay-ms 0 --timeout 3\` ${BEFORE_MS} ms before and ${AFTER_MS} ms after, each from a closed port; server VmRSS and knockd's pid checked at the boundary."
 } >"$work/header.md"
 mkdir -p "$target_dir"
