@@ -142,7 +142,7 @@ Register-ArgumentCompleter -Native -CommandName 'knock-totp' -ScriptBlock {
             [CompletionResult]::new('-p', '-p', [CompletionResultType]::ParameterName, 'Protected port, for --address')
             [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Protected port, for --address')
             [CompletionResult]::new('--secret', '--secret', [CompletionResultType]::ParameterName, 'With --address: - reads the Base32 secret from stdin')
-            [CompletionResult]::new('--delay-ms', '--delay-ms', [CompletionResultType]::ParameterName, 'Milliseconds between knocks (default: the profile''s, else 100)')
+            [CompletionResult]::new('--delay-ms', '--delay-ms', [CompletionResultType]::ParameterName, 'Milliseconds between knocks (default: the profile''s, else 10)')
             [CompletionResult]::new('--algorithm', '--algorithm', [CompletionResultType]::ParameterName, 'With --address: HMAC algorithm')
             [CompletionResult]::new('--period', '--period', [CompletionResultType]::ParameterName, 'With --address: TOTP period in seconds')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for the protected port to open')

@@ -132,7 +132,7 @@ set edit:completion:arg-completer[knock-totp] = {|@words|
             cand -p 'Protected port, for --address'
             cand --port 'Protected port, for --address'
             cand --secret 'With --address: - reads the Base32 secret from stdin'
-            cand --delay-ms 'Milliseconds between knocks (default: the profile''s, else 100)'
+            cand --delay-ms 'Milliseconds between knocks (default: the profile''s, else 10)'
             cand --algorithm 'With --address: HMAC algorithm'
             cand --period 'With --address: TOTP period in seconds'
             cand --timeout 'Seconds to wait for the protected port to open'

@@ -88,7 +88,7 @@ complete -c knock-totp -n "__fish_knock_totp_using_subcommand ports" -s h -l hel
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand knock" -s a -l address -d 'Knock this address instead of a profile\'s (the secret comes from stdin)' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand knock" -s p -l port -d 'Protected port, for --address' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand knock" -l secret -d 'With --address: - reads the Base32 secret from stdin' -r
-complete -c knock-totp -n "__fish_knock_totp_using_subcommand knock" -l delay-ms -d 'Milliseconds between knocks (default: the profile\'s, else 100)' -r
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand knock" -l delay-ms -d 'Milliseconds between knocks (default: the profile\'s, else 10)' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand knock" -l algorithm -d 'With --address: HMAC algorithm' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand knock" -l period -d 'With --address: TOTP period in seconds' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand knock" -l timeout -d 'Seconds to wait for the protected port to open' -r

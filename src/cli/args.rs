@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::client::hosts::StoreKind;
+use crate::client::hosts::{StoreKind, DEFAULT_DELAY_MS};
 use crate::core::totp::Algorithm;
 use crate::core::window::DEFAULT_MARGIN_SECS;
 use crate::server::config::EngineKind;
@@ -103,7 +103,7 @@ pub struct AddArgs {
     pub user: Option<String>,
 
     /// Milliseconds between the two knocks
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    #[arg(long, default_value_t = DEFAULT_DELAY_MS, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub delay_ms: u64,
 
     /// HMAC algorithm (from the URI when --uri is given)
@@ -246,7 +246,7 @@ pub struct KnockArgs {
     #[arg(long, value_name = "-", requires = "address")]
     pub secret: Option<String>,
 
-    /// Milliseconds between knocks (default: the profile's, else 100)
+    /// Milliseconds between knocks (default: the profile's, else 10)
     #[arg(long, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub delay_ms: Option<u64>,
 
