@@ -58,7 +58,7 @@ Enroll a host with the URI its administrator gave you, read from standard input:
     printf '%s' "$URI" | knock\-totp add web \-\-address web.example.com \-\-uri \-
 .fi
 .PP
-Knock, wait for the port to open, then run ssh:
+Run ssh; its ProxyCommand knocks, waits for the port and hands ssh that connection:
 .PP
 .nf
     knock\-totp ssh web
@@ -68,6 +68,8 @@ Knock from ssh itself, in \fI~/.ssh/config\fR:
 .PP
 .nf
     Host web
+        HostName web.example.com
+        HostKeyAlias web
         ProxyCommand knock\-totp proxy %n %h %p
 .fi
 .PP
