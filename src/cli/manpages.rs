@@ -20,6 +20,10 @@ No such host profile.
 .TP
 \fB4\fR
 The secret store is unavailable (no reachable Secret Service or keychain).
+.PP
+\fBknock\-totp ssh\fR becomes ssh once the host and its secret are found: from then on the
+exit status is ssh's (255 when its ProxyCommand could not knock the port open, the reason
+on standard error).
 "#;
 
 const FILES: &str = r#".SH FILES
