@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Clean release build time and binary size of two commits, measured in turns in one session:
+# Clean release build time (wall and CPU) and binary size of two commits, measured in turns in
+# one session:
 #   benches/build.sh [--runs N] REV_BEFORE REV_AFTER
 # Each run exports the commit (git archive) into a temporary directory and builds it with
 # `cargo build --release --locked --offline` into an empty target directory; the crates must
 # already be in cargo's cache (build each commit once before). Prints one Markdown row per
-# commit: median wall time with the p25–p75 spread, and the stripped binary's size.
+# commit: median wall time with the fastest and slowest run, median CPU time (user + system, which
+# other load on the machine disturbs far less than wall time), and the stripped binary's size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=3
@@ -19,10 +21,9 @@ done
 for ((i = 0; i < runs; i++)); do
     for rev in "$1" "$2"; do
         rm -rf "$work/$rev/target"
-        start=$(date +%s%N)
         (cd "$work/$rev/src" && CARGO_TARGET_DIR="$work/$rev/target" \
+            /usr/bin/time -f '%e %U %S' -a -o "$work/$rev/times" \
             cargo build --release --locked --offline --quiet)
-        echo $((($(date +%s%N) - start) / 1000000)) >>"$work/$rev/times"
         stat -c %s "$work/$rev/target/release/knock-totp" >"$work/$rev/size"
     done
 done
@@ -30,10 +31,11 @@ for rev in "$1" "$2"; do
     python3 - "$rev" "$(git rev-parse --short "$rev")" "$work/$rev/times" "$work/$rev/size" <<'PY'
 import statistics, sys
 rev, short, times, size = sys.argv[1:]
-t = sorted(int(x) / 1000 for x in open(times))
-q = statistics.quantiles(t, n=4) if len(t) > 1 else [t[0], t[0], t[0]]
+runs = [[float(x) for x in line.split()] for line in open(times) if line.strip()]
+t = sorted(r[0] for r in runs)
+cpu = statistics.median(r[1] + r[2] for r in runs)
 kib = int(open(size).read()) / 1024
-print(f"| {rev} ({short}) | clean release build {statistics.median(t):.0f} s "
-      f"({q[0]:.0f}–{q[2]:.0f}, {len(t)} runs) | {kib:.0f} KiB |")
+print(f"| {rev} ({short}) | clean release build {statistics.median(t):.0f} s wall "
+      f"({t[0]:.0f}–{t[-1]:.0f}, {len(t)} runs), {cpu:.0f} s CPU | {kib:.0f} KiB |")
 PY
 done

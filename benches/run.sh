@@ -8,6 +8,9 @@
 #   benches/run.sh           full suite (a few minutes; the namespace lab needs root)
 #   benches/run.sh --quick   few iterations, no root-only parts (CI; < 60 s after the build)
 #
+# KNOCK_TOTP_BENCH_BASELINE=PATH adds the `code NAME` rows of another knock-totp binary (an
+# older release build) measured in the same rounds, for before/after comparisons.
+#
 # Traffic goes only to 127.0.0.1 and to namespaces this script creates (10.213.0.0/16).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -125,15 +128,24 @@ if have dbus-run-session && have gnome-keyring-daemon && have dbus-send; then ke
 if [ "$keyring_ok" = 1 ]; then
     say "code: file store vs keyring store (one hyperfine run inside a private keyring session)"
     export -f measure have
-    export runs warmup work samples bin secret
+    baseline=${KNOCK_TOTP_BENCH_BASELINE:-}
+    export runs warmup work samples bin secret baseline
     scripts/with-keyring.sh bash -c '
         set -euo pipefail
         printf "%s" "$secret" | "$bin" add kr --address 127.0.0.1 --port 9 --delay-ms 0 --secret - >/dev/null
-        measure "code-file=$bin code lo" "code-keyring=$bin code kr"
+        specs=("code-file=$bin code lo" "code-keyring=$bin code kr")
+        if [ -n "$baseline" ]; then
+            specs+=("code-keyring-baseline=$baseline code kr")
+        fi
+        measure "${specs[@]}"
     '
     row code-file "code NAME, file store (whole process)" ms '{"goal_max": 5}'
     row code-keyring "code NAME, keyring store (whole process)" ms \
         '{"ref": "code NAME, file store (whole process)"}'
+    if [ -n "$baseline" ]; then
+        row code-keyring-baseline "code NAME, keyring store, baseline binary" ms \
+            '{"ref": "code NAME, keyring store (whole process)"}'
+    fi
 else
     say "code: file store (dbus/gnome-keyring missing: keyring store skipped)"
     measure "code-file=$bin code lo"

@@ -70,7 +70,8 @@ pub fn open(kind: StoreKind, paths: &ConfigPaths) -> Box<dyn SecretStore> {
     }
 }
 
-/// The platform keyring through the `keyring` crate.
+/// The platform keyring through the `keyring` crate. On Linux it is zbus, which blocks on a
+/// tokio runtime of its own: call it outside any tokio runtime (inside one it panics).
 pub struct KeyringStore;
 
 impl KeyringStore {
