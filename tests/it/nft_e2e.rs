@@ -18,7 +18,9 @@ use knock_totp::core::window::Window;
 use serde_json::Value;
 
 use crate::support::lab::{lab_available, Lab};
-use crate::support::{can_run, have, stderr_of, stdout_of, wait_until, Env, RFC_SECRET};
+use crate::support::{
+    can_run, have, stderr_of, stdout_of, unit_sandbox, wait_until, Env, RFC_SECRET,
+};
 
 const SECRET: &str = RFC_SECRET;
 /// Inside the knock range on purpose: the protected port must never count as a knock.
@@ -476,14 +478,6 @@ fn v4(ip: Ipv4Addr) -> IpAddr {
     IpAddr::V4(ip)
 }
 
-/// The value of `key=` in a unit's text (the last line that sets it).
-fn unit_setting<'a>(unit: &'a str, key: &str) -> &'a str {
-    unit.lines()
-        .rev()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-        .unwrap_or_else(|| panic!("the unit sets no {key}:\n{unit}"))
-}
-
 /// The daemon under what its generated unit grants, as far as tools without systemd can
 /// impose it: only the unit's capability bounding set (setpriv, no new privileges) and /proc
 /// as ProtectProc/ProcSubset mount it. (The system-call filter needs systemd itself.)
@@ -502,17 +496,9 @@ fn nft_daemon_works_with_only_what_its_unit_grants() {
     rig.install_base();
     rig.lab.start_echo_server(PROTECTED);
     let unit = std::fs::read_to_string(rig.files.join("knock-totp-web.service")).unwrap();
-    let bounding: String = unit_setting(&unit, "CapabilityBoundingSet")
-        .split_whitespace()
-        .map(|cap| format!(",+{}", cap.trim_start_matches("CAP_").to_ascii_lowercase()))
-        .collect();
-    let hidepid = unit_setting(&unit, "ProtectProc");
-    let subset = unit_setting(&unit, "ProcSubset");
-    let sandbox = format!(
-        "mount -t proc -o hidepid={hidepid},subset={subset} proc /proc && \
-         exec setpriv --bounding-set=-all{bounding} --inh-caps=-all --no-new-privs -- \"$@\""
-    );
-    rig.start_daemon_via(&["unshare", "--mount", "sh", "-c", &sandbox, "sh"]);
+    let sandbox = unit_sandbox(&unit);
+    let prefix: Vec<&str> = sandbox.iter().map(String::as_str).collect();
+    rig.start_daemon_via(&prefix);
     let pid = rig.daemon_pid();
     let caps = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     assert!(

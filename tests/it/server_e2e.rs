@@ -18,7 +18,7 @@ use knock_totp::core::totp::{Algorithm, Totp};
 use knock_totp::core::window::Window;
 
 use crate::support::lab::{iptables_door, lab_available, Lab};
-use crate::support::{can_run, have, stderr_of, Env, RFC_SECRET};
+use crate::support::{can_run, have, stderr_of, unit_sandbox, Env, RFC_SECRET};
 
 /// A short TOTP period so that the test crosses several boundaries in well under a minute.
 const PERIOD: u64 = 5;
@@ -75,6 +75,11 @@ struct Rig {
 
 impl Rig {
     fn start() -> Self {
+        Self::start_via(&[])
+    }
+
+    /// Like `start`, with the rotation daemon run through `prefix` (argv words before it).
+    fn start_via(prefix: &[&str]) -> Self {
         let mut lab = Lab::new("rotate");
         lab.protect_port(PROTECTED);
         lab.accept_ipset(NAME, PROTECTED);
@@ -116,15 +121,14 @@ impl Rig {
         )
         .unwrap();
         let config = config.to_string_lossy().into_owned();
-        let server_log = lab.server_spawn(
-            &[
-                env!("CARGO_BIN_EXE_knock-totp"),
-                "server",
-                "--config",
-                &config,
-            ],
-            "server.log",
-        );
+        let mut argv = prefix.to_vec();
+        argv.extend([
+            env!("CARGO_BIN_EXE_knock-totp"),
+            "server",
+            "--config",
+            &config,
+        ]);
+        let server_log = lab.server_spawn(&argv, "server.log");
 
         let env = Env::new();
         let period = PERIOD.to_string();
@@ -327,6 +331,46 @@ fn knockd_alive(pid: u32) -> bool {
                 && !matches!(tail.split_whitespace().next(), Some("Z" | "X") | None)
         })
     })
+}
+
+/// The knockd engine's daemon under what its generated unit grants (no capability at all):
+/// it still validates and installs knockd.conf, signals knockd (root, every capability) and
+/// the knock opens the door.
+#[test]
+fn knockd_daemon_works_with_only_what_its_unit_grants() {
+    if !lab_available()
+        || !can_run(
+            "needs knockd's knock client, setpriv and unshare",
+            have("knock") && have("setpriv") && have("unshare"),
+        )
+    {
+        return;
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = Env::new()
+        .cmd()
+        .args(["setup", "web", "--engine", "knockd", "--out"])
+        .arg(out_dir.path().join("setup"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let unit =
+        std::fs::read_to_string(out_dir.path().join("setup/knock-totp-web.service")).unwrap();
+    let sandbox = unit_sandbox(&unit);
+    let prefix: Vec<&str> = sandbox.iter().map(String::as_str).collect();
+    let rig = Rig::start_via(&prefix);
+    rig.wait_rotation(0);
+    let pid = rig.lab.server_pids("knock-totp")[0];
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(
+        status.lines().any(|l| l == "CapBnd:\t0000000000000000"),
+        "the daemon runs with capabilities:\n{status}"
+    );
+    let first = rig.server_window().unwrap();
+    rig.wait_rotation(first + 1);
+    rig.wait_closed();
+    rig.knock_and_verify(&["--margin", "1"]);
+    assert!(knockd_alive(rig.knockd_pid), "{}", rig.logs());
 }
 
 #[test]

@@ -179,3 +179,38 @@ pub fn wait_until(
         std::thread::sleep(every);
     }
 }
+
+/// A command prefix (argv words) that runs a program with what a systemd unit's text grants,
+/// as far as tools can impose it without systemd: the unit's CapabilityBoundingSet (setpriv,
+/// no new privileges) and /proc mounted as its ProtectProc and ProcSubset say, in a mount
+/// namespace of its own. The system-call filter needs systemd itself.
+pub fn unit_sandbox(unit: &str) -> Vec<String> {
+    let setting = |key: &str| {
+        unit.lines()
+            .rev()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+    };
+    let bounding: String = setting("CapabilityBoundingSet")
+        .unwrap_or_else(|| panic!("the unit sets no CapabilityBoundingSet:\n{unit}"))
+        .split_whitespace()
+        .map(|cap| format!(",+{}", cap.trim_start_matches("CAP_").to_ascii_lowercase()))
+        .collect();
+    let mut proc_options = Vec::new();
+    if let Some(hidepid) = setting("ProtectProc").filter(|v| *v != "default") {
+        proc_options.push(format!("hidepid={hidepid}"));
+    }
+    if let Some(subset) = setting("ProcSubset").filter(|v| *v != "all") {
+        proc_options.push(format!("subset={subset}"));
+    }
+    let mount = if proc_options.is_empty() {
+        String::new()
+    } else {
+        format!("mount -t proc -o {} proc /proc && ", proc_options.join(","))
+    };
+    let script = format!(
+        "{mount}exec setpriv --bounding-set=-all{bounding} --inh-caps=-all --no-new-privs -- \"$@\""
+    );
+    ["unshare", "--mount", "sh", "-c", &script, "sh"]
+        .map(str::to_owned)
+        .to_vec()
+}
