@@ -74,10 +74,13 @@ fn deny_script_says_plainly_when_advisories_were_not_checked() {
     assert!(out.status.success(), "{out:?}");
     assert!(calls.contains("check licenses bans sources"), "{calls}");
     assert!(!calls.contains("advisories"), "{calls}");
-    let stdout = stdout_of(&out);
-    assert!(
-        stdout.contains("WARNING: security advisories were NOT checked"),
-        "{stdout}"
+    let output = stdout_of(&out) + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        output
+            .matches("WARNING: security advisories were NOT checked")
+            .count(),
+        1,
+        "{output}"
     );
 }
 
