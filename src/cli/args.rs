@@ -55,6 +55,12 @@ pub enum Command {
     /// Knock, connect and relay stdin/stdout (for ssh's ProxyCommand)
     Proxy(ProxyArgs),
     /// Enroll a server: secret, QR code, knockd, firewall, server and systemd configs
+    ///
+    /// The daemon's systemd unit runs this very binary (`ExecStart` is its canonical path):
+    /// run setup with the knock-totp the server will use, installed as root (setup warns when
+    /// another user could replace it), or change `ExecStart`. The unit keeps only the
+    /// capability its engine needs (nftables: CAP_NET_ADMIN; knockd: none), filters system
+    /// calls and allows no core dump.
     Setup(SetupArgs),
     /// Run the rotation daemon that keeps the doors following the code
     ///
