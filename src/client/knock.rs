@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::client::wire::{self, KnockError};
 use crate::clock::wall_clock;
-use crate::core::ports::{knock_range_text, PortPair};
+use crate::core::ports::{knock_range_text, PortPair, WEAK_PAIR};
 use crate::core::totp::Totp;
 use crate::core::window::Window;
 use crate::error::UserError;
@@ -175,8 +175,7 @@ fn knock_window(log: &Log, target: &Target, totp: &Totp, margin: u64) -> anyhow:
     let (window, ports) = window_to_knock(totp, current)?;
     if window != current {
         log.note(format!(
-            "{}: this window's code knocks one port twice, for which servers open no door; \
-             knocking the next window's code instead",
+            "{}: {WEAK_PAIR}; knocking the next window's instead",
             target.label
         ));
     }
@@ -201,17 +200,17 @@ fn knock_window(log: &Log, target: &Target, totp: &Totp, margin: u64) -> anyhow:
     Ok(window)
 }
 
-/// The window whose pair to knock at `current`: that window, or the next one when its pair
-/// knocks one port twice (servers install no such door, and do install the next window's).
+/// The window whose pair to knock at `current`: that window, or the next one when its pair is
+/// weak (servers install no such door, and do install the next window's).
 fn window_to_knock(totp: &Totp, current: Window) -> anyhow::Result<(Window, PortPair)> {
     [current, current.next()]
         .into_iter()
         .map(|window| (window, totp.ports_for(window)))
-        .find(|(_, ports)| !ports.repeats_port())
+        .find(|(_, ports)| !ports.is_weak())
         .ok_or_else(|| {
             UserError::runtime(
-                "this window's and the next window's codes both knock one port twice; \
-                 servers open no door for either",
+                "this window's and the next window's knock ports are both the same or \
+                 adjacent ports; servers open no door for either",
             )
             .with_hint("knock again in a minute")
             .into()

@@ -13,6 +13,10 @@ pub fn knock_range_text() -> String {
     format!("{MIN_KNOCK_PORT}-{MAX_KNOCK_PORT}")
 }
 
+/// What clients say when a window's pair is weak (`PortPair::is_weak`).
+pub const WEAK_PAIR: &str = "this window's knock ports are one port twice or two adjacent \
+     ports, for which servers open no door (a retransmitted SYN or a port sweep would open it)";
+
 /// A six-digit TOTP code, shown zero-padded as authenticator apps do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Code(u32);
@@ -73,11 +77,13 @@ impl PortPair {
         self.0[1]
     }
 
-    /// Whether both knocks go to the same port (about 330 codes in a million, e.g. 979797).
-    /// Such a door is no door: one ordinary connect's retransmitted SYN completes it, so
-    /// servers never install it and clients knock the next window's pair instead.
-    pub fn repeats_port(self) -> bool {
-        self.0[0] == self.0[1]
+    /// Whether a door with this pair would open without the code (about 640 codes in a
+    /// million): A == B (979797), which one ordinary connect's retransmitted SYN completes, or
+    /// B = A ± 1 (003001 -> 3000 3001), which a port sweep up or down completes, as no port
+    /// lies between them to cancel the attempt. Servers never install such a door and clients
+    /// knock the next window's pair instead.
+    pub fn is_weak(self) -> bool {
+        self.0[0].abs_diff(self.0[1]) <= 1
     }
 }
 
@@ -113,15 +119,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pairs_that_knock_one_port_twice() {
-        assert!(port_pair(979797).repeats_port());
-        assert!(port_pair(3200).repeats_port(), "0032|3200 -> 3200 3200");
-        assert!(port_pair(0).repeats_port());
-        assert!(!port_pair(970113).repeats_port());
-        let count = (0..1_000_000)
-            .filter(|c| port_pair(*c).repeats_port())
-            .count();
-        assert!((300..400).contains(&count), "{count} codes repeat a port");
+    fn pairs_a_retransmitted_syn_or_a_sweep_would_complete() {
+        assert!(port_pair(979797).is_weak());
+        assert!(port_pair(3200).is_weak(), "0032|3200 -> 3200 3200");
+        assert!(port_pair(0).is_weak());
+        assert!(port_pair(3001).is_weak(), "0030|3001 -> 3000 3001");
+        assert!(port_pair(434344).is_weak(), "4343 4344");
+        assert!(!port_pair(970113).is_weak());
+        assert!(!port_pair(300302).is_weak(), "3003 0302 -> 3003 3020");
+        let count = (0..1_000_000).filter(|c| port_pair(*c).is_weak()).count();
+        assert!((600..700).contains(&count), "{count} weak codes");
     }
 
     #[test]

@@ -13,8 +13,8 @@ pub struct ActiveDoor {
     pub ports: PortPair,
 }
 
-/// The doors for `window`: previous, current and next, except a window whose pair knocks one
-/// port twice (`PortPair::repeats_port`): clients knock the next window's pair instead.
+/// The doors for `window`: previous, current and next, except a window whose pair would open
+/// without the code (`PortPair::is_weak`): clients knock the next window's pair instead.
 pub fn active_doors(totp: &Totp, window: Window) -> Vec<ActiveDoor> {
     door_windows(window)
         .into_iter()
@@ -22,7 +22,7 @@ pub fn active_doors(totp: &Totp, window: Window) -> Vec<ActiveDoor> {
             window,
             ports: totp.ports_for(window),
         })
-        .filter(|door| !door.ports.repeats_port())
+        .filter(|door| !door.ports.is_weak())
         .collect()
 }
 
@@ -117,13 +117,23 @@ mod tests {
         // 1740149940 -> 979797 -> 9797 9797; its neighbours 813435 and 761949 (oathtool
         // --totp -b LPI3UVRWMUTRNDBD -N @1740149910 / @1740149970).
         let w = Window::at(1_740_149_940, 30);
-        assert!(totp().ports_for(w).repeats_port());
+        assert!(totp().ports_for(w).is_weak());
         assert_eq!(
             snapshot(&active_doors(&totp(), w)),
             "58004997 8134 3435\n58004999 7619 1949"
         );
         assert_eq!(active_doors(&totp(), w.next()).len(), 2);
         assert_eq!(active_doors(&totp(), w.previous()).len(), 2);
+    }
+
+    #[test]
+    fn a_window_whose_pair_a_sweep_completes_gets_no_door() {
+        // 1740149250 -> 003001 -> 3000 3001: an ascending sweep knocks 3000 then 3001.
+        let w = Window::at(1_740_149_250, 30);
+        assert_eq!(totp().ports_for(w), PortPair([3000, 3001]));
+        let doors = active_doors(&totp(), w);
+        assert_eq!(doors.len(), 2);
+        assert!(doors.iter().all(|d| d.window != w));
     }
 
     #[test]

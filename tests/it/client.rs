@@ -54,7 +54,7 @@ fn ports_warns_when_a_window_knocks_one_port_twice() {
         .success()
         .stdout("9797 9797\n")
         .stderr(
-            predicate::str::contains("knocks one port twice")
+            predicate::str::contains("one port twice or two adjacent ports")
                 .and(predicate::str::contains("knock-totp ports short --next")),
         );
     env.cmd()

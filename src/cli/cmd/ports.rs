@@ -6,7 +6,7 @@ use super::code::json_for;
 use crate::cli::args::PortsArgs;
 use crate::cli::term::{now, stdout_is_tty};
 use crate::cli::Context;
-use crate::core::ports::Code;
+use crate::core::ports::{Code, WEAK_PAIR};
 use crate::error::UserError;
 
 pub fn run(ctx: &Context, args: PortsArgs) -> anyhow::Result<()> {
@@ -36,10 +36,9 @@ pub fn run(ctx: &Context, args: PortsArgs) -> anyhow::Result<()> {
     let current = totp.window_at(time);
     let window = if args.next { current.next() } else { current };
     let code = totp.code_for(window);
-    if code.ports().repeats_port() {
+    if code.ports().is_weak() {
         ctx.log.note(format!(
-            "this window's code knocks one port twice, for which servers open no door: knock \
-             the next window's ports (`knock-totp ports {name} --next`)"
+            "{WEAK_PAIR}: knock the next window's ports (`knock-totp ports {name} --next`)"
         ));
     }
     if args.json {
