@@ -982,7 +982,14 @@ fn setup_warns_when_its_binary_is_not_roots_alone() {
         fs::create_dir_all(&bin_dir).unwrap();
         fs::set_permissions(&bin_dir, fs::Permissions::from_mode(0o755)).unwrap();
         let copy = bin_dir.join("knock-totp");
-        fs::copy(assert_cmd::cargo::cargo_bin("knock-totp"), &copy).unwrap();
+        // Copied by another process: a write descriptor of our own, inherited by a child
+        // that another test thread forks meanwhile, would make the exec fail (ETXTBSY).
+        let copied = Std::new("cp")
+            .arg(assert_cmd::cargo::cargo_bin("knock-totp"))
+            .arg(&copy)
+            .status()
+            .unwrap();
+        assert!(copied.success());
         if dir == "user" {
             std::os::unix::fs::chown(&bin_dir, Some(65534), Some(65534)).unwrap();
         }
