@@ -260,22 +260,7 @@ fn ssh_gets_in_at_any_moment_of_the_window_with_the_nftables_engine() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
     lab.start_echo_server(PROTECTED);
-    let config = files.join("web.toml").to_string_lossy().into_owned();
-    let log = lab.server_spawn(
-        &[
-            env!("CARGO_BIN_EXE_knock-totp"),
-            "server",
-            "--config",
-            &config,
-        ],
-        "server.log",
-    );
-    wait_until(
-        Duration::from_secs(10),
-        Duration::from_millis(20),
-        || read(&log).contains(": window "),
-        || format!("the daemon never rotated:\n{}", read(&log)),
-    );
+    let log = lab.start_daemon(&files.join("web.toml"), ": window ");
     let client = lab.client_ip.to_string();
     let trials = twenty_moments(&lab, &|lab: &Lab| {
         let element = format!("{{ {client} }}");
@@ -325,22 +310,7 @@ fn ssh_gets_in_at_any_moment_of_the_window_with_the_knockd_engine() {
         ),
     )
     .unwrap();
-    let config = config.to_string_lossy().into_owned();
-    let log = lab.server_spawn(
-        &[
-            env!("CARGO_BIN_EXE_knock-totp"),
-            "server",
-            "--config",
-            &config,
-        ],
-        "server.log",
-    );
-    wait_until(
-        Duration::from_secs(10),
-        Duration::from_millis(20),
-        || read(&log).contains(": window "),
-        || format!("the daemon never rotated:\n{}", read(&log)),
-    );
+    let log = lab.start_daemon(&config, ": window ");
     let trials = twenty_moments(&lab, &close_ipset_grant);
     let logs = || format!("server:\n{}\nknockd:\n{}", read(&log), lab.knockd_output());
     assert_all_got_in("knockd engine", &trials, logs);

@@ -57,27 +57,7 @@ fn protected_server(lab: &mut Lab) {
         &files.join("web.nft"),
     );
     run_ok(lab.server_cmd("sh").arg(files.join("firewall-setup.sh")));
-    let config = files.join("web.toml").to_string_lossy().into_owned();
-    let log = lab.server_spawn(
-        &[
-            env!("CARGO_BIN_EXE_knock-totp"),
-            "server",
-            "--config",
-            &config,
-        ],
-        "server.log",
-    );
-    wait_until(
-        Duration::from_secs(10),
-        Duration::from_millis(20),
-        || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("doors in table")),
-        || {
-            format!(
-                "the daemon installed no doors: {:?}",
-                std::fs::read_to_string(&log)
-            )
-        },
-    );
+    lab.start_daemon(&files.join("web.toml"), "doors in table");
 }
 
 /// sshd on port 22 of the server namespace, with a fresh host key and `client_key`'s public

@@ -154,6 +154,29 @@ impl Lab {
         path
     }
 
+    /// Starts `knock-totp server --config CONFIG` in the server namespace, its output in
+    /// server.log, and returns that log's path once the log contains `ready` (within 10 s).
+    pub fn start_daemon(&mut self, config: &Path, ready: &str) -> PathBuf {
+        let config = config.to_string_lossy().into_owned();
+        let log = self.server_spawn(
+            &[
+                env!("CARGO_BIN_EXE_knock-totp"),
+                "server",
+                "--config",
+                &config,
+            ],
+            "server.log",
+        );
+        let read = || std::fs::read_to_string(&log).unwrap_or_default();
+        crate::support::wait_until(
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            || read().contains(ready),
+            || format!("the daemon never logged {ready:?}:\n{}", read()),
+        );
+        log
+    }
+
     /// Process ids of the programs named `name` (their `/proc/PID/comm`) running in the
     /// server namespace, e.g. a knockd started in the foreground (which writes no pid file).
     pub fn server_pids(&self, name: &str) -> Vec<u32> {
