@@ -15,6 +15,7 @@ mod knock_local;
 mod nft_e2e;
 mod packaging;
 mod readme;
+mod readme_admin;
 mod server;
 mod server_e2e;
 mod setup;

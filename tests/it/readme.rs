@@ -6,12 +6,12 @@ use knock_totp::cli::args::Cli;
 
 use crate::support::Env;
 
-fn readme() -> String {
+pub(crate) fn readme() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap()
 }
 
 /// The fenced blocks of the given language tag (`""` for untagged ones).
-fn blocks(text: &str, lang: &str) -> Vec<String> {
+pub(crate) fn blocks(text: &str, lang: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut current: Option<String> = None;
     for line in text.lines() {
