@@ -17,6 +17,9 @@ use crate::server::engine::nftables::{self, ruleset::base_ruleset};
 use crate::server::firewall::{aws_iam_policy, Firewall};
 use crate::server::systemd;
 
+/// The one-time firewall script's name under --out.
+pub const FIREWALL_SCRIPT_FILE: &str = "firewall-setup.sh";
+
 /// Names under --out of the files that can only be rendered once the secret is known.
 pub const KNOCKD_CONF_FILE: &str = "knockd.conf";
 pub fn secret_file_name(name: &str) -> String {
@@ -57,10 +60,13 @@ pub fn public_artifacts(
         EngineKind::Knockd => firewall.setup_script(&config.protected_port()),
         EngineKind::Nftables => nft_setup_script(config, firewall),
     };
+    // A host firewall's rules are gone after a reboot: the knockd engine's base unit runs
+    // the script again at every boot, from its place on the server.
+    let rerun_at_boot = config.engine == EngineKind::Knockd && firewall.backend().on_host();
     artifacts.push(Artifact {
         title: "one-time firewall setup, run as root",
-        server_path: None,
-        file_name: "firewall-setup.sh".into(),
+        server_path: rerun_at_boot.then(|| systemd::host_firewall_script_path(name)),
+        file_name: FIREWALL_SCRIPT_FILE.into(),
         contents: Zeroizing::new(setup_script),
         mode: 0o644,
     });
@@ -72,6 +78,8 @@ pub fn public_artifacts(
             contents: Zeroizing::new(base_ruleset(&nftables::params(config))),
             mode: 0o644,
         });
+    }
+    if config.engine == EngineKind::Nftables || rerun_at_boot {
         artifacts.push(Artifact {
             title: "systemd unit that closes the port at boot, before sshd",
             server_path: Some(PathBuf::from(format!(

@@ -129,8 +129,30 @@ pub fn base_ruleset_path(name: &str) -> PathBuf {
     Path::new(SERVER_DIR).join(format!("{name}.nft"))
 }
 
+/// Where `setup` puts the knockd engine's host firewall script, which its base unit runs at
+/// every boot (the script changes nothing when run again).
+pub fn host_firewall_script_path(name: &str) -> PathBuf {
+    Path::new(SERVER_DIR).join(format!("{name}-firewall.sh"))
+}
+
+/// What the base unit runs at boot to close the port: the nftables engine's base table, or
+/// for the knockd engine on a host firewall, its one-time script (idempotent).
+pub fn base_unit_command(config: &ServerConfig) -> String {
+    match config.engine {
+        EngineKind::Nftables => format!(
+            "{NFT_PROGRAM} -f {}",
+            base_ruleset_path(&config.name).display()
+        ),
+        EngineKind::Knockd => format!(
+            "/bin/sh {}",
+            host_firewall_script_path(&config.name).display()
+        ),
+    }
+}
+
 /// Closes the protected port at boot, before the network and sshd are up, without our
-/// binary: nft loads the base table (the daemon adds the doors once it runs).
+/// binary (the daemon adds the doors once it runs). After ufw and firewalld, so that their
+/// start does not undo it.
 pub fn base_unit(config: &ServerConfig) -> String {
     format!(
         "# knock-totp base firewall for {name}: port {port} closed to all but knockers, from boot on.\n\
@@ -140,20 +162,21 @@ pub fn base_unit(config: &ServerConfig) -> String {
          Documentation=man:knock-totp(1)\n\
          DefaultDependencies=no\n\
          Wants=network-pre.target\n\
+         After=ufw.service firewalld.service\n\
          Before=network-pre.target shutdown.target ssh.service sshd.service\n\
          Conflicts=shutdown.target\n\
          \n\
          [Service]\n\
          Type=oneshot\n\
          RemainAfterExit=yes\n\
-         ExecStart={NFT_PROGRAM} -f {ruleset}\n\
+         ExecStart={command}\n\
          \n\
          [Install]\n\
          WantedBy=sysinit.target\n",
         name = config.name,
         port = config.port,
         unit = base_unit_name(&config.name),
-        ruleset = base_ruleset_path(&config.name).display(),
+        command = base_unit_command(config),
     )
 }
 

@@ -808,7 +808,7 @@ fn setup_never_hands_root_a_planted_firewall_script() {
     assert!(!replace.status.success());
     assert!(!stdout_of(&replace).contains(RFC_SECRET));
     assert_eq!(fs::read_to_string(&script).unwrap(), before);
-    assert_eq!(fs::read_dir(&ours).unwrap().count(), 6);
+    assert_eq!(fs::read_dir(&ours).unwrap().count(), 7);
 }
 
 /// Attack (c): another user plants symlinks in the --out directory it made, at the names

@@ -30,7 +30,6 @@ fn setup_files_and_the_scanned_uri_open_the_door() {
     }
     let mut lab = Lab::new("setup");
     let admin = Env::new();
-    let out_dir = admin.path().join("web-setup");
     let png = admin.path().join("web.png");
 
     // setup's knockd.conf holds the current window's door only (the daemon adds the
@@ -39,25 +38,12 @@ fn setup_files_and_the_scanned_uri_open_the_door() {
         std::thread::sleep(Duration::from_secs(seconds_left_in_window() + 1));
     }
     let server_ip = lab.server_ip.to_string();
-    let out = admin
-        .cmd()
-        .args([
-            "setup",
-            "web",
-            "--engine",
-            "knockd",
-            "--address",
-            &server_ip,
-            "--interface",
-            SERVER_IF,
-        ])
-        .args(["--open-seconds", "20", "--out"])
-        .arg(&out_dir)
-        .arg("--qr-png")
-        .arg(&png)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
+    let png_arg = png.to_string_lossy().into_owned();
+    let out_dir = knockd_setup(
+        &lab,
+        &admin,
+        &["--open-seconds", "20", "--qr-png", &png_arg],
+    );
 
     // The phone's view: the QR code decodes to the URI setup printed.
     let scan = std::process::Command::new("zbarimg")
@@ -76,9 +62,7 @@ fn setup_files_and_the_scanned_uri_open_the_door() {
     );
 
     // The administrator puts the files in place on the server.
-    let script = out_dir.join("firewall-setup.sh");
-    let status = lab.server_cmd("sh").arg(&script).status().unwrap();
-    assert!(status.success(), "firewall-setup.sh failed");
+    run_firewall_script(&lab, &out_dir);
     lab.start_echo_server(PROTECTED);
     let conf = fs::read_to_string(out_dir.join("knockd.conf")).unwrap();
     assert!(!conf.contains(" -F") && !conf.contains("flush"), "{conf}");
@@ -305,6 +289,37 @@ fn iptables_script_closes_a_port_an_earlier_rule_accepts_and_grants_expire_witho
     assert!(
         closed >= Duration::from_secs(OPEN_SECONDS - 1),
         "closed after {closed:?}, before open_seconds"
+    );
+
+    // A reboot empties iptables and the ipsets, and the distro's ACCEPT comes back: the port
+    // is open to everyone until the base unit runs the script again, before sshd.
+    for bin in ["iptables", "ip6tables"] {
+        lab.server_exec(&[bin, "-w", "-F"]);
+        lab.server_exec(&[bin, "-w", "-X"]);
+    }
+    lab.server_exec(&["ipset", "destroy"]);
+    lab.server_exec(&[
+        "iptables", "-w", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT",
+    ]);
+    assert!(
+        lab.client_can_connect(PROTECTED),
+        "the reboot left rules behind"
+    );
+    let unit = std::fs::read_to_string(out_dir.join("knock-totp-web-base.service")).unwrap();
+    let command = unit
+        .lines()
+        .find_map(|line| line.strip_prefix("ExecStart="))
+        .expect("the base unit's ExecStart")
+        .replace(
+            "/etc/knock-totp/web-firewall.sh",
+            out_dir.join("firewall-setup.sh").to_str().unwrap(),
+        );
+    let argv: Vec<&str> = command.split_whitespace().collect();
+    let out = lab.server_exec(&argv);
+    assert!(out.status.success(), "{command}: {}", stderr_of(&out));
+    assert!(
+        !lab.client_can_connect(PROTECTED),
+        "after the base unit ran at boot, a client that did not knock still connects"
     );
 }
 

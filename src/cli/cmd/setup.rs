@@ -23,7 +23,7 @@ use crate::error::UserError;
 use crate::fsutil::{create_private_dir, unsafe_directory, StagedFile};
 use crate::server::artifacts::{
     add_secret_artifacts, public_artifacts, secret_file_name, uri_artifact, uri_file_name,
-    Artifact, KNOCKD_CONF_FILE,
+    Artifact, FIREWALL_SCRIPT_FILE, KNOCKD_CONF_FILE,
 };
 use crate::server::config::EngineKind;
 use crate::server::config::{validate_interface, ServerConfig};
@@ -228,10 +228,21 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
     }
     match &config.knockd_conf {
         Some(conf_path) => {
+            let firewall_step = if firewall.backend().on_host() {
+                format!(
+                    "put the files in place and run `sh {script}` once;\n\
+                     #      `systemctl daemon-reload && systemctl enable {base}` runs it again at\n\
+                     #      every boot, before sshd starts (the firewall's rules do not survive one);",
+                    script = systemd::host_firewall_script_path(&args.name).display(),
+                    base = systemd::base_unit_name(&args.name),
+                )
+            } else {
+                format!("put the files in place and run {FIREWALL_SCRIPT_FILE} once;")
+            };
             let _ = writeln!(
                 text,
                 "\n# Then, on the server:\n\
-                 #   1. put the files in place and run firewall-setup.sh once;\n\
+                 #   1. {firewall_step}\n\
                  #   2. point knockd at the doors: in /etc/default/knockd set START_KNOCKD=1 and\n\
                  #      KNOCKD_OPTS=\"-i {} -c {}\", then `systemctl enable --now knockd`;\n\
                  #   3. `systemctl daemon-reload && systemctl enable --now knock-totp-{}`.",

@@ -47,6 +47,10 @@ impl Backend for Iptables {
         FirewallKind::Iptables
     }
 
+    fn on_host(&self) -> bool {
+        true
+    }
+
     fn door_commands(&self, target: &ProtectedPort) -> DoorCommands {
         let names = iptables_names(&target.server);
         let add = |set: &str| {

@@ -211,6 +211,12 @@ pub trait Backend {
     fn static_opening(&self, _target: &ProtectedPort) -> Option<String> {
         None
     }
+
+    /// Whether the one-time script touches only this host, so that it can run again at every
+    /// boot (a host firewall's rules do not survive a reboot).
+    fn on_host(&self) -> bool {
+        false
+    }
 }
 
 impl Firewall {

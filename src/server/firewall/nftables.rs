@@ -14,6 +14,10 @@ impl Backend for Nftables {
         FirewallKind::Nftables
     }
 
+    fn on_host(&self) -> bool {
+        true
+    }
+
     fn door_commands(&self, target: &ProtectedPort) -> DoorCommands {
         let add = |set: &str| {
             format!(
