@@ -14,7 +14,7 @@ use crate::server::config::{EngineKind, ServerConfig};
 use crate::server::engine::knockd::conf::render_knockd_conf;
 use crate::server::engine::knockd::{knockd_door, knockd_options};
 use crate::server::engine::nftables::{self, ruleset::base_ruleset};
-use crate::server::firewall::{aws_iam_policy, Firewall};
+use crate::server::firewall::{aws_iam_policy, knock_range_drop_ruleset, Firewall};
 use crate::server::systemd;
 
 /// The one-time firewall script's name under --out.
@@ -70,27 +70,46 @@ pub fn public_artifacts(
         contents: Zeroizing::new(setup_script),
         mode: 0o644,
     });
-    if config.engine == EngineKind::Nftables {
+    // What the base unit loads at boot (NAME.nft), if not the script, and the unit's title.
+    let (ruleset, unit_title) = match config.engine {
+        EngineKind::Nftables => (
+            Some((
+                "the base table: port closed, no doors (loaded at boot)",
+                base_ruleset(&nftables::params(config)),
+            )),
+            "systemd unit that closes the port at boot, before sshd",
+        ),
+        EngineKind::Knockd if rerun_at_boot => (
+            None,
+            "systemd unit that runs the firewall script again at boot, before sshd",
+        ),
+        EngineKind::Knockd => (
+            Some((
+                "the host's drop of the knock range the cloud firewall opens (loaded at boot)",
+                knock_range_drop_ruleset(name),
+            )),
+            "systemd unit that drops the knock range at boot, before the network is up",
+        ),
+    };
+    if let Some((ruleset_title, ruleset)) = ruleset {
         artifacts.push(Artifact {
-            title: "the base table: port closed, no doors (loaded at boot)",
+            title: ruleset_title,
             server_path: Some(systemd::base_ruleset_path(name)),
             file_name: format!("{name}.nft"),
-            contents: Zeroizing::new(base_ruleset(&nftables::params(config))),
+            contents: Zeroizing::new(ruleset),
             mode: 0o644,
         });
     }
-    if config.engine == EngineKind::Nftables || rerun_at_boot {
-        artifacts.push(Artifact {
-            title: "systemd unit that closes the port at boot, before sshd",
-            server_path: Some(PathBuf::from(format!(
-                "/etc/systemd/system/{}",
-                systemd::base_unit_name(name)
-            ))),
-            file_name: systemd::base_unit_name(name),
-            contents: Zeroizing::new(systemd::base_unit(config)),
-            mode: 0o644,
-        });
-    }
+    artifacts.push(Artifact {
+        title: unit_title,
+        server_path: Some(PathBuf::from(format!(
+            "/etc/systemd/system/{}",
+            systemd::base_unit_name(name)
+        ))),
+        file_name: systemd::base_unit_name(name),
+        contents: Zeroizing::new(systemd::base_unit(config, firewall)),
+        mode: 0o644,
+    });
     if let (EngineKind::Knockd, Firewall::Aws(aws)) = (config.engine, firewall) {
         artifacts.push(Artifact {
             title: "least-privilege IAM policy for the instance role",

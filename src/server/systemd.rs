@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::core::ports::knock_range_text;
 use crate::server::config::{EngineKind, ServerConfig, SECRET_CREDENTIAL, SERVER_DIR};
 use crate::server::firewall::Firewall;
 
@@ -135,30 +136,41 @@ pub fn host_firewall_script_path(name: &str) -> PathBuf {
     Path::new(SERVER_DIR).join(format!("{name}-firewall.sh"))
 }
 
-/// What the base unit runs at boot to close the port: the nftables engine's base table, or
-/// for the knockd engine on a host firewall, its one-time script (idempotent).
-pub fn base_unit_command(config: &ServerConfig) -> String {
-    match config.engine {
-        EngineKind::Nftables => format!(
-            "{NFT_PROGRAM} -f {}",
-            base_ruleset_path(&config.name).display()
-        ),
-        EngineKind::Knockd => format!(
+/// What the base unit runs at boot: the firewall script for the knockd engine on a host
+/// firewall (it changes nothing when run again), otherwise NAME.nft (the nftables engine's
+/// base table, or the knockd engine's knock-range drop behind a cloud firewall).
+pub fn base_unit_command(config: &ServerConfig, firewall: &Firewall) -> String {
+    if config.engine == EngineKind::Knockd && firewall.backend().on_host() {
+        format!(
             "/bin/sh {}",
             host_firewall_script_path(&config.name).display()
-        ),
+        )
+    } else {
+        format!(
+            "{NFT_PROGRAM} -f {}",
+            base_ruleset_path(&config.name).display()
+        )
     }
 }
 
-/// Closes the protected port at boot, before the network and sshd are up, without our
-/// binary (the daemon adds the doors once it runs). After ufw and firewalld, so that their
-/// start does not undo it.
-pub fn base_unit(config: &ServerConfig) -> String {
+/// Puts the host's part of the firewall in place at boot, before the network and sshd are
+/// up, without our binary (the daemon adds the doors once it runs): the protected port closed
+/// or, behind a cloud firewall with the knockd engine, the knock range dropped. After ufw and
+/// firewalld, so that their start does not undo it.
+pub fn base_unit(config: &ServerConfig, firewall: &Firewall) -> String {
+    let what = if config.engine == EngineKind::Knockd && !firewall.backend().on_host() {
+        format!(
+            "the knock range {} dropped on this host",
+            knock_range_text()
+        )
+    } else {
+        format!("port {} closed until knocked", config.port)
+    };
     format!(
-        "# knock-totp base firewall for {name}: port {port} closed to all but knockers, from boot on.\n\
+        "# knock-totp base firewall for {name}: {what}, from boot on.\n\
          # Install as /etc/systemd/system/{unit}, then `systemctl enable {unit}`.\n\
          [Unit]\n\
-         Description=knock-totp base firewall for {name} (port {port} closed until knocked)\n\
+         Description=knock-totp base firewall for {name} ({what})\n\
          Documentation=man:knock-totp(1)\n\
          DefaultDependencies=no\n\
          Wants=network-pre.target\n\
@@ -174,9 +186,8 @@ pub fn base_unit(config: &ServerConfig) -> String {
          [Install]\n\
          WantedBy=sysinit.target\n",
         name = config.name,
-        port = config.port,
         unit = base_unit_name(&config.name),
-        command = base_unit_command(config),
+        command = base_unit_command(config, firewall),
     )
 }
 

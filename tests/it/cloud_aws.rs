@@ -290,8 +290,9 @@ impl Rig {
 }
 
 /// The lines of `script` that make up the knock-range command (it ends with a `\`
-/// continuation) and the nft ruleset of its here-document.
-fn setup_pieces(script: &str) -> (String, String) {
+/// continuation), after checking that the script loads the host's drop from where the base
+/// unit loads it at every boot.
+fn knock_range_command(script: &str, base_unit: &str) -> String {
     let mut lines = script.lines();
     let mut command = String::new();
     while let Some(line) = lines.next() {
@@ -301,12 +302,15 @@ fn setup_pieces(script: &str) -> (String, String) {
         }
     }
     assert!(command.contains("FromPort=1000,ToPort=9999"), "{script}");
-    let ruleset = script
-        .split_once("nft -f - <<'EOF'\n")
-        .and_then(|(_, rest)| rest.split_once("\nEOF\n"))
-        .map(|(body, _)| body.to_owned())
-        .unwrap_or_else(|| panic!("no nft here-document in:\n{script}"));
-    (command, ruleset)
+    let load = "nft -f /etc/knock-totp/web.nft";
+    assert!(script.lines().any(|l| l == load), "{script}");
+    assert!(
+        base_unit
+            .lines()
+            .any(|l| l == format!("ExecStart=/usr/sbin/{load}")),
+        "{base_unit}"
+    );
+    command
 }
 
 #[test]
@@ -390,7 +394,8 @@ fn knockd_on_aws_keeps_the_knock_range_and_revokes_only_its_own_grants() {
         .unwrap();
     assert!(out.status.success(), "setup: {}", stderr_of(&out));
     let script = std::fs::read_to_string(out_dir.join("firewall-setup.sh")).unwrap();
-    let (knock_range_command, host_ruleset) = setup_pieces(&script);
+    let base_unit = std::fs::read_to_string(out_dir.join("knock-totp-web-base.service")).unwrap();
+    let knock_range_command = knock_range_command(&script, &base_unit);
     let out = rig
         .lab
         .server_cmd("sh")
@@ -449,8 +454,7 @@ fn knockd_on_aws_keeps_the_knock_range_and_revokes_only_its_own_grants() {
 
     rig.lab.start_echo_server(SERVICE_IN_RANGE);
     assert!(rig.lab.client_can_connect(SERVICE_IN_RANGE));
-    let ruleset_file = dir.join("host.nft");
-    std::fs::write(&ruleset_file, &host_ruleset).unwrap();
+    let ruleset_file = out_dir.join("web.nft");
     rig.lab
         .server_exec(&["nft", "-f", ruleset_file.to_str().unwrap()]);
     assert!(

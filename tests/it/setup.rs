@@ -405,6 +405,8 @@ fn out_dir_files_and_modes() {
         ("knockd.conf", 0o600),
         ("firewall-setup.sh", 0o644),
         ("iam-policy.json", 0o644),
+        ("web.nft", 0o644),
+        ("knock-totp-web-base.service", 0o644),
         ("knock-totp-web.service", 0o644),
         ("web.otpauth", 0o600),
     ];

@@ -237,7 +237,12 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
                     base = systemd::base_unit_name(&args.name),
                 )
             } else {
-                format!("put the files in place and run {FIREWALL_SCRIPT_FILE} once;")
+                format!(
+                    "put the files in place and run {FIREWALL_SCRIPT_FILE} once;\n\
+                     #      `systemctl daemon-reload && systemctl enable {base}` drops the knock\n\
+                     #      range on this host again at every boot;",
+                    base = systemd::base_unit_name(&args.name),
+                )
             };
             let _ = writeln!(
                 text,

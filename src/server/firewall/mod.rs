@@ -74,19 +74,30 @@ fn grant_description(target: &ProtectedPort) -> String {
 /// The host part of a knockd engine on a cloud firewall, for the one-time script, its comment
 /// opening with `heading` (e.g. `4. `): the cloud firewall lets the whole knock range
 /// through, and knockd captures knocks before any firewall does, so the host drops the range
-/// and nothing listening there is exposed.
+/// (`knock_range_drop_ruleset`, which the base unit loads again at every boot) and nothing
+/// listening there is exposed.
 fn host_knock_range_drop(target: &ProtectedPort, heading: &str) -> String {
-    let table = crate::server::engine::nftables::table_name(&target.server);
     let range = knock_range_text();
     let indent = " ".repeat(heading.len());
     format!(
         "# {heading}On this host: drop the knock range, so nothing listening on {range} is\n\
          # {indent}exposed to the world. knockd captures packets before any firewall: it still\n\
          # {indent}sees the knocks. A public service on a port in the range: add\n\
-         # {indent}`tcp dport PORT accept` before the drop. To keep the table after a reboot,\n\
-         # {indent}add it to /etc/nftables.conf (nftables.service enabled).\n\
-         nft -f - <<'EOF'\n\
-         table inet {table}\n\
+         # {indent}`tcp dport PORT accept` before the drop in {ruleset}.\n\
+         # {indent}knock-totp-{name}-base.service loads it again at every boot.\n\
+         nft -f {ruleset}\n",
+        name = target.server,
+        ruleset = crate::server::systemd::base_ruleset_path(&target.server).display(),
+    )
+}
+
+/// The knockd engine's host table on a cloud firewall: the knock range dropped but for open
+/// connections (re-running it replaces the table instead of doubling it).
+pub fn knock_range_drop_ruleset(server: &str) -> String {
+    let table = crate::server::engine::nftables::table_name(server);
+    let range = knock_range_text();
+    format!(
+        "table inet {table}\n\
          delete table inet {table}\n\
          table inet {table} {{\n\
          \tchain input {{\n\
@@ -94,8 +105,7 @@ fn host_knock_range_drop(target: &ProtectedPort, heading: &str) -> String {
          \t\ttcp dport {range} ct state established,related accept\n\
          \t\ttcp dport {range} drop\n\
          \t}}\n\
-         }}\n\
-         EOF\n"
+         }}\n"
     )
 }
 
