@@ -431,7 +431,11 @@ mod tests {
             setup.contains("'IpProtocol=tcp,FromPort=1000,ToPort=9999,IpRanges="),
             "{setup}"
         );
-        assert!(setup.contains("\t\ttcp dport 1000-9999 drop\n"), "{setup}");
+        assert!(
+            setup.contains("\nnft -f /etc/knock-totp/Web_1.nft\n"),
+            "{setup}"
+        );
+        assert!(knock_range_drop_ruleset("Web_1").contains("\t\ttcp dport 1000-9999 drop\n"));
         let Firewall::Aws(aws) = fw else {
             unreachable!()
         };
