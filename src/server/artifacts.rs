@@ -15,7 +15,7 @@ use crate::server::engine::knockd::conf::render_knockd_conf;
 use crate::server::engine::knockd::{knockd_door, knockd_options};
 use crate::server::engine::nftables::{self, ruleset::base_ruleset};
 use crate::server::firewall::{aws_iam_policy, knock_range_drop_ruleset, Firewall};
-use crate::server::systemd;
+use crate::server::systemd::{self, AtBoot};
 
 /// The one-time firewall script's name under --out.
 pub const FIREWALL_SCRIPT_FILE: &str = "firewall-setup.sh";
@@ -60,30 +60,30 @@ pub fn public_artifacts(
         EngineKind::Knockd => firewall.setup_script(&config.protected_port()),
         EngineKind::Nftables => nft_setup_script(config, firewall),
     };
-    // A host firewall's rules are gone after a reboot: the knockd engine's base unit runs
-    // the script again at every boot, from its place on the server.
-    let rerun_at_boot = config.engine == EngineKind::Knockd && firewall.backend().on_host();
+    let at_boot = AtBoot::of(config, firewall);
     artifacts.push(Artifact {
         title: "one-time firewall setup, run as root",
-        server_path: rerun_at_boot.then(|| systemd::host_firewall_script_path(name)),
+        // The base unit runs it again at every boot from its place on the server.
+        server_path: (at_boot == AtBoot::FirewallScript)
+            .then(|| systemd::host_firewall_script_path(name)),
         file_name: FIREWALL_SCRIPT_FILE.into(),
         contents: Zeroizing::new(setup_script),
         mode: 0o644,
     });
     // What the base unit loads at boot (NAME.nft), if not the script, and the unit's title.
-    let (ruleset, unit_title) = match config.engine {
-        EngineKind::Nftables => (
+    let (ruleset, unit_title) = match at_boot {
+        AtBoot::BaseTable => (
             Some((
                 "the base table: port closed, no doors (loaded at boot)",
                 base_ruleset(&nftables::params(config)),
             )),
             "systemd unit that closes the port at boot, before sshd",
         ),
-        EngineKind::Knockd if rerun_at_boot => (
+        AtBoot::FirewallScript => (
             None,
             "systemd unit that runs the firewall script again at boot, before sshd",
         ),
-        EngineKind::Knockd => (
+        AtBoot::KnockRangeDrop => (
             Some((
                 "the host's drop of the knock range the cloud firewall opens (loaded at boot)",
                 knock_range_drop_ruleset(name),

@@ -136,20 +136,40 @@ pub fn host_firewall_script_path(name: &str) -> PathBuf {
     Path::new(SERVER_DIR).join(format!("{name}-firewall.sh"))
 }
 
-/// What the base unit runs at boot: the firewall script for the knockd engine on a host
-/// firewall (it changes nothing when run again), otherwise NAME.nft (the nftables engine's
-/// base table, or the knockd engine's knock-range drop behind a cloud firewall).
+/// What the base unit puts back at every boot (a host's firewall rules do not survive one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtBoot {
+    /// The nftables engine's base table, NAME.nft: the port closed, no doors.
+    BaseTable,
+    /// The knockd engine on a host firewall: its firewall script, run again (it changes
+    /// nothing when run again).
+    FirewallScript,
+    /// The knockd engine behind a cloud firewall: NAME.nft, the host's drop of the knock range
+    /// the cloud firewall opens.
+    KnockRangeDrop,
+}
+
+impl AtBoot {
+    pub fn of(config: &ServerConfig, firewall: &Firewall) -> Self {
+        match config.engine {
+            EngineKind::Nftables => Self::BaseTable,
+            EngineKind::Knockd if firewall.backend().on_host() => Self::FirewallScript,
+            EngineKind::Knockd => Self::KnockRangeDrop,
+        }
+    }
+}
+
+/// What the base unit runs at boot.
 pub fn base_unit_command(config: &ServerConfig, firewall: &Firewall) -> String {
-    if config.engine == EngineKind::Knockd && firewall.backend().on_host() {
-        format!(
+    match AtBoot::of(config, firewall) {
+        AtBoot::FirewallScript => format!(
             "/bin/sh {}",
             host_firewall_script_path(&config.name).display()
-        )
-    } else {
-        format!(
+        ),
+        AtBoot::BaseTable | AtBoot::KnockRangeDrop => format!(
             "{NFT_PROGRAM} -f {}",
             base_ruleset_path(&config.name).display()
-        )
+        ),
     }
 }
 
@@ -158,13 +178,14 @@ pub fn base_unit_command(config: &ServerConfig, firewall: &Firewall) -> String {
 /// or, behind a cloud firewall with the knockd engine, the knock range dropped. After ufw and
 /// firewalld, so that their start does not undo it.
 pub fn base_unit(config: &ServerConfig, firewall: &Firewall) -> String {
-    let what = if config.engine == EngineKind::Knockd && !firewall.backend().on_host() {
-        format!(
+    let what = match AtBoot::of(config, firewall) {
+        AtBoot::KnockRangeDrop => format!(
             "the knock range {} dropped on this host",
             knock_range_text()
-        )
-    } else {
-        format!("port {} closed until knocked", config.port)
+        ),
+        AtBoot::BaseTable | AtBoot::FirewallScript => {
+            format!("port {} closed until knocked", config.port)
+        }
     };
     format!(
         "# knock-totp base firewall for {name}: {what}, from boot on.\n\

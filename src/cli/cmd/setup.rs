@@ -28,7 +28,7 @@ use crate::server::artifacts::{
 use crate::server::config::EngineKind;
 use crate::server::config::{validate_interface, ServerConfig};
 use crate::server::firewall::{AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget};
-use crate::server::systemd;
+use crate::server::systemd::{self, AtBoot};
 
 /// Stands in for the server's address in the client command when --address is not given.
 const ADDRESS_PLACEHOLDER: &str = "SERVER_ADDRESS";
@@ -228,7 +228,7 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
     }
     match &config.knockd_conf {
         Some(conf_path) => {
-            let firewall_step = if firewall.backend().on_host() {
+            let firewall_step = if AtBoot::of(&config, &firewall) == AtBoot::FirewallScript {
                 format!(
                     "put the files in place and run `sh {script}` once;\n\
                      #      `systemctl daemon-reload && systemctl enable {base}` runs it again at\n\
