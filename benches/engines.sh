@@ -98,18 +98,7 @@ table inet kd_lab {
     }
 }
 EOF
-    cat >"$work/knockd.conf" <<EOF
-[options]
-    LogFile = $work/knockd.log
-    Interface = vS
-
-[bench]
-    sequence = $kd_a:tcp,$kd_b:tcp
-    seq_timeout = 2
-    tcpflags = syn
-    start_command = nft add element inet kd_lab allowed { %IP% timeout 30s }
-EOF
-    start_knockd "$work/knockd.conf"
+    start_knockd_door "$kd_a" "$kd_b" kd_lab 30
 
     # The client: SYN A, SYN B (non-blocking connect, immediate close: no retransmission),
     # then a fresh non-blocking connect to the protected port every 0.25 ms (dropped SYNs are

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared by benches/run.sh, soak.sh and engines.sh (sourced, not run): messages, a scratch
+# Shared by the benches/*.sh scripts (sourced, not run): messages, a scratch
 # directory with clean-up, the report's rows, the release build, a two-namespace lab, knockd.
 # Traffic goes only to the namespaces made here (10.213.0.0/16), removed on exit.
 
@@ -82,4 +82,21 @@ start_knockd() {
         sleep 0.01
     done
     grep -q "listening on vS" "$work/knockd.out" || { cat "$work/knockd.out" >&2; exit 1; }
+}
+
+# start_knockd_door A B TABLE SECONDS: start_knockd with one door, A then B, whose start
+# command adds the knocker to the set `allowed` of nft table inet TABLE for SECONDS.
+start_knockd_door() {
+    cat >"$work/knockd.conf" <<EOF
+[options]
+    LogFile = $work/knockd.log
+    Interface = vS
+
+[bench]
+    sequence = $1:tcp,$2:tcp
+    seq_timeout = 2
+    tcpflags = syn
+    start_command = nft add element inet $3 allowed { %IP% timeout $4s }
+EOF
+    start_knockd "$work/knockd.conf"
 }

@@ -203,18 +203,7 @@ EOF
     # is static (rotation is the server's job, measured separately).
     add lab --address "$s_ip" --port "$protected" --delay-ms 0 --period 86400 --store file
     read -r lab_a lab_b < <("$bin" ports lab)
-    cat >"$work/knockd.conf" <<EOF
-[options]
-    LogFile = $work/knockd.log
-    Interface = vS
-
-[bench]
-    sequence = $lab_a:tcp,$lab_b:tcp
-    seq_timeout = 2
-    tcpflags = syn
-    start_command = nft add element inet lab allowed { %IP% timeout 20s }
-EOF
-    start_knockd "$work/knockd.conf"
+    start_knockd_door "$lab_a" "$lab_b" lab 20
     # Every run starts closed: the previous run's address leaves the set.
     reset="ip netns exec $s_ns nft flush set inet lab allowed"
     connect="timeout 3 bash -c '</dev/tcp/$s_ip/$protected'"
