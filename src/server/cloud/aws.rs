@@ -1,46 +1,34 @@
 //! The daemon's view of an AWS security group (door grants to sweep, knock rules older
 //! versions left): the `aws` CLI behind a trait.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::Command;
 
 use serde_json::Value;
 
-use crate::core::ports::{MAX_KNOCK_PORT, MIN_KNOCK_PORT};
-use crate::server::firewall::aws::aws_cli_flags;
-use crate::server::firewall::{grant_description_prefix, rule_description};
+use super::{grant_expired, rule_description, run_cli, shell_quote, CliError, GrantStore, Review};
+use crate::core::ports::{knock_range_text, MAX_KNOCK_PORT, MIN_KNOCK_PORT};
 
 /// The knock range must reach knockd from anywhere.
 pub const KNOCK_CIDR: &str = "0.0.0.0/0";
 
-/// Why an `aws` call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AwsError {
-    /// The CLI cannot be started at all: retrying will not help.
-    #[error(
-        "cannot run the aws CLI ({0}): install it (e.g. `pip install awscli`) or put it on PATH"
-    )]
-    Missing(String),
-    /// The call ran and failed; the text is the CLI's own error message.
-    #[error("{0}")]
-    Failed(String),
-}
+/// How to get the aws CLI, for the error when it cannot be started.
+const INSTALL_AWS: &str = "install the aws CLI (e.g. `pip install awscli`)";
 
-impl AwsError {
-    /// The CLI cannot run at all: retrying will not help.
-    pub fn is_permanent(&self) -> bool {
-        matches!(self, Self::Missing(_))
+/// `--region R --profile P`, each only when given: every aws command line starts with these.
+pub fn aws_cli_flags(region: Option<&str>, profile: Option<&str>) -> Vec<String> {
+    let mut flags = Vec::new();
+    if let Some(region) = region {
+        flags.extend(["--region".to_owned(), region.to_owned()]);
     }
-
-    fn code_is(&self, code: &str) -> bool {
-        matches!(self, Self::Failed(text) if text.contains(code))
+    if let Some(profile) = profile {
+        flags.extend(["--profile".to_owned(), profile.to_owned()]);
     }
+    flags
 }
 
 /// Runs one `aws` invocation and returns its stdout.
 pub trait AwsCli {
-    fn call(&mut self, args: &[String]) -> Result<String, AwsError>;
+    fn call(&mut self, args: &[String]) -> Result<String, CliError>;
 
     /// The command line for `args`, as `--dry-run` and `-v` print it.
     fn show(&self, args: &[String]) -> String {
@@ -61,21 +49,13 @@ impl AwsCommand {
     /// The command line, for `--dry-run` and `-v` (it never holds a secret).
     pub fn display(&self, args: &[String]) -> String {
         let mut words = vec![self.program.display().to_string()];
-        words.extend(
-            self.global_args()
-                .into_iter()
-                .map(|a| a.to_string_lossy().into()),
-        );
+        words.extend(self.global_args());
         words.extend(args.iter().map(|a| shell_quote(a)));
         words.join(" ")
     }
 
-    fn global_args(&self) -> Vec<OsString> {
-        let mut args: Vec<OsString> =
-            aws_cli_flags(self.region.as_deref(), self.profile.as_deref())
-                .into_iter()
-                .map(OsString::from)
-                .collect();
+    fn global_args(&self) -> Vec<String> {
+        let mut args = aws_cli_flags(self.region.as_deref(), self.profile.as_deref());
         args.extend(["--output".into(), "json".into()]);
         args
     }
@@ -86,41 +66,13 @@ impl AwsCli for AwsCommand {
         self.display(args)
     }
 
-    fn call(&mut self, args: &[String]) -> Result<String, AwsError> {
-        let output = Command::new(&self.program)
-            .args(self.global_args())
-            .args(args)
-            .env("AWS_PAGER", "")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| AwsError::Missing(format!("{}: {e}", self.program.display())))?;
-        if output.status.success() {
-            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
-        }
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let text = stderr
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
-        Err(AwsError::Failed(if text.is_empty() {
-            format!("aws exited with {}", output.status)
-        } else {
-            text
-        }))
-    }
-}
-
-fn shell_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=,@".contains(&b))
-    {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
+    fn call(&mut self, args: &[String]) -> Result<String, CliError> {
+        run_cli(
+            &self.program,
+            self.global_args().iter().chain(args),
+            &[("AWS_PAGER", "")],
+            INSTALL_AWS,
+        )
     }
 }
 
@@ -155,12 +107,12 @@ impl GroupRule {
 pub const KNOCK_CIDR_V6: &str = "::/0";
 
 /// The ingress rules of the group `group_id`, from `describe-security-group-rules` JSON.
-pub fn ingress_rules(json: &str, group_id: &str) -> Result<Vec<GroupRule>, AwsError> {
+pub fn ingress_rules(json: &str, group_id: &str) -> Result<Vec<GroupRule>, CliError> {
     let value: Value = serde_json::from_str(json).map_err(|e| {
-        AwsError::Failed(format!("cannot parse describe-security-group-rules: {e}"))
+        CliError::Failed(format!("cannot parse describe-security-group-rules: {e}"))
     })?;
     let Some(rules) = value["SecurityGroupRules"].as_array() else {
-        return Err(AwsError::Failed(
+        return Err(CliError::Failed(
             "describe-security-group-rules returned no SecurityGroupRules".into(),
         ));
     };
@@ -213,7 +165,6 @@ impl GroupReview {
 /// without our exact description, an admin's for instance, are never selected.
 pub fn review(rules: &[GroupRule], name: &str, port: u16, now: i64) -> GroupReview {
     let ours = rule_description(name);
-    let grant_prefix = grant_description_prefix(name);
     let mut review = GroupReview::default();
     for rule in rules {
         let description = rule.description.as_deref().unwrap_or("");
@@ -230,11 +181,10 @@ pub fn review(rules: &[GroupRule], name: &str, port: u16, now: i64) -> GroupRevi
             && (i64::from(MIN_KNOCK_PORT)..=i64::from(MAX_KNOCK_PORT)).contains(&rule.from_port)
         {
             review.rotated_knock_rules.push(rule.id.clone());
-        } else if let Some(expiry) = description.strip_prefix(&grant_prefix) {
+        } else if let Some(expired) = grant_expired(description, name, now) {
             // Whatever its port (a grant of an earlier config's port too): the description
             // is ours alone.
-            let expires = expiry.trim().parse::<jiff::Timestamp>().ok();
-            if expires.is_none_or(|t| t.as_second() <= now) {
+            if expired {
                 review.expired_grants.push(rule.id.clone());
             } else {
                 review.live_grants.push(rule.id.clone());
@@ -296,7 +246,7 @@ impl<C: AwsCli> SecurityGroup<C> {
     }
 
     /// Reads the group and sorts our rules at unix time `now`.
-    pub fn review(&mut self, now: i64) -> Result<GroupReview, AwsError> {
+    pub fn review(&mut self, now: i64) -> Result<GroupReview, CliError> {
         let out = self.cli.call(&self.describe_args())?;
         let rules = ingress_rules(&out, &self.group)?;
         Ok(review(&rules, &self.name, self.port, now))
@@ -304,25 +254,73 @@ impl<C: AwsCli> SecurityGroup<C> {
 
     /// Revokes the rules `ids`. A rule that is already gone (the door's own stop command got
     /// there first) counts as success.
-    pub fn revoke(&mut self, ids: &[String]) -> Result<(), AwsError> {
+    pub fn revoke(&mut self, ids: &[String]) -> Result<(), CliError> {
         if ids.is_empty() {
             return Ok(());
         }
         match self.cli.call(&self.revoke_args(ids)) {
             Ok(_) => Ok(()),
-            Err(e) if e.code_is("NotFound") && ids.len() > 1 => {
+            Err(e) if e.says("NotFound") && ids.len() > 1 => {
                 for id in ids {
                     match self.cli.call(&self.revoke_args(std::slice::from_ref(id))) {
                         Ok(_) => {}
-                        Err(e) if e.code_is("NotFound") => {}
+                        Err(e) if e.says("NotFound") => {}
                         Err(e) => return Err(e),
                     }
                 }
                 Ok(())
             }
-            Err(e) if e.code_is("NotFound") => Ok(()),
+            Err(e) if e.says("NotFound") => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+impl<C: AwsCli> GrantStore for SecurityGroup<C> {
+    fn place(&self) -> String {
+        format!("security group {}", self.group)
+    }
+
+    fn review(&mut self, now: i64) -> Result<Review, CliError> {
+        let review = SecurityGroup::review(self, now)?;
+        let mut problems = Vec::new();
+        if !review.knock_range_open {
+            problems.push(format!(
+                "security group {} does not let TCP {} in from 0.0.0.0/0: knocks cannot \
+                 reach knockd (run the knock-range command of firewall-setup.sh once)",
+                self.group,
+                knock_range_text()
+            ));
+        }
+        if review.port_open_to_the_world {
+            problems.push(format!(
+                "PORT {} IS OPEN TO THE WORLD in security group {}: the doors protect \
+                 nothing until that rule is revoked",
+                self.port, self.group
+            ));
+        }
+        Ok(Review {
+            expired: review.expired_grants,
+            live: review.live_grants,
+            leftovers: review.rotated_knock_rules,
+            problems,
+        })
+    }
+
+    fn revoke(&mut self, ids: &[String]) -> Result<(), CliError> {
+        SecurityGroup::revoke(self, ids)
+    }
+
+    fn show_review(&self) -> String {
+        self.cli.show(&self.describe_args())
+    }
+
+    fn show_revoke(&self) -> String {
+        self.cli.show(&self.revoke_args(&["RULE-ID".into()]))
+    }
+
+    fn manual_revoke(&self) -> String {
+        "aws ec2 revoke-security-group-ingress --security-group-rule-ids ...".into()
     }
 }
 
@@ -425,11 +423,11 @@ mod tests {
     }
 
     impl AwsCli for FakeGroup {
-        fn call(&mut self, args: &[String]) -> Result<String, AwsError> {
+        fn call(&mut self, args: &[String]) -> Result<String, CliError> {
             self.calls.push(args.to_vec());
             let ids = &args[5..];
             if ids.iter().any(|id| !self.ids.contains(id)) {
-                return Err(AwsError::Failed(
+                return Err(CliError::Failed(
                     "An error occurred (InvalidSecurityGroupRuleId.NotFound)".into(),
                 ));
             }
@@ -487,12 +485,12 @@ mod tests {
                 pauses.push(d);
                 true
             },
-            &mut |e: &AwsError| reports.push(e.to_string()),
-            AwsError::is_permanent,
+            &mut |e: &CliError| reports.push(e.to_string()),
+            CliError::is_permanent,
             || {
                 attempts += 1;
                 if attempts < 4 {
-                    Err(AwsError::Failed("RequestLimitExceeded".into()))
+                    Err(CliError::Failed("RequestLimitExceeded".into()))
                 } else {
                     Ok(attempts)
                 }
@@ -505,12 +503,12 @@ mod tests {
 
     #[test]
     fn gives_up_at_the_deadline_or_when_the_cli_is_missing() {
-        let failing = || Err::<(), _>(AwsError::Failed("ExpiredToken".into()));
+        let failing = || Err::<(), _>(CliError::Failed("ExpiredToken".into()));
         let result = retrying(
             Instant::now(),
             &mut |_| true,
             &mut |_| {},
-            AwsError::is_permanent,
+            CliError::is_permanent,
             failing,
         );
         assert!(result.is_err());
@@ -519,10 +517,10 @@ mod tests {
             Instant::now() + Duration::from_secs(60),
             &mut |_| true,
             &mut |_| {},
-            AwsError::is_permanent,
+            CliError::is_permanent,
             || {
                 tries += 1;
-                Err::<(), _>(AwsError::Missing("aws: not found".into()))
+                Err::<(), _>(CliError::Missing("aws: not found".into()))
             },
         );
         assert!(missing.is_err());

@@ -5,13 +5,11 @@ pub mod nftables;
 
 use std::time::Duration;
 
-use crate::core::ports::knock_range_text;
 use crate::core::window::Window;
+use crate::error::UserError;
 use crate::log::Log;
-use crate::server::cloud::aws::{AwsCommand, SecurityGroup};
 use crate::server::config::{EngineKind, ServerConfig};
 use crate::server::doors::ActiveDoor;
-use crate::server::firewall::FirewallKind;
 use crate::server::rotation::StopSignal;
 
 use self::knockd::{knockd_for, KnockdEngine};
@@ -68,28 +66,9 @@ pub fn build(config: ServerConfig, log: Log) -> anyhow::Result<Box<dyn Engine>> 
 
 fn build_knockd(config: ServerConfig, log: Log) -> anyhow::Result<Box<dyn Engine>> {
     let knockd = knockd_for(&config)?;
-    let group = match (&config.firewall, &config.aws) {
-        (FirewallKind::Aws, Some(aws)) => Some(SecurityGroup::new(
-            AwsCommand {
-                program: "aws".into(),
-                region: aws.region.clone(),
-                profile: aws.profile.clone(),
-            },
-            &aws.security_group,
-            &config.name,
-            config.port,
-        )),
-        (FirewallKind::Gcp | FirewallKind::Azure, _) => {
-            log.note(format!(
-                "firewall = \"{}\": the daemon does not sweep the cloud firewall; the knock \
-                 range {} stays open there as firewall-setup.sh opened it, and each door \
-                 removes its own rule",
-                config.firewall.as_str(),
-                knock_range_text()
-            ));
-            None
-        }
-        _ => None,
-    };
-    Ok(Box::new(KnockdEngine::new(config, knockd, group, log)))
+    let firewall = config
+        .firewall_backend()
+        .map_err(|(_, problem)| UserError::usage(problem))?;
+    let grants = firewall.backend().grant_store(&config.protected_port());
+    Ok(Box::new(KnockdEngine::new(config, knockd, grants, log)))
 }

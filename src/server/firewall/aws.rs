@@ -9,6 +9,9 @@ use super::{
     FirewallError, FirewallKind, ProtectedPort,
 };
 use crate::core::ports::{knock_range_text, MAX_KNOCK_PORT, MIN_KNOCK_PORT};
+pub use crate::server::cloud::aws::aws_cli_flags;
+use crate::server::cloud::aws::{AwsCommand, SecurityGroup};
+use crate::server::cloud::GrantStore;
 
 /// The AWS security group a server's doors add rules to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,18 +31,6 @@ impl AwsTarget {
     pub fn cli_flags(&self) -> Vec<String> {
         aws_cli_flags(self.region.as_deref(), self.profile.as_deref())
     }
-}
-
-/// `--region R --profile P`, each only when given: every aws command line starts with these.
-pub fn aws_cli_flags(region: Option<&str>, profile: Option<&str>) -> Vec<String> {
-    let mut flags = Vec::new();
-    if let Some(region) = region {
-        flags.extend(["--region".to_owned(), region.to_owned()]);
-    }
-    if let Some(profile) = profile {
-        flags.extend(["--profile".to_owned(), profile.to_owned()]);
-    }
-    flags
 }
 
 /// `sg-` followed by 8 or 17 lowercase hex digits.
@@ -144,6 +135,20 @@ impl Backend for AwsTarget {
             host = host_knock_range_drop(target, "4. "),
             prefix = grant_description_prefix(name),
         )
+    }
+
+    fn grant_store(&self, target: &ProtectedPort) -> Option<Box<dyn GrantStore>> {
+        let cli = AwsCommand {
+            program: "aws".into(),
+            region: self.region.clone(),
+            profile: self.profile.clone(),
+        };
+        Some(Box::new(SecurityGroup::new(
+            cli,
+            &self.security_group,
+            &target.server,
+            target.port,
+        )))
     }
 }
 

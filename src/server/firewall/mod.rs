@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::names::name_hash;
 use crate::core::ports::knock_range_text;
+use crate::server::cloud::GrantStore;
+pub use crate::server::cloud::{grant_description_prefix, rule_description};
 
 pub mod aws;
 pub mod azure;
@@ -41,18 +43,6 @@ impl FirewallKind {
             Self::Azure => "azure",
         }
     }
-}
-
-/// The rule description that marks a server's own rules, so servers can share a group.
-pub fn rule_description(name: &str) -> String {
-    format!("knock-totp:{name}")
-}
-
-/// How the description of a door's grant in a cloud firewall begins; the expiry follows as
-/// RFC 3339 in UTC (`knock-totp:web until 2026-01-02T03:04:05+00:00`), so the daemon can
-/// revoke a grant the door failed to, and never an admin's rule for the same address.
-pub fn grant_description_prefix(name: &str) -> String {
-    format!("{} until ", rule_description(name))
 }
 
 /// Shell text for the time `seconds` from now in RFC 3339, UTC. It holds no `%`: knockd
@@ -219,6 +209,13 @@ pub trait Backend {
     /// protected port to everyone, IPv4 and IPv6, for the nftables engine (which then decides
     /// everything on the host). `None` for host firewalls.
     fn static_opening(&self, _target: &ProtectedPort) -> Option<String> {
+        None
+    }
+
+    /// For a cloud firewall, the door grants the knockd engine sweeps: a grant whose door
+    /// failed to delete it goes when its expiry passes. None on a host, where grants time
+    /// out by themselves.
+    fn grant_store(&self, _target: &ProtectedPort) -> Option<Box<dyn GrantStore>> {
         None
     }
 

@@ -15,12 +15,11 @@ use self::process::{Knockd, PidSource, ReloadError, NO_SUCH_INTERFACE};
 use std::path::PathBuf;
 
 use crate::clock::wall_clock;
-use crate::core::ports::knock_range_text;
 use crate::core::ports::PortPair;
 use crate::core::window::{Window, QUIET_ZONE_LEAD};
 use crate::error::UserError;
 use crate::log::Log;
-use crate::server::cloud::aws::{AwsCli, AwsError, GroupReview, SecurityGroup};
+use crate::server::cloud::{CliError, GrantStore};
 use crate::server::config::ServerConfig;
 use crate::server::doors::{
     diff, door_ports, door_valid_until, door_windows, ActiveDoor, PortDiff,
@@ -70,12 +69,12 @@ pub fn render_conf(config: &ServerConfig, doors: &[ActiveDoor]) -> anyhow::Resul
         .map_err(|e| UserError::usage(format!("cannot render knockd.conf: {e}")).into())
 }
 
-/// knockd with one door per window, and the AWS security group whose door grants it sweeps
-/// when the firewall is AWS.
-pub struct KnockdEngine<C> {
+/// knockd with one door per window, and the cloud firewall whose door grants it sweeps when
+/// the firewall is a cloud's.
+pub struct KnockdEngine {
     pub config: ServerConfig,
     pub knockd: Knockd,
-    pub group: Option<SecurityGroup<C>>,
+    pub grants: Option<Box<dyn GrantStore>>,
     pub log: Log,
     /// The knock ports last put in place.
     rendered_ports: Option<BTreeSet<u16>>,
@@ -86,20 +85,20 @@ pub struct KnockdEngine<C> {
     retry: Option<Vec<ActiveDoor>>,
 }
 
-/// How long to keep retrying AWS calls while shutting down.
+/// How long to keep retrying cloud calls while shutting down.
 const SHUTDOWN_RETRY: Duration = Duration::from_secs(30);
 
-impl<C: AwsCli> KnockdEngine<C> {
+impl KnockdEngine {
     pub fn new(
         config: ServerConfig,
         knockd: Knockd,
-        group: Option<SecurityGroup<C>>,
+        grants: Option<Box<dyn GrantStore>>,
         log: Log,
     ) -> Self {
         Self {
             config,
             knockd,
-            group,
+            grants,
             log,
             rendered_ports: None,
             served: None,
@@ -184,7 +183,7 @@ fn unix_seconds(now: u64) -> i64 {
     i64::try_from(now).unwrap_or(i64::MAX)
 }
 
-impl<C: AwsCli> Engine for KnockdEngine<C> {
+impl Engine for KnockdEngine {
     /// Checks what must hold before anything changes: the config directory is usable and
     /// knockd runs (and is old enough to survive a SIGHUP).
     fn preflight(&mut self, dry_run: bool) -> anyhow::Result<()> {
@@ -221,11 +220,11 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
         }
     }
 
-    /// Puts the doors for `window` in place: install and reload knockd.conf, then, on AWS,
-    /// revoke the door grants whose expiry has passed (a door whose stop command never ran)
-    /// and the per-port knock rules older versions rotated. The knock range in the group is
-    /// static: the daemon never opens or closes it. `first` reads the group before anything
-    /// changes, so a daemon that cannot reach it stops at once.
+    /// Puts the doors for `window` in place: install and reload knockd.conf, then, on a
+    /// cloud, revoke the door grants whose expiry has passed (a door whose stop command never
+    /// ran) and the per-port knock rules older versions rotated. The knock range in the cloud
+    /// firewall is static: the daemon never opens or closes it. `first` reads the firewall
+    /// before anything changes, so a daemon that cannot reach it stops at once.
     fn apply(
         &mut self,
         window: Window,
@@ -244,23 +243,26 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
                 .unwrap_or_default(),
         };
         let now = wall_clock()?.as_secs();
-        // Retry AWS calls until the window ends (at least a few seconds, after a late start).
+        // Retry cloud calls until the window ends (at least a few seconds, after a late start).
         let deadline = Instant::now() + Duration::from_secs(window.seconds_left(now).max(5));
         let log = self.log;
-        let mut aws_trouble: Option<AwsError> = None;
+        let mut cloud_trouble: Option<CliError> = None;
 
         let mut review = None;
-        if let Some(group) = self.group.as_mut() {
+        if let Some(grants) = self.grants.as_mut() {
+            let place = grants.place();
             match retrying(
                 deadline,
                 &mut |d| stop.pause(d),
-                &mut |e: &AwsError| log.alarm(format!("aws: {e}")),
-                AwsError::is_permanent,
-                || group.review(unix_seconds(now)),
+                &mut |e: &CliError| log.alarm(format!("{place}: {e}")),
+                CliError::is_permanent,
+                || grants.review(unix_seconds(now)),
             ) {
                 Ok(found) => review = Some(found),
-                Err(e) if first => return Err(aws_failure("cannot read the security group", e)),
-                Err(e) => aws_trouble = Some(e),
+                Err(e) if first => {
+                    return Err(cloud_failure(&format!("cannot read the {place}"), e))
+                }
+                Err(e) => cloud_trouble = Some(e),
             }
         }
 
@@ -282,29 +284,33 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
             ));
         }
 
-        if let (Some(group), Some(review)) = (self.group.as_mut(), &review) {
+        if let (Some(grants), Some(review)) = (self.grants.as_mut(), &review) {
             if first {
-                warn_about_the_group(log, group.group(), &self.config, review);
+                // What defeats the design, said loudly once.
+                for problem in &review.problems {
+                    log.alarm(problem);
+                }
             }
             let stale = review.to_revoke();
             if !stale.is_empty() {
                 log.note(format!(
                     "revoking {} expired door grants and {} per-port knock rules of older \
                      versions",
-                    review.expired_grants.len(),
-                    review.rotated_knock_rules.len()
+                    review.expired.len(),
+                    review.leftovers.len()
                 ));
+                let place = grants.place();
                 if let Err(e) = retrying(
                     deadline,
                     &mut |d| stop.pause(d),
-                    &mut |e: &AwsError| log.alarm(format!("aws: {e}")),
-                    AwsError::is_permanent,
-                    || group.revoke(&stale),
+                    &mut |e: &CliError| log.alarm(format!("{place}: {e}")),
+                    CliError::is_permanent,
+                    || grants.revoke(&stale),
                 ) {
                     if first {
-                        return Err(aws_failure("cannot revoke stale rules", e));
+                        return Err(cloud_failure("cannot revoke stale rules", e));
                     }
-                    aws_trouble = Some(e);
+                    cloud_trouble = Some(e);
                 }
             }
         }
@@ -321,8 +327,8 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
             added.len(),
             removed.len(),
             started.elapsed().as_millis(),
-            if aws_trouble.is_some() {
-                " (security group not swept, retrying next window)"
+            if cloud_trouble.is_some() {
+                " (cloud firewall not swept, retrying next window)"
             } else {
                 ""
             }
@@ -377,11 +383,12 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
                 );
             }
         }
-        if let Some(group) = &self.group {
+        if let Some(grants) = &self.grants {
             let _ = writeln!(
                 out,
-                "would read the group: {}",
-                group.cli().show(&group.describe_args())
+                "would read the {}: {}",
+                grants.place(),
+                grants.show_review()
             );
             let _ = writeln!(
                 out,
@@ -389,7 +396,7 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
                  and per-port knock rules described {} ({})",
                 grant_description_prefix(&self.config.name),
                 rule_description(&self.config.name),
-                group.cli().show(&group.revoke_args(&["RULE-ID".into()]))
+                grants.show_revoke()
             );
         }
         print!("{out}");
@@ -450,8 +457,8 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
         )
     }
 
-    /// Leaves knockd without doors and, on AWS, revokes every door grant of this server
-    /// (running or not: fail closed; open connections survive, AWS tracks them).
+    /// Leaves knockd without doors and, on a cloud, revokes every door grant of this server
+    /// (running or not: fail closed; open connections survive, the cloud tracks them).
     fn shut_down(&mut self) -> anyhow::Result<()> {
         // Fail closed: knockd keeps running, but with no door a captured knock could open (or,
         // if it cannot be given one, it is stopped). A knockd.conf with no door of ours is left
@@ -459,8 +466,8 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
         if !self.served_windows().is_empty() {
             self.remove_doors();
         }
-        // A daemon that never rotated has granted nothing and may not reach the group at all.
-        let (Some(group), Some(_)) = (self.group.as_mut(), &self.rendered_ports) else {
+        // A daemon that never rotated has granted nothing and may not reach the cloud at all.
+        let (Some(grants), Some(_)) = (self.grants.as_mut(), &self.rendered_ports) else {
             return Ok(());
         };
         let log = self.log;
@@ -472,14 +479,13 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
                 true
             },
             &mut |e| log.alarm(format!("revoking the door grants failed: {e}")),
-            AwsError::is_permanent,
+            CliError::is_permanent,
             || {
-                let review = group.review(unix_seconds(wall_clock_seconds()))?;
-                let mut grants = review.expired_grants;
-                grants.extend(review.live_grants);
-                grants.extend(review.rotated_knock_rules);
-                revoked = grants.len();
-                group.revoke(&grants)
+                let ours = grants
+                    .review(unix_seconds(wall_clock_seconds()))?
+                    .everything();
+                revoked = ours.len();
+                grants.revoke(&ours)
             },
         );
         match result {
@@ -488,13 +494,14 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
                 Ok(())
             }
             Err(e) => Err(UserError::runtime(format!(
-                "could not revoke the door grants in security group {}: {e}",
-                group.group()
+                "could not revoke the door grants in {}: {e}",
+                grants.place()
             ))
-            .with_hint(
-                "revoke the rules described \"knock-totp:NAME until ...\" by hand \
-                 (aws ec2 revoke-security-group-ingress --security-group-rule-ids ...)",
-            )
+            .with_hint(format!(
+                "delete the rules described \"{}<expiry>\" by hand ({})",
+                grant_description_prefix(&self.config.name),
+                grants.manual_revoke()
+            ))
             .into()),
         }
     }
@@ -502,25 +509,6 @@ impl<C: AwsCli> Engine for KnockdEngine<C> {
 
 fn wall_clock_seconds() -> u64 {
     wall_clock().map_or(u64::MAX, |d| d.as_secs())
-}
-
-/// Says loudly, once, what in the group defeats the design: a closed knock range (knocks
-/// never reach knockd) or a protected port open to the world (the doors protect nothing).
-fn warn_about_the_group(log: Log, group: &str, config: &ServerConfig, review: &GroupReview) {
-    if !review.knock_range_open {
-        log.alarm(format!(
-            "security group {group} does not let TCP {} in from 0.0.0.0/0: knocks cannot \
-             reach knockd (run the knock-range command of firewall-setup.sh once)",
-            knock_range_text()
-        ));
-    }
-    if review.port_open_to_the_world {
-        log.alarm(format!(
-            "PORT {} IS OPEN TO THE WORLD in security group {group}: the doors protect \
-             nothing until that rule is revoked",
-            config.port
-        ));
-    }
 }
 
 /// How to find, reload and restart knockd from the config: its pid file, or the systemd unit
@@ -576,9 +564,9 @@ fn door_windows_of(doors: &[ActiveDoor]) -> Vec<Window> {
     doors.iter().map(|d| d.window).collect()
 }
 
-fn aws_failure(what: &str, error: AwsError) -> anyhow::Error {
+fn cloud_failure(what: &str, error: CliError) -> anyhow::Error {
     UserError::runtime(format!("{what}: {error}"))
-        .with_hint("check the aws CLI, its credentials, the region and the security group id")
+        .with_hint("check the cloud CLI, its credentials, and the cloud table of the server config")
         .into()
 }
 
