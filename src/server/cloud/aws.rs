@@ -5,14 +5,14 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::{grant_expired, rule_description, run_cli, shell_quote, CliError, GrantStore, Review};
+use super::{command_line, grant_expired, rule_description, run_cli, CliError, GrantStore, Review};
 use crate::core::ports::{knock_range_text, MAX_KNOCK_PORT, MIN_KNOCK_PORT};
 
 /// The knock range must reach knockd from anywhere.
 pub const KNOCK_CIDR: &str = "0.0.0.0/0";
 
 /// How to get the aws CLI, for the error when it cannot be started.
-const INSTALL_AWS: &str = "install the aws CLI (e.g. `pip install awscli`)";
+const INSTALL_AWS: &str = "e.g. `pip install awscli`";
 
 /// `--region R --profile P`, each only when given: every aws command line starts with these.
 pub fn aws_cli_flags(region: Option<&str>, profile: Option<&str>) -> Vec<String> {
@@ -48,10 +48,9 @@ pub struct AwsCommand {
 impl AwsCommand {
     /// The command line, for `--dry-run` and `-v` (it never holds a secret).
     pub fn display(&self, args: &[String]) -> String {
-        let mut words = vec![self.program.display().to_string()];
-        words.extend(self.global_args());
-        words.extend(args.iter().map(|a| shell_quote(a)));
-        words.join(" ")
+        let mut all = self.global_args();
+        all.extend(args.iter().cloned());
+        command_line(&self.program, &all)
     }
 
     fn global_args(&self) -> Vec<String> {

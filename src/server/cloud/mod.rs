@@ -2,6 +2,8 @@
 //! behind [`GrantStore`].
 
 pub mod aws;
+pub mod azure;
+pub mod gcp;
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -51,7 +53,7 @@ impl CliError {
 }
 
 /// Runs `program` with `args` (stdin closed) and returns its stdout; `install` says how to
-/// get the program when it cannot be started.
+/// get the program when it cannot be started (`e.g. pip install awscli`).
 pub fn run_cli<I, S>(
     program: &Path,
     args: I,
@@ -68,8 +70,10 @@ where
         .stdin(Stdio::null())
         .output()
         .map_err(|e| {
+            let name = program.file_name().unwrap_or(program.as_os_str());
             CliError::Missing(format!(
-                "cannot run {} ({e}): {install} or put it on PATH",
+                "cannot run the {} CLI ({}: {e}): install it ({install}) or put it on PATH",
+                name.to_string_lossy(),
                 program.display()
             ))
         })?;
@@ -91,7 +95,7 @@ where
 }
 
 /// A word as a POSIX shell reads it back, for the command lines `--dry-run` prints.
-pub fn shell_quote(word: &str) -> String {
+fn shell_quote(word: &str) -> String {
     if !word.is_empty()
         && word
             .bytes()
@@ -133,6 +137,45 @@ impl Review {
     }
 }
 
+/// Sorts a JSON list of rules (gcloud's and az's both have `name` and `description`) for
+/// server `name` at unix time `now`: only rules named `name_prefix...` and described as its
+/// grants are selected.
+pub fn review_named_grants(
+    json: &str,
+    name_prefix: &str,
+    name: &str,
+    now: i64,
+) -> Result<Review, CliError> {
+    let rules: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| CliError::Failed(format!("cannot parse the rule list: {e}")))?;
+    let Some(rules) = rules.as_array() else {
+        return Err(CliError::Failed("the rule list is not a list".into()));
+    };
+    let mut review = Review::default();
+    for rule in rules {
+        let Some(rule_name) = rule["name"].as_str() else {
+            continue;
+        };
+        if !rule_name.starts_with(name_prefix) {
+            continue;
+        }
+        let description = rule["description"].as_str().unwrap_or("");
+        match grant_expired(description, name, now) {
+            Some(true) => review.expired.push(rule_name.to_owned()),
+            Some(false) => review.live.push(rule_name.to_owned()),
+            None => {}
+        }
+    }
+    Ok(review)
+}
+
+/// A command line as `--dry-run` prints it.
+pub fn command_line(program: &Path, args: &[String]) -> String {
+    let mut words = vec![program.display().to_string()];
+    words.extend(args.iter().map(|a| shell_quote(a)));
+    words.join(" ")
+}
+
 /// One server's door grants in a cloud firewall, which the knockd engine sweeps: a grant
 /// carries its expiry in its description, so one whose door never deleted it (knockd
 /// restarted, the CLI failed) still goes.
@@ -159,15 +202,16 @@ pub trait GrantStore {
 mod tests {
     use super::*;
 
+    const NOW: i64 = 1_764_000_000;
+
+    fn at(t: i64) -> String {
+        jiff::Timestamp::from_second(t).unwrap().to_string()
+    }
+
     #[test]
     fn grant_expiry_from_the_description() {
-        let now = 1_764_000_000;
-        let at = |t: i64| {
-            format!(
-                "knock-totp:web until {}",
-                jiff::Timestamp::from_second(t).unwrap()
-            )
-        };
+        let now = NOW;
+        let at = |t: i64| format!("knock-totp:web until {}", at(t));
         assert_eq!(grant_expired(&at(now + 5), "web", now), Some(false));
         assert_eq!(grant_expired(&at(now), "web", now), Some(true));
         assert_eq!(
@@ -180,18 +224,46 @@ mod tests {
     }
 
     #[test]
+    fn selects_only_our_grants() {
+        let json = serde_json::json!([
+            {"name": "kt-web-abc123-10-0-0-1", "description": format!("knock-totp:web until {}", at(NOW - 1))},
+            {"name": "kt-web-abc123-10-0-0-2", "description": format!("knock-totp:web until {}", at(NOW + 60))},
+            {"name": "kt-web-abc123-10-0-0-3", "description": "knock-totp:web until garbage"},
+            {"name": "kt-web-abc123-knocks", "description": "knock-totp:web"},
+            {"name": "kt-web-abc123-10-0-0-4"},
+            {"name": "kt-web2-def456-10-0-0-1", "description": format!("knock-totp:web2 until {}", at(NOW - 1))},
+            {"name": "office-ssh", "description": format!("knock-totp:web until {}", at(NOW - 1))},
+        ])
+        .to_string();
+        let review = review_named_grants(&json, "kt-web-abc123-", "web", NOW).unwrap();
+        assert_eq!(
+            review.expired,
+            ["kt-web-abc123-10-0-0-1", "kt-web-abc123-10-0-0-3"]
+        );
+        assert_eq!(review.live, ["kt-web-abc123-10-0-0-2"]);
+        assert!(review.leftovers.is_empty() && review.problems.is_empty());
+        assert!(review_named_grants("{}", "kt-", "web", NOW).is_err());
+    }
+
+    #[test]
     fn missing_program_is_permanent() {
         let err = run_cli(
             Path::new("/nonexistent/knock-totp-cli"),
             ["x"],
             &[],
-            "install it",
+            "from its vendor",
         )
         .unwrap_err();
         assert!(err.is_permanent());
-        assert!(err
-            .to_string()
-            .starts_with("cannot run /nonexistent/knock-totp-cli ("));
+        let text = err.to_string();
+        assert!(
+            text.starts_with("cannot run the knock-totp-cli CLI (/nonexistent/knock-totp-cli: "),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("install it (from its vendor) or put it on PATH"),
+            "{text}"
+        );
         let err = run_cli(Path::new("false"), ["x"], &[], "").unwrap_err();
         assert!(!err.is_permanent() && err.to_string().contains("exited with"));
     }

@@ -9,6 +9,8 @@ use super::{
     FirewallError, FirewallKind, ProtectedPort,
 };
 use crate::core::ports::knock_range_text;
+use crate::server::cloud::azure::NsgRules;
+use crate::server::cloud::GrantStore;
 
 /// The Azure network security group the per-client rules are created in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +171,16 @@ impl Backend for AzureTarget {
             host = host_knock_range_drop(target, "3. "),
             prefix = grant_description_prefix(&target.server),
         )
+    }
+
+    fn grant_store(&self, target: &ProtectedPort) -> Option<Box<dyn GrantStore>> {
+        Some(Box::new(NsgRules {
+            program: "az".into(),
+            resource_group: self.resource_group.clone(),
+            nsg: self.nsg.clone(),
+            name_prefix: format!("kt-{}-", target.cloud_id()),
+            server: target.server.clone(),
+        }))
     }
 }
 

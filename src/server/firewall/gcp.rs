@@ -9,6 +9,8 @@ use super::{
     FirewallError, FirewallKind, ProtectedPort,
 };
 use crate::core::ports::knock_range_text;
+use crate::server::cloud::gcp::FirewallRules;
+use crate::server::cloud::GrantStore;
 
 /// The GCP VPC network the per-client firewall rules are created in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +104,14 @@ impl Backend for GcpTarget {
             id = target.cloud_id(),
             prefix = grant_description_prefix(&target.server),
         )
+    }
+
+    fn grant_store(&self, target: &ProtectedPort) -> Option<Box<dyn GrantStore>> {
+        Some(Box::new(FirewallRules {
+            program: "gcloud".into(),
+            name_prefix: format!("kt-{}-", target.cloud_id()),
+            server: target.server.clone(),
+        }))
     }
 }
 
