@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand};
 
 use crate::client::hosts::{StoreKind, DEFAULT_DELAY_MS};
@@ -328,12 +329,12 @@ pub struct SetupArgs {
     pub interface: String,
 
     /// Knock engine: nftables (in the kernel) or knockd (the original design)
-    #[arg(long, value_enum, default_value_t = EngineArg::Nftables)]
-    pub engine: EngineArg,
+    #[arg(long, value_enum, default_value_t = EngineKind::Nftables)]
+    pub engine: EngineKind,
 
     /// How the door opens the protected port (default: nftables; iptables with --engine knockd)
     #[arg(long, value_enum)]
-    pub firewall: Option<FirewallArg>,
+    pub firewall: Option<FirewallKind>,
 
     /// AWS security group (sg-...) for --firewall aws; the NSG name for --firewall azure
     #[arg(long, value_name = "SG")]
@@ -475,48 +476,25 @@ impl From<StoreArg> for StoreKind {
     }
 }
 
-/// Which knock engine a server runs (maps to [`EngineKind`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum EngineArg {
-    /// In-kernel doors: sweep-proof, rate-limited, single-use, fail-closed
-    Nftables,
-    /// knockd with one door per window (the original design)
-    Knockd,
-}
+/// `--engine` takes the engines by name, with their summaries in `--help`.
+impl clap::ValueEnum for EngineKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        Self::ALL
+    }
 
-impl From<EngineArg> for EngineKind {
-    fn from(arg: EngineArg) -> Self {
-        match arg {
-            EngineArg::Nftables => Self::Nftables,
-            EngineArg::Knockd => Self::Knockd,
-        }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.as_str()).help(self.summary()))
     }
 }
 
-/// How a door opens the protected port (maps to [`FirewallKind`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum FirewallArg {
-    /// iptables/ip6tables rules inserted and deleted per client
-    Iptables,
-    /// an nftables set whose elements time out by themselves
-    Nftables,
-    /// AWS security group rules through the aws CLI
-    Aws,
-    /// Google Cloud firewall rules through gcloud
-    Gcp,
-    /// Azure network security group rules through az
-    Azure,
-}
+/// `--firewall` takes the firewall backends by name, with their summaries in `--help`.
+impl clap::ValueEnum for FirewallKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        Self::ALL
+    }
 
-impl From<FirewallArg> for FirewallKind {
-    fn from(arg: FirewallArg) -> Self {
-        match arg {
-            FirewallArg::Iptables => Self::Iptables,
-            FirewallArg::Nftables => Self::Nftables,
-            FirewallArg::Aws => Self::Aws,
-            FirewallArg::Gcp => Self::Gcp,
-            FirewallArg::Azure => Self::Azure,
-        }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.as_str()).help(self.summary()))
     }
 }
 

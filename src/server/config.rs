@@ -10,7 +10,7 @@ use crate::core::totp::{Algorithm, DEFAULT_PERIOD};
 use crate::error::UserError;
 use crate::fsutil::{file_place, parse_toml};
 use crate::server::firewall::{
-    AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget, ProtectedPort,
+    AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget, ProtectedPort, SettingsSource,
 };
 
 /// Directory `setup` puts a server's files in on the server.
@@ -92,10 +92,27 @@ impl EngineKind {
         Self::Knockd
     }
 
+    pub const ALL: &'static [Self] = &[Self::Nftables, Self::Knockd];
+
     pub fn as_str(self) -> &'static str {
+        self.about().0
+    }
+
+    /// What it is, in one line.
+    pub fn summary(self) -> &'static str {
+        self.about().1
+    }
+
+    fn about(self) -> (&'static str, &'static str) {
         match self {
-            Self::Nftables => "nftables",
-            Self::Knockd => "knockd",
+            Self::Nftables => (
+                "nftables",
+                "In-kernel doors: sweep-proof, rate-limited, single-use, fail-closed",
+            ),
+            Self::Knockd => (
+                "knockd",
+                "knockd with one door per window (the original design)",
+            ),
         }
     }
 }
@@ -183,11 +200,12 @@ impl ServerConfig {
         firewall: &Firewall,
     ) -> Self {
         let knockd = engine == EngineKind::Knockd;
+        // A cloud's settings go in its table.
         let (aws, gcp, azure) = match firewall {
             Firewall::Aws(a) => (Some(a.clone()), None, None),
             Firewall::Gcp(g) => (None, Some(g.clone()), None),
             Firewall::Azure(a) => (None, None, Some(a.clone())),
-            Firewall::Iptables | Firewall::Nftables => (None, None, None),
+            _ => (None, None, None),
         };
         Self {
             name: name.to_owned(),
@@ -314,14 +332,9 @@ impl ServerConfig {
             }
         }
         let firewall = self.firewall_backend()?;
-        firewall.validate().map_err(|e| {
-            let key = match self.firewall {
-                FirewallKind::Aws => "security_group",
-                FirewallKind::Gcp => "network",
-                _ => "azure",
-            };
-            (key, e.to_string())
-        })
+        firewall
+            .validate()
+            .map_err(|e| (firewall.backend().settings_key(), e.to_string()))
     }
 
     /// What the knockd engine needs: an interface, knockd.conf, a way to reload knockd.
@@ -333,10 +346,7 @@ impl ServerConfig {
         if self.knockd_conf.is_none() {
             return Err(("engine", "engine = \"knockd\" needs knockd_conf".into()));
         }
-        let cloud = matches!(
-            self.firewall,
-            FirewallKind::Aws | FirewallKind::Gcp | FirewallKind::Azure
-        );
+        let cloud = !self.firewall_backend()?.backend().on_host();
         if cloud && (MIN_KNOCK_PORT..=MAX_KNOCK_PORT).contains(&self.port) {
             return Err((
                 "port",
@@ -370,21 +380,7 @@ impl ServerConfig {
 
     /// The firewall backend with its cloud settings.
     pub fn firewall_backend(&self) -> Result<Firewall, (&'static str, String)> {
-        let missing = |table: &'static str| {
-            (
-                "firewall",
-                format!("firewall = \"{table}\" needs a [{table}] table"),
-            )
-        };
-        Ok(match self.firewall {
-            FirewallKind::Iptables => Firewall::Iptables,
-            FirewallKind::Nftables => Firewall::Nftables,
-            FirewallKind::Aws => Firewall::Aws(self.aws.clone().ok_or_else(|| missing("aws"))?),
-            FirewallKind::Gcp => Firewall::Gcp(self.gcp.clone().ok_or_else(|| missing("gcp"))?),
-            FirewallKind::Azure => {
-                Firewall::Azure(self.azure.clone().ok_or_else(|| missing("azure"))?)
-            }
-        })
+        Firewall::from_settings(self.firewall, self)
     }
 
     /// The nftables engine's limits (the defaults when the table is absent).
@@ -442,6 +438,30 @@ impl ServerConfig {
     }
 }
 
+/// A cloud backend's settings are the config's table of its name.
+impl SettingsSource for ServerConfig {
+    type Error = (&'static str, String);
+
+    fn aws(&self) -> Result<AwsTarget, Self::Error> {
+        self.aws.clone().ok_or_else(|| missing_table("aws"))
+    }
+
+    fn gcp(&self) -> Result<GcpTarget, Self::Error> {
+        self.gcp.clone().ok_or_else(|| missing_table("gcp"))
+    }
+
+    fn azure(&self) -> Result<AzureTarget, Self::Error> {
+        self.azure.clone().ok_or_else(|| missing_table("azure"))
+    }
+}
+
+fn missing_table(table: &'static str) -> (&'static str, String) {
+    (
+        "firewall",
+        format!("firewall = \"{table}\" needs a [{table}] table"),
+    )
+}
+
 impl NftSettings {
     fn validate(&self) -> Result<(), (&'static str, String)> {
         if !(1..=6_000).contains(&self.rate_per_minute) {
@@ -496,6 +516,18 @@ mod tests {
 
     fn sample() -> ServerConfig {
         sample_config()
+    }
+
+    #[test]
+    fn kind_names_are_the_names_on_disk() {
+        for engine in EngineKind::ALL {
+            let on_disk = toml::Value::try_from(engine).unwrap();
+            assert_eq!(on_disk.as_str(), Some(engine.as_str()));
+        }
+        for firewall in FirewallKind::ALL {
+            let on_disk = toml::Value::try_from(firewall).unwrap();
+            assert_eq!(on_disk.as_str(), Some(firewall.as_str()));
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::core::ports::knock_range_text;
 use crate::server::config::{EngineKind, ServerConfig, SECRET_CREDENTIAL, SERVER_DIR};
-use crate::server::firewall::Firewall;
+use crate::server::firewall::{Firewall, Iptables};
 
 /// A hardened systemd unit running `knock-totp server` with this config at `config_path`.
 pub fn unit(config: &ServerConfig, config_path: &Path, executable: &Path) -> String {
@@ -100,7 +100,13 @@ pub fn unit(config: &ServerConfig, config_path: &Path, executable: &Path) -> Str
 /// The packaged template unit `knock-totp-server@.service`: instance NAME runs
 /// `/etc/knock-totp/NAME.toml` with the secret `/etc/knock-totp/NAME.secret`.
 pub fn template_unit(executable: &Path) -> String {
-    let template = ServerConfig::new("%i", 22, EngineKind::Knockd, "eth0", &Firewall::Iptables);
+    let template = ServerConfig::new(
+        "%i",
+        22,
+        EngineKind::Knockd,
+        "eth0",
+        &Firewall::Iptables(Iptables),
+    );
     let config = Path::new(SERVER_DIR).join("%i.toml");
     unit(&template, &config, executable).replace(
         "Install as /etc/systemd/system/knock-totp-%i.service, then\n\
@@ -218,6 +224,7 @@ pub const NFT_PROGRAM: &str = "/usr/sbin/nft";
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::firewall::Nftables;
 
     fn sample() -> ServerConfig {
         crate::server::config::sample_config()
@@ -247,7 +254,13 @@ mod tests {
         let path = Path::new("/etc/knock-totp/web.toml");
         let exe = Path::new("/usr/bin/knock-totp");
         let knockd = unit(&sample(), path, exe);
-        let nft = ServerConfig::new("web", 22, EngineKind::Nftables, "eth0", &Firewall::Nftables);
+        let nft = ServerConfig::new(
+            "web",
+            22,
+            EngineKind::Nftables,
+            "eth0",
+            &Firewall::Nftables(Nftables),
+        );
         let nft = unit(&nft, path, exe);
         for (unit, lines) in [
             (

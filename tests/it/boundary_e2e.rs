@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use knock_totp::core::secret::SecretKey;
 use knock_totp::core::totp::{Algorithm, Totp};
 use knock_totp::core::window::Window;
-use knock_totp::server::firewall::{Firewall, ProtectedPort};
+use knock_totp::server::firewall::{Firewall, Iptables, ProtectedPort};
 
 use crate::support::lab::{lab_available, Lab, SERVER_IF};
 use crate::support::{fdpass_ssh, stderr_of, wait_until, Env, RFC_SECRET};
@@ -196,7 +196,7 @@ fn assert_all_got_in(what: &str, trials: &[Trial], logs: impl FnOnce() -> String
 
 /// setup's iptables firewall for the knockd-based servers: the chain and ipset doors use.
 fn iptables_firewall(lab: &Lab) {
-    let script = Firewall::Iptables.setup_script(&ProtectedPort {
+    let script = Firewall::Iptables(Iptables).setup_script(&ProtectedPort {
         server: NAME.into(),
         port: PROTECTED,
         open_seconds: OPEN_SECONDS,

@@ -873,7 +873,7 @@ fn sh(lab: &Lab, command: &str, ip: &str) -> String {
 
 #[test]
 fn iptables_doors_add_timed_ipset_elements() {
-    use knock_totp::server::firewall::{Firewall, ProtectedPort};
+    use knock_totp::server::firewall::{Firewall, Iptables, ProtectedPort};
     if !can_run(
         "needs root, ip, iptables and ipset for a network namespace",
         is_root() && have("ip") && have("iptables") && have("ipset"),
@@ -886,7 +886,7 @@ fn iptables_doors_add_timed_ipset_elements() {
         port: 22,
         open_seconds: 30,
     };
-    let fw = Firewall::Iptables;
+    let fw = Firewall::Iptables(Iptables);
     let door = fw.door_commands(&target);
     sh(&ns, "iptables -w -A INPUT -p tcp --dport 9 -j DROP", "");
     sh(&ns, &fw.setup_script(&target), "");
@@ -912,7 +912,7 @@ fn iptables_doors_add_timed_ipset_elements() {
 #[test]
 fn nft_doors_add_timed_elements() {
     use knock_totp::server::firewall::nftables::nft_ruleset;
-    use knock_totp::server::firewall::{Firewall, ProtectedPort};
+    use knock_totp::server::firewall::{Firewall, Nftables, ProtectedPort};
     if !can_run(
         "needs root, ip and nft for a network namespace",
         is_root() && have("ip") && have("nft"),
@@ -925,7 +925,7 @@ fn nft_doors_add_timed_elements() {
         port: 22,
         open_seconds: 30,
     };
-    let door = Firewall::Nftables.door_commands(&target);
+    let door = Firewall::Nftables(Nftables).door_commands(&target);
     let ruleset = nft_ruleset(22);
     // Applying it twice replaces the table rather than doubling its rules.
     for _ in 0..2 {

@@ -3,6 +3,7 @@
 //! is written. What the files hold is `server::artifacts`; this is the command around it:
 //! arguments, the secret, the checks and writes under --out, and what is printed.
 
+use std::cell::Cell;
 use std::fmt::Write as _;
 use std::fs::{self, OpenOptions};
 use std::io::Write as _;
@@ -27,7 +28,9 @@ use crate::server::artifacts::{
 };
 use crate::server::config::EngineKind;
 use crate::server::config::{validate_interface, ServerConfig};
-use crate::server::firewall::{AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget};
+use crate::server::firewall::{
+    AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget, SettingsSource,
+};
 use crate::server::systemd::{self, AtBoot};
 
 /// Stands in for the server's address in the client command when --address is not given.
@@ -40,7 +43,7 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
         validate_address(address).map_err(UserError::usage)?;
     }
     validate_interface(&args.interface).map_err(UserError::usage)?;
-    let engine = EngineKind::from(args.engine);
+    let engine = args.engine;
     let firewall = firewall_from(&args, engine)?;
     if engine == EngineKind::Knockd {
         warn_if_absent_here(ctx, &args.interface);
@@ -295,7 +298,7 @@ fn running_executable() -> anyhow::Result<PathBuf> {
 
 /// The firewall backend from the flags, refusing flags that do not belong to it.
 fn firewall_from(args: &SetupArgs, engine: EngineKind) -> Result<Firewall, UserError> {
-    let kind = match (args.firewall.map(FirewallKind::from), engine) {
+    let kind = match (args.firewall, engine) {
         (Some(FirewallKind::Iptables), EngineKind::Nftables) => {
             return Err(UserError::usage(
                 "--firewall iptables does not apply to --engine nftables: the engine is the \
@@ -307,56 +310,88 @@ fn firewall_from(args: &SetupArgs, engine: EngineKind) -> Result<Firewall, UserE
         (None, EngineKind::Nftables) => FirewallKind::Nftables,
         (None, EngineKind::Knockd) => FirewallKind::Iptables,
     };
-    let cloud_only = |flag: &str, given: bool, allowed: &[FirewallKind]| {
-        if given && !allowed.contains(&kind) {
-            Err(UserError::usage(format!(
-                "{flag} does not apply to --firewall {}",
-                kind.as_str()
-            )))
-        } else {
-            Ok(())
-        }
+    let flags = CloudFlags {
+        args,
+        kind,
+        checked: Cell::new(false),
     };
-    cloud_only(
-        "--security-group",
-        args.security_group.is_some(),
-        &[FirewallKind::Aws, FirewallKind::Azure],
-    )?;
-    cloud_only("--region", args.region.is_some(), &[FirewallKind::Aws])?;
-    cloud_only(
-        "--resource-group",
-        args.resource_group.is_some(),
-        &[FirewallKind::Azure],
-    )?;
-    let firewall = match kind {
-        FirewallKind::Iptables => Firewall::Iptables,
-        FirewallKind::Nftables => Firewall::Nftables,
-        FirewallKind::Aws => Firewall::Aws(AwsTarget {
-            security_group: args.security_group.clone().ok_or_else(|| {
-                UserError::usage("--firewall aws needs --security-group")
-                    .with_hint("give the instance's security group id, e.g. --security-group sg-0123456789abcdef0")
-            })?,
-            region: args.region.clone(),
-            profile: None,
-        }),
-        FirewallKind::Gcp => Firewall::Gcp(GcpTarget {
-            network: args.network.clone(),
-        }),
-        FirewallKind::Azure => Firewall::Azure(AzureTarget {
-            resource_group: args.resource_group.clone().ok_or_else(|| {
-                UserError::usage("--firewall azure needs --resource-group")
-            })?,
-            nsg: args.security_group.clone().ok_or_else(|| {
-                UserError::usage(
-                    "--firewall azure needs --security-group (the network security group's name)",
-                )
-            })?,
-        }),
-    };
+    let firewall = Firewall::from_settings(kind, &flags)?;
+    if !flags.checked.get() {
+        flags.only(&[])?;
+    }
     firewall
         .validate()
         .map_err(|e| UserError::usage(e.to_string()))?;
     Ok(firewall)
+}
+
+/// setup's cloud flags, as the settings of the backend `kind`.
+struct CloudFlags<'a> {
+    args: &'a SetupArgs,
+    kind: FirewallKind,
+    /// Whether the backend checked the flags it takes (a host backend takes none).
+    checked: Cell<bool>,
+}
+
+impl CloudFlags<'_> {
+    /// Refuses a cloud flag given that the backend does not take.
+    fn only(&self, taken: &[&str]) -> Result<(), UserError> {
+        self.checked.set(true);
+        let given = [
+            ("--security-group", self.args.security_group.is_some()),
+            ("--region", self.args.region.is_some()),
+            ("--resource-group", self.args.resource_group.is_some()),
+        ];
+        match given
+            .into_iter()
+            .find(|(flag, given)| *given && !taken.contains(flag))
+        {
+            Some((flag, _)) => Err(UserError::usage(format!(
+                "{flag} does not apply to --firewall {}",
+                self.kind.as_str()
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl SettingsSource for CloudFlags<'_> {
+    type Error = UserError;
+
+    fn aws(&self) -> Result<AwsTarget, UserError> {
+        self.only(&["--security-group", "--region"])?;
+        Ok(AwsTarget {
+            security_group: self.args.security_group.clone().ok_or_else(|| {
+                UserError::usage("--firewall aws needs --security-group")
+                    .with_hint("give the instance's security group id, e.g. --security-group sg-0123456789abcdef0")
+            })?,
+            region: self.args.region.clone(),
+            profile: None,
+        })
+    }
+
+    fn gcp(&self) -> Result<GcpTarget, UserError> {
+        self.only(&[])?;
+        Ok(GcpTarget {
+            network: self.args.network.clone(),
+        })
+    }
+
+    fn azure(&self) -> Result<AzureTarget, UserError> {
+        self.only(&["--security-group", "--resource-group"])?;
+        Ok(AzureTarget {
+            resource_group: self
+                .args
+                .resource_group
+                .clone()
+                .ok_or_else(|| UserError::usage("--firewall azure needs --resource-group"))?,
+            nsg: self.args.security_group.clone().ok_or_else(|| {
+                UserError::usage(
+                    "--firewall azure needs --security-group (the network security group's name)",
+                )
+            })?,
+        })
+    }
 }
 
 /// Every path `setup` will write, checked: no existing file without --force, and a

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::validate_cloud_name;
 use super::{
     grant_description, grant_description_prefix, host_knock_range_drop, Backend, DoorCommands,
-    FirewallError, FirewallKind, ProtectedPort,
+    FirewallError, FromSettings, ProtectedPort, SettingsSource,
 };
 use crate::core::ports::{knock_range_text, MAX_KNOCK_PORT, MIN_KNOCK_PORT};
 pub use crate::server::cloud::aws::aws_cli_flags;
@@ -45,9 +45,15 @@ pub fn validate_security_group(id: &str) -> Result<(), FirewallError> {
     }
 }
 
+impl FromSettings for AwsTarget {
+    fn from_settings<S: SettingsSource + ?Sized>(source: &S) -> Result<Self, S::Error> {
+        source.aws()
+    }
+}
+
 impl Backend for AwsTarget {
-    fn kind(&self) -> FirewallKind {
-        FirewallKind::Aws
+    fn settings_key(&self) -> &'static str {
+        "security_group"
     }
 
     fn validate(&self) -> Result<(), FirewallError> {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::validate_cloud_name;
 use super::{
     grant_description, grant_description_prefix, host_knock_range_drop, Backend, DoorCommands,
-    FirewallError, FirewallKind, ProtectedPort,
+    FirewallError, FromSettings, ProtectedPort, SettingsSource,
 };
 use crate::core::ports::knock_range_text;
 use crate::server::cloud::azure::NsgRules;
@@ -61,9 +61,15 @@ fn door_rule_name(target: &ProtectedPort, suffix: &str) -> String {
     format!("kt-{}-$(echo %IP% | tr .: --){suffix}", target.cloud_id())
 }
 
+impl FromSettings for AzureTarget {
+    fn from_settings<S: SettingsSource + ?Sized>(source: &S) -> Result<Self, S::Error> {
+        source.azure()
+    }
+}
+
 impl Backend for AzureTarget {
-    fn kind(&self) -> FirewallKind {
-        FirewallKind::Azure
+    fn settings_key(&self) -> &'static str {
+        "azure"
     }
 
     fn validate(&self) -> Result<(), FirewallError> {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::validate_cloud_name;
 use super::{
     grant_description, grant_description_prefix, host_knock_range_drop, Backend, DoorCommands,
-    FirewallError, FirewallKind, ProtectedPort,
+    FirewallError, FromSettings, ProtectedPort, SettingsSource,
 };
 use crate::core::ports::knock_range_text;
 use crate::server::cloud::gcp::FirewallRules;
@@ -31,9 +31,15 @@ fn tag(target: &ProtectedPort) -> String {
     format!("knock-totp-{}", target.cloud_id())
 }
 
+impl FromSettings for GcpTarget {
+    fn from_settings<S: SettingsSource + ?Sized>(source: &S) -> Result<Self, S::Error> {
+        source.gcp()
+    }
+}
+
 impl Backend for GcpTarget {
-    fn kind(&self) -> FirewallKind {
-        FirewallKind::Gcp
+    fn settings_key(&self) -> &'static str {
+        "network"
     }
 
     fn validate(&self) -> Result<(), FirewallError> {

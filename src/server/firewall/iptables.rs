@@ -3,7 +3,7 @@
 
 use crate::core::names::name_hash;
 
-use super::{Backend, DoorCommands, FirewallKind, ProtectedPort};
+use super::{Backend, DoorCommands, FromSettings, ProtectedPort, SettingsSource};
 
 /// iptables chain names hold at most 28 characters, ipset names 31.
 const CHAIN_NAME_MAX: usize = 28;
@@ -42,11 +42,13 @@ pub fn iptables_names(name: &str) -> IptablesNames {
     }
 }
 
-impl Backend for Iptables {
-    fn kind(&self) -> FirewallKind {
-        FirewallKind::Iptables
+impl FromSettings for Iptables {
+    fn from_settings<S: SettingsSource + ?Sized>(_source: &S) -> Result<Self, S::Error> {
+        Ok(Self)
     }
+}
 
+impl Backend for Iptables {
     fn on_host(&self) -> bool {
         true
     }

@@ -20,29 +20,96 @@ pub mod nftables;
 pub use self::aws::{aws_iam_policy, validate_security_group, AwsTarget};
 pub use self::azure::AzureTarget;
 pub use self::gcp::GcpTarget;
-use self::iptables::Iptables;
-use self::nftables::Nftables;
+pub use self::iptables::Iptables;
+pub use self::nftables::Nftables;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FirewallKind {
-    Iptables,
-    Nftables,
-    Aws,
-    Gcp,
-    Azure,
+/// Declares the firewall backends, one line each: the variant, the type that implements
+/// [`Backend`] and [`FromSettings`], and the name the config and `setup --firewall` use,
+/// after a one-line summary for `--help`. Everything that lists the backends comes from here.
+macro_rules! firewall_backends {
+    ($($(#[doc = $summary:literal])+ $variant:ident($backend:ty) = $name:literal,)+) => {
+        /// Which firewall backend opens a door: the server config's `firewall` key and
+        /// `setup --firewall`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum FirewallKind {
+            $(#[serde(rename = $name)] $variant,)+
+        }
+
+        impl FirewallKind {
+            pub const ALL: &'static [Self] = &[$(Self::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)+
+                }
+            }
+
+            /// What it is, in one line.
+            pub fn summary(self) -> &'static str {
+                match self {
+                    $(Self::$variant => concat!($($summary),+).trim(),)+
+                }
+            }
+        }
+
+        /// A firewall backend with what its commands need to name.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Firewall {
+            $($variant($backend),)+
+        }
+
+        impl Firewall {
+            /// The backend: the one place a firewall is chosen.
+            pub fn backend(&self) -> &dyn Backend {
+                match self {
+                    $(Self::$variant(backend) => backend,)+
+                }
+            }
+
+            pub fn kind(&self) -> FirewallKind {
+                match self {
+                    $(Self::$variant(_) => FirewallKind::$variant,)+
+                }
+            }
+
+            /// The backend `kind` with its settings from `source`.
+            pub fn from_settings<S: SettingsSource + ?Sized>(
+                kind: FirewallKind,
+                source: &S,
+            ) -> Result<Self, S::Error> {
+                Ok(match kind {
+                    $(FirewallKind::$variant => Self::$variant(<$backend>::from_settings(source)?),)+
+                })
+            }
+        }
+    };
 }
 
-impl FirewallKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Iptables => "iptables",
-            Self::Nftables => "nftables",
-            Self::Aws => "aws",
-            Self::Gcp => "gcp",
-            Self::Azure => "azure",
-        }
-    }
+firewall_backends! {
+    /// iptables/ip6tables rules inserted and deleted per client
+    Iptables(Iptables) = "iptables",
+    /// an nftables set whose elements time out by themselves
+    Nftables(Nftables) = "nftables",
+    /// AWS security group rules through the aws CLI
+    Aws(AwsTarget) = "aws",
+    /// Google Cloud firewall rules through gcloud
+    Gcp(GcpTarget) = "gcp",
+    /// Azure network security group rules through az
+    Azure(AzureTarget) = "azure",
+}
+
+/// Where backends' settings come from: the server config's tables, or `setup`'s flags. A
+/// backend with settings of its own adds its method here.
+pub trait SettingsSource {
+    type Error;
+    fn aws(&self) -> Result<AwsTarget, Self::Error>;
+    fn gcp(&self) -> Result<GcpTarget, Self::Error>;
+    fn azure(&self) -> Result<AzureTarget, Self::Error>;
+}
+
+/// A backend made from its settings (a host backend has none).
+pub trait FromSettings: Sized {
+    fn from_settings<S: SettingsSource + ?Sized>(source: &S) -> Result<Self, S::Error>;
 }
 
 /// Shell text for the time `seconds` from now in RFC 3339, UTC. It holds no `%`: knockd
@@ -97,16 +164,6 @@ pub fn knock_range_drop_ruleset(server: &str) -> String {
          \t}}\n\
          }}\n"
     )
-}
-
-/// A firewall backend with what its commands need to name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Firewall {
-    Iptables,
-    Nftables,
-    Aws(AwsTarget),
-    Gcp(GcpTarget),
-    Azure(AzureTarget),
 }
 
 /// What a door runs for an IPv4 knocker and an IPv6 knocker.
@@ -192,11 +249,14 @@ pub fn validate_cloud_name(what: &'static str, value: &str) -> Result<(), Firewa
 /// What every firewall backend provides: the commands a door runs for a knocker, and the
 /// one-time steps that prepare the firewall.
 pub trait Backend {
-    fn kind(&self) -> FirewallKind;
-
     /// Checks the names that end up in shell commands.
     fn validate(&self) -> Result<(), FirewallError> {
         Ok(())
+    }
+
+    /// The server config key a `validate` error points at.
+    fn settings_key(&self) -> &'static str {
+        "firewall"
     }
 
     /// knockd's start/stop commands for a door of `target`.
@@ -227,21 +287,6 @@ pub trait Backend {
 }
 
 impl Firewall {
-    /// The backend: the one place a firewall is chosen.
-    pub fn backend(&self) -> &dyn Backend {
-        match self {
-            Self::Iptables => &Iptables,
-            Self::Nftables => &Nftables,
-            Self::Aws(aws) => aws,
-            Self::Gcp(gcp) => gcp,
-            Self::Azure(azure) => azure,
-        }
-    }
-
-    pub fn kind(&self) -> FirewallKind {
-        self.backend().kind()
-    }
-
     /// Checks the names that end up in shell commands.
     pub fn validate(&self) -> Result<(), FirewallError> {
         self.backend().validate()
@@ -285,8 +330,8 @@ mod tests {
 
     fn all() -> Vec<Firewall> {
         vec![
-            Firewall::Iptables,
-            Firewall::Nftables,
+            Firewall::Iptables(Iptables),
+            Firewall::Nftables(Nftables),
             Firewall::Aws(AwsTarget {
                 security_group: "sg-0123456789abcdef0".into(),
                 region: Some("eu-west-1".into()),
@@ -363,7 +408,7 @@ mod tests {
 
     #[test]
     fn iptables_grants_time_out_in_an_ipset() {
-        let c = Firewall::Iptables.door_commands(&target());
+        let c = Firewall::Iptables(Iptables).door_commands(&target());
         assert_eq!(
             c.start,
             "ipset -exist add knock-totp-Web_1-v4 %IP% timeout 30"
@@ -373,14 +418,14 @@ mod tests {
             "ipset -exist add knock-totp-Web_1-v6 %IP% timeout 30"
         );
         assert_eq!((c.stop, c.stop_6), (None, None));
-        let script = Firewall::Iptables.setup_script(&target());
+        let script = Firewall::Iptables(Iptables).setup_script(&target());
         assert!(script.contains("-m set --match-set knock-totp-Web_1-v4 src -j ACCEPT"));
         assert!(script.contains("ip6tables -w -I INPUT 1 -p tcp --dport 22 -j knock-totp-Web_1"));
     }
 
     #[test]
     fn nftables_elements_time_out() {
-        let c = Firewall::Nftables.door_commands(&target());
+        let c = Firewall::Nftables(Nftables).door_commands(&target());
         assert_eq!(
             c.start,
             "nft add element inet knock_totp allowed4 { %IP% timeout 30s }"

@@ -1,6 +1,6 @@
 //! nftables: a table whose address sets time out by themselves (no stop command).
 
-use super::{Backend, DoorCommands, FirewallKind, ProtectedPort};
+use super::{Backend, DoorCommands, FromSettings, ProtectedPort, SettingsSource};
 
 /// Name of the nftables table that holds the knockers' address sets.
 pub const NFT_TABLE: &str = "knock_totp";
@@ -9,11 +9,13 @@ pub const NFT_TABLE: &str = "knock_totp";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Nftables;
 
-impl Backend for Nftables {
-    fn kind(&self) -> FirewallKind {
-        FirewallKind::Nftables
+impl FromSettings for Nftables {
+    fn from_settings<S: SettingsSource + ?Sized>(_source: &S) -> Result<Self, S::Error> {
+        Ok(Self)
     }
+}
 
+impl Backend for Nftables {
     fn on_host(&self) -> bool {
         true
     }
