@@ -46,27 +46,6 @@ pub fn door_windows(window: Window) -> Vec<Window> {
     windows
 }
 
-/// Ports to open and to close to get from what the group has to what the doors need.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PortDiff {
-    pub authorize: BTreeSet<u16>,
-    pub revoke: BTreeSet<u16>,
-}
-
-impl PortDiff {
-    pub fn is_empty(&self) -> bool {
-        self.authorize.is_empty() && self.revoke.is_empty()
-    }
-}
-
-/// What to authorize (wanted, not present) and revoke (present, no longer wanted).
-pub fn diff(desired: &BTreeSet<u16>, present: &BTreeSet<u16>) -> PortDiff {
-    PortDiff {
-        authorize: desired.difference(present).copied().collect(),
-        revoke: present.difference(desired).copied().collect(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,14 @@
-//! Firewall commands for knockd doors and one-time admin setup, per backend (pure text).
+//! Firewall backends: the commands of knockd doors and of the one-time admin setup (pure
+//! text), and for a cloud, where the knockd engine sweeps the grants doors left.
 //!
 //! Every door opens the protected port for the knocking address (`%IP%`) only: on a host by
 //! adding it to an ipset or nft set whose element times out by itself, in a cloud by a rule it
 //! deletes again. Nothing here ever flushes a chain, table or ruleset.
+//!
+//! A new backend is a file with a type that implements [`Backend`] and [`FromSettings`], and
+//! its line in `firewall_backends!`; a backend with settings of its own (a cloud's) also adds
+//! a [`SettingsSource`] method, which the server config (its table) and `setup` (its flags)
+//! answer.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,6 @@
 //! knockd.conf rendering: one `[door]` per TOTP window (a pure string builder, no I/O).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use crate::core::ports::PortPair;
@@ -167,18 +167,6 @@ pub fn render_knockd_conf(
     Ok(out)
 }
 
-/// The ports of every `sequence = P:tcp,...` line of a knockd.conf.
-pub fn sequence_ports(text: &str) -> BTreeSet<u16> {
-    text.lines()
-        .filter_map(|line| {
-            let (key, value) = line.split_once('=')?;
-            (key.trim().eq_ignore_ascii_case("sequence")).then_some(value)
-        })
-        .flat_map(|value| value.split(','))
-        .filter_map(|knock| knock.trim().split(':').next()?.trim().parse().ok())
-        .collect()
-}
-
 /// The window counters of the doors knock-totp wrote into a knockd.conf (`[knock-totp-N]`).
 pub fn door_counters(text: &str) -> Vec<u64> {
     text.lines()
@@ -289,16 +277,6 @@ mod tests {
         assert_eq!(
             render_knockd_conf(&o, &[]),
             Err(KnockdError::Option("Interface"))
-        );
-    }
-
-    #[test]
-    fn ports_are_read_back_from_a_knockd_conf() {
-        let text = "[options]\n\tInterface = eth0\n[a]\n\tsequence        = 4000:tcp,4180:tcp\n\
-                    [b]\n  Sequence=1000:tcp, 2400:udp\n\tstart_command = x\n";
-        assert_eq!(
-            sequence_ports(text),
-            BTreeSet::from([1000, 2400, 4000, 4180])
         );
     }
 

@@ -3,13 +3,11 @@
 pub mod conf;
 pub mod process;
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use self::conf::{
-    door_counters, door_name, render_knockd_conf, sequence_ports, KnockdDoor, KnockdLog,
-    KnockdOptions,
+    door_counters, door_name, render_knockd_conf, KnockdDoor, KnockdLog, KnockdOptions,
 };
 use self::process::{Knockd, PidSource, ReloadError, NO_SUCH_INTERFACE};
 use std::path::PathBuf;
@@ -21,9 +19,7 @@ use crate::error::UserError;
 use crate::log::Log;
 use crate::server::cloud::{CliError, GrantStore};
 use crate::server::config::ServerConfig;
-use crate::server::doors::{
-    diff, door_ports, door_valid_until, door_windows, ActiveDoor, PortDiff,
-};
+use crate::server::doors::{door_ports, door_valid_until, door_windows, ActiveDoor};
 use crate::server::engine::Engine;
 use crate::server::firewall::{grant_description_prefix, rule_description};
 use crate::server::rotation::{retrying, StopSignal};
@@ -76,11 +72,11 @@ pub struct KnockdEngine {
     pub knockd: Knockd,
     pub grants: Option<Box<dyn GrantStore>>,
     pub log: Log,
-    /// The knock ports last put in place.
-    rendered_ports: Option<BTreeSet<u16>>,
     /// The windows of the doors knockd runs now (None until this daemon changed them: then
     /// knockd.conf tells).
     served: Option<Vec<Window>>,
+    /// Whether a rotation of this daemon put doors in place (then it may have granted).
+    rotated: bool,
     /// The doors of a rotation that failed, tried again between boundaries in its window.
     retry: Option<Vec<ActiveDoor>>,
 }
@@ -100,8 +96,8 @@ impl KnockdEngine {
             knockd,
             grants,
             log,
-            rendered_ports: None,
             served: None,
+            rotated: false,
             retry: None,
         }
     }
@@ -233,15 +229,7 @@ impl Engine for KnockdEngine {
         first: bool,
     ) -> anyhow::Result<()> {
         let started = Instant::now();
-        let desired = door_ports(doors);
         let text = render_conf(&self.config, doors)?;
-        let previous = match &self.rendered_ports {
-            Some(ports) => ports.clone(),
-            // A fresh start: compare with the doors of the file knockd runs now.
-            None => std::fs::read_to_string(&self.knockd.conf)
-                .map(|text| sequence_ports(&text))
-                .unwrap_or_default(),
-        };
         let now = wall_clock()?.as_secs();
         // Retry cloud calls until the window ends (at least a few seconds, after a late start).
         let deadline = Instant::now() + Duration::from_secs(window.seconds_left(now).max(5));
@@ -315,17 +303,11 @@ impl Engine for KnockdEngine {
             }
         }
 
-        let PortDiff {
-            authorize: added,
-            revoke: removed,
-        } = diff(&desired, &previous);
         self.log.note(format!(
-            "window {}: doors for {}..={}, knock ports +{} -{}, {} ms{}",
+            "window {}: doors for {}..={}, {} ms{}",
             window.counter,
             doors.first().map_or(window.counter, |d| d.window.counter),
             doors.last().map_or(window.counter, |d| d.window.counter),
-            added.len(),
-            removed.len(),
             started.elapsed().as_millis(),
             if cloud_trouble.is_some() {
                 " (cloud firewall not swept, retrying next window)"
@@ -338,9 +320,9 @@ impl Engine for KnockdEngine {
             "knockd pid {} serves {} doors on {} knock ports",
             installed.pid,
             doors.len(),
-            desired.len()
+            door_ports(doors).len()
         ));
-        self.rendered_ports = Some(desired);
+        self.rotated = true;
         Ok(())
     }
 
@@ -400,7 +382,6 @@ impl Engine for KnockdEngine {
             );
         }
         print!("{out}");
-        self.rendered_ports = Some(door_ports(doors));
         Ok(())
     }
 
@@ -423,7 +404,7 @@ impl Engine for KnockdEngine {
             Ok(installed) => {
                 self.retry = None;
                 self.served = Some(wanted);
-                self.rendered_ports = Some(door_ports(&doors));
+                self.rotated = true;
                 self.log.note(format!(
                     "window {}: doors in place after all (knockd pid {})",
                     window.counter, installed.pid
@@ -467,7 +448,7 @@ impl Engine for KnockdEngine {
             self.remove_doors();
         }
         // A daemon that never rotated has granted nothing and may not reach the cloud at all.
-        let (Some(grants), Some(_)) = (self.grants.as_mut(), &self.rendered_ports) else {
+        let (Some(grants), true) = (self.grants.as_mut(), self.rotated) else {
             return Ok(());
         };
         let log = self.log;
