@@ -3,7 +3,6 @@
 //! sshd sees exactly one connection per login.
 
 use std::ffi::OsString;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
@@ -117,19 +116,25 @@ fn cannot_run(program: &Path, why: impl std::fmt::Display) -> anyhow::Error {
 /// Whether `program` names an executable file: a path as it is, a bare name on `PATH` (as
 /// exec will look it up).
 fn is_runnable(program: &Path) -> bool {
-    let executable = |path: &Path| {
-        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if program.components().count() != 1 || program.as_os_str().is_empty() {
-        return executable(program);
-    }
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(program))))
+    !program.as_os_str().is_empty() && which::which(program).is_ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runnable_means_an_executable_file_on_path_or_at_a_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "").unwrap();
+        assert!(is_runnable(Path::new("sh")));
+        assert!(is_runnable(Path::new("/bin/sh")));
+        assert!(!is_runnable(dir.path()));
+        assert!(!is_runnable(&plain));
+        assert!(!is_runnable(Path::new("no-such-program-knock-totp")));
+        assert!(!is_runnable(Path::new("")));
+    }
 
     #[test]
     fn argv_puts_alias_proxy_port_user_then_destination_then_extra() {
