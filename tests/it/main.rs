@@ -5,6 +5,7 @@ mod boundary_e2e;
 mod client;
 mod cloud_aws;
 mod cloud_doors;
+mod cloud_sweep;
 mod dependencies;
 mod generated;
 mod hardening;
