@@ -119,7 +119,9 @@ impl EngineKind {
 
 /// Limits of the nftables engine. The defaults let ten ssh logins a minute through a
 /// ProxyCommand (2 knocks each, 4 when the client knocks again) from one address, and ban a
-/// blind guesser after at most 20 wrong pairs.
+/// blind guesser after at most 20 wrong pairs, fast (40 SYNs over the rate) or slow (40 wrong
+/// knocks, then 20 an hour: at most 240 pairs a day, about one chance in 100,000 a day of
+/// hitting one of the three doors). A legitimate knock is never a wrong one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NftSettings {
@@ -132,10 +134,19 @@ pub struct NftSettings {
     /// Seconds a source that exceeded the rate is banned (completes no door).
     #[serde(default = "NftSettings::default_ban")]
     pub ban_seconds: u64,
+    /// Wrong knocks (SYNs into the knock range that neither start nor complete a door) a
+    /// source may send per hour, sustained: a guesser that stays under `rate_per_minute` is
+    /// banned all the same.
+    #[serde(default = "NftSettings::default_wrong_rate")]
+    pub wrong_knocks_per_hour: u32,
+    /// Wrong knocks a source may send before `wrong_knocks_per_hour` applies.
+    #[serde(default = "NftSettings::default_wrong_burst")]
+    pub wrong_knock_burst: u32,
     /// Drop the knock range on the host (set where a cloud firewall opens it to the world).
     #[serde(default)]
     pub drop_knock_range: bool,
-    /// Ports in the knock range that serve the public and stay reachable.
+    /// Ports in the knock range that serve the public: they stay reachable, and their
+    /// clients are neither rate limited nor banned as knockers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub public_ports: Vec<u16>,
 }
@@ -150,6 +161,12 @@ impl NftSettings {
     fn default_ban() -> u64 {
         600
     }
+    fn default_wrong_rate() -> u32 {
+        20
+    }
+    fn default_wrong_burst() -> u32 {
+        40
+    }
 }
 
 impl Default for NftSettings {
@@ -158,6 +175,8 @@ impl Default for NftSettings {
             rate_per_minute: Self::default_rate(),
             burst: Self::default_burst(),
             ban_seconds: Self::default_ban(),
+            wrong_knocks_per_hour: Self::default_wrong_rate(),
+            wrong_knock_burst: Self::default_wrong_burst(),
             drop_knock_range: false,
             public_ports: Vec::new(),
         }
@@ -472,6 +491,18 @@ impl NftSettings {
         }
         if !(1..=1_000).contains(&self.burst) {
             return Err(("burst", "burst must be between 1 and 1000".into()));
+        }
+        if !(1..=3_600).contains(&self.wrong_knocks_per_hour) {
+            return Err((
+                "wrong_knocks_per_hour",
+                "wrong_knocks_per_hour must be between 1 and 3600".into(),
+            ));
+        }
+        if !(1..=1_000).contains(&self.wrong_knock_burst) {
+            return Err((
+                "wrong_knock_burst",
+                "wrong_knock_burst must be between 1 and 1000".into(),
+            ));
         }
         if !(1..=604_800).contains(&self.ban_seconds) {
             return Err((

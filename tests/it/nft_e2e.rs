@@ -29,7 +29,8 @@ const NAME: &str = "web";
 const TABLE: &str = "knock_totp_web";
 
 /// One SYN per port: `seq SRC DST DELAY_MS PORT...`, `sweep SRC DST` (1000..=9999 up, then
-/// down), `guess SRC DST SECONDS` (random pairs), `straddle SRC DST A_AT A B LOG NEEDLE`
+/// down), `guess SRC DST SECONDS` (random pairs), `paced SRC DST SECONDS PER_SECOND` (random
+/// ports at a steady pace), `straddle SRC DST A_AT A B LOG NEEDLE`
 /// (A at unix time A_AT, B once LOG contains NEEDLE). Prints what it did.
 const SYN_PY: &str = r#"
 import os, random, socket, sys, time
@@ -58,6 +59,13 @@ elif mode == "guess":
     while time.monotonic() < end:
         for p in (random.randint(1000, 9999), random.randint(1000, 9999)):
             syn(src, dst, p); sent += 1
+    print(sent)
+elif mode == "paced":
+    seconds, per_second = float(sys.argv[4]), float(sys.argv[5])
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        syn(src, dst, random.randint(1000, 9999)); sent += 1
+        time.sleep(max(0.0, start + sent / per_second - time.monotonic()))
     print(sent)
 elif mode == "straddle":
     a_at, a, b, log, needle = float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7], sys.argv[8]
@@ -561,17 +569,17 @@ fn nft_sweeps_never_open_a_door() {
     const SWEEP: u64 = 18_000;
     let started = Instant::now();
     let mut rig = Rig::setup("nftsweep", 5, 30);
-    rig.set("rate_per_minute", "6000");
-    rig.set("burst", "1000");
-    // Even the highest accepted limit (6000/minute, burst 1000) bans an 18000-SYN sweep after
-    // its first thousand SYNs. This test is about the stages, so the base table loaded here
-    // lifts the rate limit (the daemon keeps a table that drops the port and only ever
-    // replaces the door rules).
-    rig.edit(
-        "web.nft",
-        "limit rate over 60/minute burst 40 packets",
-        "limit rate over 10000000/second burst 1000000 packets",
-    );
+    // Even the highest accepted limits ban an 18000-SYN sweep after its first thousand SYNs.
+    // This test is about the stages, so the base table loaded here lifts both meters; its
+    // comment still lists the config's settings, so the daemon keeps it and only ever
+    // replaces the door rules.
+    for meter in ["60/minute burst 40", "20/hour burst 40"] {
+        rig.edit(
+            "web.nft",
+            &format!("limit rate over {meter} packets"),
+            "limit rate over 10000000/second burst 1000000 packets",
+        );
+    }
     rig.install_base();
     rig.lab.start_echo_server(PROTECTED);
     rig.start_daemon();
@@ -715,6 +723,132 @@ fn nft_blind_guesser_is_banned_and_never_gets_in() {
     // The ban is per source: the legit client still gets in.
     rig.knock_ok(v4(rig.lab.server_ip), "the legit knock failed");
     eprintln!("guesser: {:.1?}", started.elapsed());
+}
+
+#[test]
+fn nft_slow_guesser_under_the_rate_is_banned_for_its_wrong_knocks() {
+    if !nft_lab_available(true) {
+        return;
+    }
+    // 2 SYNs a second: the rate meter (burst 40, then 1 a second) would ban only after 40 s.
+    const SECONDS: u64 = 25;
+    let started = Instant::now();
+    let rig = Rig::running("nftslow", 30, 30);
+    let guesser = rig.lab.add_client_ipv4(3);
+    let sent: u64 = rig
+        .syn(&[
+            "paced".into(),
+            guesser.to_string(),
+            rig.lab.server_ip.to_string(),
+            SECONDS.to_string(),
+            "2".into(),
+        ])
+        .trim()
+        .parse()
+        .unwrap();
+    let status = rig.status();
+    let before_ban = counter(&status, "knocks");
+    eprintln!(
+        "slow guesser: {sent} SYNs in {SECONDS} s, banned after {before_ban} (counters {})",
+        status["counters"]
+    );
+    assert_eq!(
+        sources(&status, "banned"),
+        vec![guesser.to_string()],
+        "{status}"
+    );
+    assert_eq!(counter(&status, "bans"), 1, "{status}");
+    assert_eq!(counter(&status, "opened"), 0, "{status}");
+    // 40 wrong knocks in a burst; a random port may have started a stage instead.
+    assert!(
+        (41..=43).contains(&before_ban),
+        "banned after {before_ban} SYNs: {status}"
+    );
+    assert!(sent > before_ban, "the guesser sent only {sent} SYNs");
+    assert!(!rig.can_connect(guesser), "the guesser can connect");
+    rig.knock_ok(v4(rig.lab.server_ip), "the legit knock failed");
+    eprintln!("slow guesser: {:.1?}", started.elapsed());
+}
+
+#[test]
+fn nft_clients_of_a_public_port_in_the_knock_range_are_not_knockers() {
+    if !nft_lab_available(true) {
+        return;
+    }
+    const PUBLIC: u16 = 8080;
+    let started = Instant::now();
+    let mut rig = Rig::setup("nftpublic", 30, 30);
+    rig.edit(
+        "web.toml",
+        "drop_knock_range = false",
+        &format!("drop_knock_range = true\npublic_ports = [{PUBLIC}]"),
+    );
+    // firewall-setup.sh loads setup's base (no public port, no drop): the daemon must load
+    // the config's in its place.
+    rig.install_base();
+    rig.lab.start_echo_server(PROTECTED);
+    rig.lab.start_echo_server(PUBLIC);
+    rig.lab.start_echo_server(PUBLIC + 1);
+    rig.start_daemon();
+    rig.wait_log("was made with other settings", Duration::from_secs(1));
+    let visitor = rig.lab.add_client_ipv4(3);
+    let server = IpAddr::V4(rig.lab.server_ip);
+    // Twice the knock burst, at once.
+    rig.send(v4(visitor), &[PUBLIC; 80], 0);
+    let status = rig.status();
+    assert!(sources(&status, "banned").is_empty(), "{status}");
+    assert_eq!(counter(&status, "bans"), 0, "{status}");
+    assert_eq!(counter(&status, "knocks"), 0, "{status}");
+    assert!(
+        rig.lab.client_can_connect_from(v4(visitor), server, PUBLIC),
+        "the public port is closed to its visitor\n{}",
+        rig.report()
+    );
+    assert!(
+        !rig.lab
+            .client_can_connect_from(v4(visitor), server, PUBLIC + 1),
+        "a port of the knock range that is not public is open"
+    );
+    assert!(
+        !rig.can_connect(visitor),
+        "the visitor can connect to the protected port"
+    );
+    rig.knock_ok(server, "the legit knock failed");
+    eprintln!("public port: {:.1?}", started.elapsed());
+}
+
+#[test]
+fn nft_changed_limits_take_effect_when_the_daemon_restarts() {
+    if !nft_lab_available(true) {
+        return;
+    }
+    let started = Instant::now();
+    let mut rig = Rig::running("nftlimits", 30, 30);
+    let pid = rig.daemon_pid();
+    rig.signal(pid, "TERM");
+    rig.wait_exit(pid, Duration::from_secs(10));
+    rig.set("burst", "7");
+    rig.start_daemon();
+    rig.wait_log("was made with other settings", Duration::from_secs(1));
+    let listing = stdout_of(
+        &rig.lab
+            .server_exec(&["nft", "list", "table", "inet", TABLE]),
+    );
+    assert!(
+        listing.contains("limit rate over 60/minute burst 7 packets"),
+        "{listing}"
+    );
+    let fast = rig.lab.add_client_ipv4(3);
+    rig.send(v4(fast), &[1001; 20], 0);
+    let status = rig.status();
+    assert_eq!(
+        sources(&status, "banned"),
+        vec![fast.to_string()],
+        "{status}"
+    );
+    assert!(counter(&status, "knocks") <= 8, "{status}");
+    rig.knock_ok(v4(rig.lab.server_ip), "the legit knock failed");
+    eprintln!("changed limits: {:.1?}", started.elapsed());
 }
 
 #[test]

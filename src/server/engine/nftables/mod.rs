@@ -14,7 +14,8 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use self::ruleset::{
-    base_ruleset, doors_transaction, effective_doors, remove_doors_transaction, NftDoor, NftParams,
+    base_ruleset, base_settings, doors_transaction, effective_doors, remove_doors_transaction,
+    NftDoor, NftParams,
 };
 use self::status::{parse_status_value, NftStatus};
 use crate::core::window::Window;
@@ -46,6 +47,8 @@ pub fn params(config: &ServerConfig) -> NftParams {
         rate_per_minute: nft.rate_per_minute,
         burst: nft.burst,
         ban_seconds: nft.ban_seconds,
+        wrong_per_hour: nft.wrong_knocks_per_hour,
+        wrong_burst: nft.wrong_knock_burst,
         drop_knock_range: nft.drop_knock_range,
         public_ports: nft.public_ports,
     }
@@ -206,12 +209,25 @@ impl NftEngine {
     /// had to load it.
     fn ensure_base(&mut self, first: bool) -> anyhow::Result<bool> {
         let status = self.nft.status(&self.params.table, self.params.port)?;
+        let settings = base_settings(&self.params);
         match status {
-            Some((status, true)) => {
+            Some((status, true)) if status.base_settings.as_deref() == Some(&settings) => {
                 if first {
                     self.installed = status.installed_counters();
                 }
                 Ok(false)
+            }
+            Some((status, true)) if first => {
+                // The boot's base file, or a table of an earlier config or version.
+                self.log.note(format!(
+                    "table inet {} was made with other settings ({}): loading it with the \
+                     config's ({settings}); grants and bans start afresh",
+                    self.params.table,
+                    status.base_settings.as_deref().unwrap_or("none listed"),
+                ));
+                self.nft.load(&base_ruleset(&self.params))?;
+                self.installed.clear();
+                Ok(true)
             }
             found => {
                 if !first || found.is_some() {

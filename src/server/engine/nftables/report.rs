@@ -129,6 +129,7 @@ mod tests {
                 seconds_left: Some(500),
             }],
             counters: Default::default(),
+            base_settings: None,
         }
     }
 

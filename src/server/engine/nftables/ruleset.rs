@@ -1,25 +1,32 @@
-//! Pure renderer for the in-kernel nftables knock engine (std only).
+//! Pure renderer for the in-kernel nftables knock engine.
 //!
 //! Everything here is "strings in, strings out": the caller feeds the text to
 //! `nft -f -` (run it with `TZ=UTC` anyway, see below) and parses
 //! `nft -j list table inet NAME` with `status.rs`.
 //!
-//! Design (verified in network namespaces on kernel 6.18 / nft 1.0.6, see
-//! NOTES.md):
+//! Design (verified in network namespaces on kernel 6.18 / nft 1.0.6):
 //!
 //! * `chain input` (hook input, priority `filter - 10`): protected port P first
 //!   (`ct state established,related` / `@allowed4` / `@allowed6` accept, then
 //!   drop), so P is never treated as a knock even when it lies in
 //!   [`KNOCK_RANGE`]. Then TCP SYN-without-ACK to the knock range jumps to
 //!   `knock`. Optionally the rest of the knock range is dropped.
-//! * `chain knock`: banned sources (IPv6 per /64) dropped, `counter knocks`,
-//!   per-source (IPv6 per /64) meter `limit rate over R/minute burst B` that
-//!   bans and drops, then `jump doors`.
+//! * `chain knock`: SYNs to public ports go to `doors` unmetered (a banned
+//!   source's straight back: it completes no door, but reaches the service);
+//!   banned sources (IPv6 per /64) dropped, `counter knocks`, per-source (IPv6
+//!   per /64) meter `limit rate over R/minute burst B` that bans and drops, then
+//!   `jump doors`. The `counter knocks` rule's comment lists the settings the
+//!   table was made with ([`base_settings`]), so a daemon started with other
+//!   settings knows to load it again.
 //! * `chain doors` (replaced atomically every window): for every door, in this
 //!   order: completions (`stage_<c>_{4,6}` + dport B, time bounded, single-use
 //!   via size-1 owner sets),
 //!   cancellations (source in any stage -> `cancel4/6` -> delete from all
-//!   stages), stage starts (dport A, time bounded).
+//!   stages), stage starts (dport A, time bounded), then wrong knocks: a SYN
+//!   that reaches the end of the chain neither started nor completed a door
+//!   (nor went to a public port): it goes to `chain wrong`, a second meter,
+//!   `limit rate over W/hour burst WB` (`wrong4/6`), which bans the slow guesser
+//!   the first one lets through.
 //! * Single use: per door `owner_<c>_f` (type nf_proto, size 1) records the
 //!   owner's family from `meta nfproto`, `owner_<c>_{4,6}` (size 1) the
 //!   address. A packet-path `add` of a new key into a full size-1 set fails
@@ -33,6 +40,9 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::ops::RangeInclusive;
+
+use crate::core::names::name_hash;
+use crate::server::config::{NftSettings, DEFAULT_OPEN_SECONDS, DEFAULT_SEQ_TIMEOUT};
 
 /// TCP destination ports whose SYNs are knocks (minus the protected port).
 pub const KNOCK_RANGE: RangeInclusive<u16> = 1000..=9999;
@@ -50,6 +60,8 @@ pub const SET_SIZE: u32 = 65535;
 
 /// Named counter objects, readable with `nft -j list counters table inet T`.
 pub const COUNTER_KNOCKS: &str = "knocks";
+/// How the comment that lists a base table's settings begins.
+pub const BASE_COMMENT_PREFIX: &str = "knock-totp base";
 pub const COUNTER_OPENED: &str = "opened";
 pub const COUNTER_REFUSED: &str = "refused";
 pub const COUNTER_CANCELLED: &str = "cancelled";
@@ -80,24 +92,31 @@ pub struct NftParams {
     /// Token bucket depth in packets.
     pub burst: u32,
     pub ban_seconds: u64,
+    /// Sustained wrong knocks per hour per source (IPv6: per /64).
+    pub wrong_per_hour: u32,
+    /// Wrong knocks a source may send before `wrong_per_hour` applies.
+    pub wrong_burst: u32,
     /// Drop TCP to the knock range except `public_ports` and `port`.
     pub drop_knock_range: bool,
     pub public_ports: Vec<u16>,
 }
 
 impl NftParams {
-    /// Sensible defaults; see NOTES.md for the rationale of 60/minute burst 40.
+    /// The defaults of a server config (the limits of [`NftSettings`]'s defaults).
     pub fn with_defaults(table: &str, port: u16) -> Self {
+        let limits = NftSettings::default();
         NftParams {
             table: table.to_string(),
             port,
-            open_seconds: 30,
-            seq_timeout: 10,
-            rate_per_minute: 60,
-            burst: 40,
-            ban_seconds: 3600,
-            drop_knock_range: false,
-            public_ports: Vec::new(),
+            open_seconds: DEFAULT_OPEN_SECONDS,
+            seq_timeout: DEFAULT_SEQ_TIMEOUT,
+            rate_per_minute: limits.rate_per_minute,
+            burst: limits.burst,
+            ban_seconds: limits.ban_seconds,
+            wrong_per_hour: limits.wrong_knocks_per_hour,
+            wrong_burst: limits.wrong_knock_burst,
+            drop_knock_range: limits.drop_knock_range,
+            public_ports: limits.public_ports,
         }
     }
 
@@ -122,6 +141,9 @@ impl NftParams {
         if self.rate_per_minute == 0 || self.burst == 0 {
             return Err("rate_per_minute and burst must be > 0".into());
         }
+        if self.wrong_per_hour == 0 || self.wrong_burst == 0 {
+            return Err("wrong_knocks_per_hour and wrong_knock_burst must be > 0".into());
+        }
         if self.public_ports.contains(&0) {
             return Err("public port 0 is invalid".into());
         }
@@ -134,7 +156,62 @@ impl NftParams {
         let refill = (u64::from(self.burst) * 60).div_ceil(u64::from(self.rate_per_minute.max(1)));
         60 + refill
     }
+
+    /// Element timeout of the wrong-knock meter sets, for the same reason.
+    pub fn wrong_set_timeout(&self) -> u64 {
+        let refill =
+            (u64::from(self.wrong_burst) * 3600).div_ceil(u64::from(self.wrong_per_hour.max(1)));
+        60 + refill
+    }
+
+    /// The public ports the knock chain lets through unmetered (the protected port never
+    /// reaches it).
+    fn public_knock_ports(&self) -> Option<String> {
+        let ports: BTreeSet<u16> = self
+            .public_ports
+            .iter()
+            .copied()
+            .filter(|x| KNOCK_RANGE.contains(x) && *x != self.port)
+            .collect();
+        (!ports.is_empty()).then(|| {
+            let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+            format!("{{ {} }}", list.join(", "))
+        })
+    }
 }
+
+/// The settings a base table is made with, as its comment lists them: a table whose comment
+/// differs was made from another config and is loaded again.
+pub fn base_settings(p: &NftParams) -> String {
+    let public: Vec<String> = p.public_ports.iter().map(u16::to_string).collect();
+    let with_public = |public: &str| {
+        format!(
+            "{BASE_COMMENT_PREFIX} v2 port={} open={} seq={} rate={}/{} ban={} wrong={}/{} drop={} public={public}",
+            p.port,
+            p.open_seconds,
+            p.seq_timeout,
+            p.rate_per_minute,
+            p.burst,
+            p.ban_seconds,
+            p.wrong_per_hour,
+            p.wrong_burst,
+            p.drop_knock_range,
+        )
+    };
+    let listed = with_public(&public.join(","));
+    if listed.len() <= NFT_COMMENT_MAX {
+        listed
+    } else {
+        with_public(&format!(
+            "{} ports #{}",
+            public.len(),
+            name_hash(&public.join(","))
+        ))
+    }
+}
+
+/// The longest comment nft takes.
+const NFT_COMMENT_MAX: usize = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NftDoor {
@@ -256,6 +333,8 @@ pub fn base_ruleset(p: &NftParams) -> String {
     dyn_set(&mut s, "banned6", "ipv6_addr", p.ban_seconds); // keys are /64 prefixes
     dyn_set(&mut s, "rate4", "ipv4_addr", p.rate_set_timeout());
     dyn_set(&mut s, "rate6", "ipv6_addr", p.rate_set_timeout()); // keys are /64 prefixes
+    dyn_set(&mut s, "wrong4", "ipv4_addr", p.wrong_set_timeout());
+    dyn_set(&mut s, "wrong6", "ipv6_addr", p.wrong_set_timeout()); // keys are /64 prefixes
 
     let port = p.port;
     s.push_str("\tchain input {\n");
@@ -276,22 +355,13 @@ pub fn base_ruleset(p: &NftParams) -> String {
             s,
             "\t\ttcp dport {lo}-{hi} ct state established,related accept"
         );
-        let mut keep: BTreeSet<u16> = p
-            .public_ports
-            .iter()
-            .copied()
-            .filter(|x| KNOCK_RANGE.contains(x))
-            .collect();
-        keep.remove(&port); // already terminal above
-        if keep.is_empty() {
-            let _ = writeln!(s, "\t\ttcp dport {lo}-{hi} drop");
-        } else {
-            let list: Vec<String> = keep.iter().map(u16::to_string).collect();
-            let _ = writeln!(
-                s,
-                "\t\ttcp dport {lo}-{hi} tcp dport != {{ {} }} drop",
-                list.join(", ")
-            );
+        match p.public_knock_ports() {
+            None => {
+                let _ = writeln!(s, "\t\ttcp dport {lo}-{hi} drop");
+            }
+            Some(public) => {
+                let _ = writeln!(s, "\t\ttcp dport {lo}-{hi} tcp dport != {public} drop");
+            }
         }
     }
     s.push_str("\t}\n");
@@ -301,9 +371,21 @@ pub fn base_ruleset(p: &NftParams) -> String {
         p.rate_per_minute, p.burst
     );
     s.push_str("\tchain knock {\n");
+    let public = p.public_knock_ports();
+    if let Some(public) = &public {
+        let _ = writeln!(s, "\t\ttcp dport {public} ip saddr @banned4 return");
+        let _ = writeln!(s, "\t\ttcp dport {public} ip6 saddr & {m} @banned6 return");
+    }
     s.push_str("\t\tip saddr @banned4 drop\n");
     let _ = writeln!(s, "\t\tip6 saddr & {m} @banned6 drop");
-    let _ = writeln!(s, "\t\tcounter name {COUNTER_KNOCKS}");
+    if let Some(public) = &public {
+        let _ = writeln!(s, "\t\ttcp dport {public} goto doors");
+    }
+    let _ = writeln!(
+        s,
+        "\t\tcounter name {COUNTER_KNOCKS} comment \"{}\"",
+        base_settings(p)
+    );
     let _ = writeln!(
         s,
         "\t\tmeta nfproto ipv4 update @rate4 {{ ip saddr {rate} }} add @banned4 {{ ip saddr }} counter name {COUNTER_BANS} drop"
@@ -315,6 +397,20 @@ pub fn base_ruleset(p: &NftParams) -> String {
     s.push_str("\t\tjump doors\n");
     s.push_str("\t}\n");
     s.push_str("\tchain doors {\n\t}\n");
+    let wrong = format!(
+        "limit rate over {}/hour burst {} packets",
+        p.wrong_per_hour, p.wrong_burst
+    );
+    s.push_str("\tchain wrong {\n");
+    let _ = writeln!(
+        s,
+        "\t\tmeta nfproto ipv4 update @wrong4 {{ ip saddr {wrong} }} add @banned4 {{ ip saddr }} counter name {COUNTER_BANS} drop"
+    );
+    let _ = writeln!(
+        s,
+        "\t\tmeta nfproto ipv6 update @wrong6 {{ ip6 saddr & {m} {wrong} }} add @banned6 {{ ip6 saddr & {m} }} counter name {COUNTER_BANS} drop"
+    );
+    s.push_str("\t}\n");
     let _ = writeln!(
         s,
         "\tchain cancel4 {{\n\t\tcounter name {COUNTER_CANCELLED} goto clear4\n\t}}"
@@ -436,6 +532,19 @@ pub fn doors_transaction(p: &NftParams, doors: &[NftDoor], previous: &[u64]) -> 
             stage_set(c, 6)
         );
     }
+    // 4. wrong knocks: what did not start a door (nor completed one: that went to clear).
+    for d in &doors {
+        let _ = writeln!(
+            s,
+            "add rule inet {t} doors {} tcp dport {} return",
+            time(d),
+            d.ports[0]
+        );
+    }
+    if let Some(public) = p.public_knock_ports() {
+        let _ = writeln!(s, "add rule inet {t} doors tcp dport {public} return");
+    }
+    let _ = writeln!(s, "add rule inet {t} doors goto wrong");
     for d in &doors {
         let c = d.counter;
         let _ = writeln!(
@@ -489,6 +598,64 @@ mod tests {
             valid_from: c * 30,
             valid_until: c * 30 + 30,
         }
+    }
+
+    #[test]
+    fn base_settings_fit_an_nft_comment_and_tell_configs_apart() {
+        let mut p = params();
+        let plain = base_settings(&p);
+        assert!(plain.starts_with(BASE_COMMENT_PREFIX) && plain.len() <= NFT_COMMENT_MAX);
+        assert!(base_ruleset(&p).contains(&format!("comment \"{plain}\"")));
+        p.wrong_burst += 1;
+        assert_ne!(base_settings(&p), plain);
+        p.public_ports = (1000..1100).collect();
+        let many = base_settings(&p);
+        assert!(
+            many.len() <= NFT_COMMENT_MAX && many.contains("public=100 ports #"),
+            "{many}"
+        );
+        p.public_ports.pop();
+        assert_ne!(base_settings(&p), many);
+    }
+
+    #[test]
+    fn public_ports_skip_the_meters_and_a_wrong_knock_is_metered() {
+        let mut p = params();
+        p.public_ports = vec![8080, 22, 2222];
+        let base = base_ruleset(&p);
+        // 22 is outside the knock range and 2222 the protected port: neither is a knock.
+        assert!(
+            base.contains("\t\ttcp dport { 8080 } ip saddr @banned4 return\n"),
+            "{base}"
+        );
+        let goto = base.find("tcp dport { 8080 } goto doors").unwrap();
+        assert!(goto < base.find("counter name knocks").unwrap());
+        assert!(goto > base.find("ip saddr @banned4 drop").unwrap());
+        let doors = [NftDoor {
+            counter: 7,
+            ports: [4000, 4180],
+            valid_from: 100,
+            valid_until: 190,
+        }];
+        let tx = doors_transaction(&p, &doors, &[]);
+        let start = tx
+            .find("tcp dport 4000 meta nfproto ipv4 add @stage_7_4")
+            .unwrap();
+        let started = tx
+            .find("doors meta time >= 100 meta time < 190 tcp dport 4000 return")
+            .unwrap();
+        let public = tx.find("doors tcp dport { 8080 } return").unwrap();
+        let meter = tx
+            .find("add rule inet knock_totp_web doors goto wrong")
+            .unwrap();
+        assert!(
+            start < started && started < public && public < meter,
+            "{tx}"
+        );
+        assert!(base.contains(
+            "\tchain wrong {\n\t\tmeta nfproto ipv4 update @wrong4 { ip saddr limit rate over \
+             20/hour burst 40 packets } add @banned4 { ip saddr } counter name bans drop\n"
+        ));
     }
 
     #[test]

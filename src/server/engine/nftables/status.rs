@@ -8,8 +8,8 @@
 //! `counters` is filled).
 
 use super::ruleset::{
-    NftDoor, COUNTER_BANS, COUNTER_CANCELLED, COUNTER_DENIED, COUNTER_KNOCKS, COUNTER_OPENED,
-    COUNTER_REFUSED,
+    NftDoor, BASE_COMMENT_PREFIX, COUNTER_BANS, COUNTER_CANCELLED, COUNTER_DENIED, COUNTER_KNOCKS,
+    COUNTER_OPENED, COUNTER_REFUSED,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -52,6 +52,8 @@ pub struct NftStatus {
     pub allowed: Vec<TimedSource>,
     pub banned: Vec<TimedSource>,
     pub counters: Counters,
+    /// The settings the base table was made with (its `knock-totp base` comment).
+    pub base_settings: Option<String>,
 }
 
 impl NftStatus {
@@ -105,12 +107,11 @@ pub fn parse_status_value(v: &Value) -> Result<NftStatus, String> {
             };
             sets.insert(name.to_string(), elems);
         } else if let Some(r) = item.get("rule") {
-            if let Some(d) = r
-                .get("comment")
-                .and_then(Value::as_str)
-                .and_then(NftDoor::parse_comment)
-            {
+            let comment = r.get("comment").and_then(Value::as_str).unwrap_or("");
+            if let Some(d) = NftDoor::parse_comment(comment) {
                 doors.entry(d.counter).or_insert(d);
+            } else if comment.starts_with(BASE_COMMENT_PREFIX) {
+                st.base_settings = Some(comment.to_owned());
             }
         }
     }
