@@ -563,7 +563,7 @@ fn nft_ruleset_is_accepted_by_nft() {
     let file = env.path().join("knock.nft");
     fs::write(
         &file,
-        knock_totp::server::firewall::nftables::nft_ruleset(22),
+        knock_totp::server::firewall::nftables::nft_ruleset("web", 22),
     )
     .unwrap();
     let out = Std::new("nft")
@@ -926,17 +926,24 @@ fn nft_doors_add_timed_elements() {
         open_seconds: 30,
     };
     let door = Firewall::Nftables(Nftables).door_commands(&target);
-    let ruleset = nft_ruleset(22);
+    // A second server on the same host, set up first.
+    let other = nft_ruleset("db", 5432);
+    sh(&ns, &format!("nft -f - <<'EOF'\n{other}EOF"), "");
+    let ruleset = nft_ruleset("web", 22);
     // Applying it twice replaces the table rather than doubling its rules.
     for _ in 0..2 {
         sh(&ns, &format!("nft -f - <<'EOF'\n{ruleset}EOF"), "");
     }
     sh(&ns, &door.start, "10.213.0.9");
     sh(&ns, door.start_6.as_deref().unwrap(), "2001:db8::9");
-    let table = sh(&ns, "nft list table inet knock_totp", "");
+    let table = sh(&ns, "nft list table inet knock_totp_web", "");
     assert!(table.contains("10.213.0.9 timeout 30s"), "{table}");
     assert!(table.contains("2001:db8::9 timeout 30s"), "{table}");
     assert_eq!(table.matches("tcp dport 22 drop").count(), 1, "{table}");
+    // The other server's table is still there, and web's knock is not in it.
+    let other = sh(&ns, "nft list table inet knock_totp_db", "");
+    assert!(other.contains("tcp dport 5432 drop"), "{other}");
+    assert!(!other.contains("10.213.0.9"), "{other}");
 }
 
 #[test]

@@ -356,7 +356,11 @@ mod tests {
     /// Every piece of text a backend produces.
     fn texts(fw: &Firewall) -> Vec<String> {
         let c = fw.door_commands(&target());
-        let mut all = vec![c.start, fw.setup_script(&target()), nft_ruleset(22)];
+        let mut all = vec![
+            c.start,
+            fw.setup_script(&target()),
+            nft_ruleset("Web_1", 22),
+        ];
         all.extend(c.stop);
         all.extend(c.start_6);
         all.extend(c.stop_6);
@@ -434,14 +438,14 @@ mod tests {
         let c = Firewall::Nftables(Nftables).door_commands(&target());
         assert_eq!(
             c.start,
-            "nft add element inet knock_totp allowed4 { %IP% timeout 30s }"
+            "nft add element inet knock_totp_Web_1 allowed4 { %IP% timeout 30s }"
         );
         assert_eq!(
             c.start_6.unwrap(),
-            "nft add element inet knock_totp allowed6 { %IP% timeout 30s }"
+            "nft add element inet knock_totp_Web_1 allowed6 { %IP% timeout 30s }"
         );
         assert_eq!((c.stop, c.stop_6), (None, None));
-        let ruleset = nft_ruleset(22);
+        let ruleset = nft_ruleset("Web_1", 22);
         assert_eq!(ruleset.matches("flags timeout").count(), 2);
     }
 

@@ -1,9 +1,8 @@
-//! nftables: a table whose address sets time out by themselves (no stop command).
+//! nftables: a table of the server's own whose address sets time out by themselves (no stop
+//! command).
 
 use super::{Backend, DoorCommands, FromSettings, ProtectedPort, SettingsSource};
-
-/// Name of the nftables table that holds the knockers' address sets.
-pub const NFT_TABLE: &str = "knock_totp";
+use crate::server::engine::nftables::table_name;
 
 /// An nftables set whose elements time out by themselves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,9 +20,10 @@ impl Backend for Nftables {
     }
 
     fn door_commands(&self, target: &ProtectedPort) -> DoorCommands {
+        let table = table_name(&target.server);
         let add = |set: &str| {
             format!(
-                "nft add element inet {NFT_TABLE} {set} {{ %IP% timeout {}s }}",
+                "nft add element inet {table} {set} {{ %IP% timeout {}s }}",
                 target.open_seconds
             )
         };
@@ -36,27 +36,28 @@ impl Backend for Nftables {
     }
 
     fn setup_steps(&self, target: &ProtectedPort) -> String {
-        let port = target.port;
         let mut s = String::new();
         s.push_str(
-            "# Creates (or recreates) only knock-totp's own table; other tables are untouched.\n\
+            "# Creates (or recreates) only this server's table; other tables are untouched.\n\
                  # If another table drops the port too, allow @allowed4/@allowed6 there as well.\n\
                  nft -f - <<'EOF'\n",
         );
-        s.push_str(&nft_ruleset(port));
+        s.push_str(&nft_ruleset(&target.server, target.port));
         s.push_str("EOF\n");
         s
     }
 }
 
-/// The nftables table whose sets hold the addresses that knocked; elements time out by
-/// themselves (`flags timeout`), so doors need no stop command.
-pub fn nft_ruleset(port: u16) -> String {
+/// Server `server`'s nftables table, whose sets hold the addresses that knocked; elements time
+/// out by themselves (`flags timeout`), so doors need no stop command. Each server has its
+/// own: a knock on one never opens another's port, and setting one up never removes another.
+pub fn nft_ruleset(server: &str, port: u16) -> String {
+    let table = table_name(server);
     format!(
         "# `add` then `delete` makes re-running this replace the table instead of doubling it.\n\
-         add table inet {NFT_TABLE}\n\
-         delete table inet {NFT_TABLE}\n\
-         table inet {NFT_TABLE} {{\n\
+         add table inet {table}\n\
+         delete table inet {table}\n\
+         table inet {table} {{\n\
          \tset allowed4 {{\n\
          \t\ttype ipv4_addr\n\
          \t\tflags timeout\n\
