@@ -69,7 +69,7 @@ impl GrantStore for NsgRules {
 
     fn review(&mut self, now: i64) -> Result<Review, CliError> {
         let out = self.call(&self.list_args())?;
-        review_named_grants(&out, &self.name_prefix, &self.server, now)
+        review_named_grants(&out, &self.name_prefix, &self.server, now, &self.place())
     }
 
     /// One call per rule (az deletes one at a time); a rule already gone is not an error.

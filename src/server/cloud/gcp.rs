@@ -50,7 +50,7 @@ impl GrantStore for FirewallRules {
 
     fn review(&mut self, now: i64) -> Result<Review, CliError> {
         let out = self.call(&self.list_args())?;
-        review_named_grants(&out, &self.name_prefix, &self.server, now)
+        review_named_grants(&out, &self.name_prefix, &self.server, now, &self.place())
     }
 
     /// One call for all; when one of them is gone (gcloud then deletes none), one call each.

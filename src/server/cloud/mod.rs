@@ -139,12 +139,14 @@ impl Review {
 
 /// Sorts a JSON list of rules (gcloud's and az's both have `name` and `description`) for
 /// server `name` at unix time `now`: only rules named `name_prefix...` and described as its
-/// grants are selected.
+/// grants are selected. The rule `<name_prefix>knocks`, which lets the knock range in, must be
+/// there: without it knocks never reach knockd, which `place` names as a problem.
 pub fn review_named_grants(
     json: &str,
     name_prefix: &str,
     name: &str,
     now: i64,
+    place: &str,
 ) -> Result<Review, CliError> {
     let rules: serde_json::Value = serde_json::from_str(json)
         .map_err(|e| CliError::Failed(format!("cannot parse the rule list: {e}")))?;
@@ -152,6 +154,13 @@ pub fn review_named_grants(
         return Err(CliError::Failed("the rule list is not a list".into()));
     };
     let mut review = Review::default();
+    let knocks = format!("{name_prefix}knocks");
+    if !rules.iter().any(|rule| rule["name"] == knocks.as_str()) {
+        review.problems.push(format!(
+            "{place} has no rule {knocks}: knocks cannot reach knockd (run the knock-range \
+             commands of firewall-setup.sh once)"
+        ));
+    }
     for rule in rules {
         let Some(rule_name) = rule["name"].as_str() else {
             continue;
@@ -235,14 +244,24 @@ mod tests {
             {"name": "office-ssh", "description": format!("knock-totp:web until {}", at(NOW - 1))},
         ])
         .to_string();
-        let review = review_named_grants(&json, "kt-web-abc123-", "web", NOW).unwrap();
+        let review = review_named_grants(&json, "kt-web-abc123-", "web", NOW, "here").unwrap();
         assert_eq!(
             review.expired,
             ["kt-web-abc123-10-0-0-1", "kt-web-abc123-10-0-0-3"]
         );
         assert_eq!(review.live, ["kt-web-abc123-10-0-0-2"]);
         assert!(review.leftovers.is_empty() && review.problems.is_empty());
-        assert!(review_named_grants("{}", "kt-", "web", NOW).is_err());
+        let without_knocks = json.replace("kt-web-abc123-knocks", "kt-web-abc123-old");
+        let review =
+            review_named_grants(&without_knocks, "kt-web-abc123-", "web", NOW, "here").unwrap();
+        assert_eq!(
+            review.problems,
+            [
+                "here has no rule kt-web-abc123-knocks: knocks cannot reach knockd (run the \
+              knock-range commands of firewall-setup.sh once)"
+            ]
+        );
+        assert!(review_named_grants("{}", "kt-", "web", NOW, "here").is_err());
     }
 
     #[test]
