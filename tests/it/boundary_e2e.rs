@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use knock_totp::core::secret::SecretKey;
 use knock_totp::core::totp::{Algorithm, Totp};
@@ -26,6 +26,7 @@ use knock_totp::core::window::Window;
 use knock_totp::server::firewall::{Firewall, Iptables, ProtectedPort};
 
 use crate::support::lab::{lab_available, Lab, SERVER_IF};
+use crate::support::unix_now;
 use crate::support::{fdpass_ssh, stderr_of, wait_until, Env, RFC_SECRET};
 
 const PERIOD: u64 = 10;
@@ -37,10 +38,6 @@ const NAME: &str = "web";
 const TRIAL_LIMIT: Duration = Duration::from_secs(25);
 /// What the original knocker's restart of knockd costs here (measured 1.9 s in the field).
 const RESTART_TAKES: Duration = Duration::from_millis(1_200);
-
-fn unix_now() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
-}
 
 fn totp() -> Totp {
     Totp::new(

@@ -6,9 +6,9 @@
 //! that older versions rotated.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -19,6 +19,7 @@ use knock_totp::core::window::Window;
 
 use crate::support::lab::{iptables_door, lab_available, Lab, SERVER_IF};
 use crate::support::{can_run, have, stderr_of, stdout_of, Env, RFC_SECRET};
+use crate::support::{python3, unix_now};
 
 const NAME: &str = "web";
 const PERIOD: u64 = 10;
@@ -44,21 +45,6 @@ for i, p in enumerate(sys.argv[3:]):
     s.connect_ex((dst, int(p)))
     s.close()
 "#;
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn python3() -> &'static str {
-    if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
-}
 
 /// The aws CLI's environment for moto: dummy credentials, no config files.
 fn moto_env() -> Vec<(String, String)> {
@@ -243,7 +229,7 @@ impl Rig {
     /// The pair of a door that is in place now (the current window's, or the next one's when
     /// the current pair repeats a port and has no door).
     fn door_ports_now(&self) -> PortPair {
-        let window = Window::at(unix_now(), PERIOD);
+        let window = Window::at(unix_now().as_secs(), PERIOD);
         let ports = self.totp.ports_for(window);
         if ports.first() != ports.second() {
             ports
@@ -525,7 +511,7 @@ fn knockd_on_aws_keeps_the_knock_range_and_revokes_only_its_own_grants() {
     // A door's grant: the knocker's /32 only, described with its expiry, revoked on time.
     let client = rig.lab.client_ip;
     let knocked = Instant::now();
-    let knocked_at = unix_now();
+    let knocked_at = unix_now().as_secs();
     rig.knock(client);
     let grant = loop {
         if let Some(grant) = rig.grants_for(&client.to_string()).pop() {

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -17,6 +17,7 @@ use knock_totp::server::firewall::ProtectedPort;
 
 use crate::support::lab::{iptables_door, lab_available, Lab, SERVER_IF};
 use crate::support::{can_run, have, stderr_of, wait_until, Env};
+use crate::support::{python3, unix_now};
 
 const NAME: &str = "web";
 const PERIOD: u64 = 5;
@@ -96,21 +97,6 @@ impl Call {
             .filter(|a| !a.starts_with("--"))
             .cloned()
             .collect()
-    }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-fn python3() -> &'static str {
-    if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
     }
 }
 
@@ -551,7 +537,7 @@ fn sweeps_its_expired_grants_and_no_one_else_s(cloud: Cloud) {
             .unwrap();
         assert!(out.status.success(), "knock: {}", stderr_of(&out));
     };
-    let knocked_at = unix_now();
+    let knocked_at = unix_now().as_secs_f64();
     knock();
     let grant = rig.wait_rule(&grant_name, Duration::from_secs(5));
     let knockd_pid = std::fs::read_to_string(&rig.knockd_pid_file).unwrap();
@@ -568,14 +554,14 @@ fn sweeps_its_expired_grants_and_no_one_else_s(cloud: Cloud) {
         || !tree.iter().any(|pid| Lab::process_alive(*pid)),
         || format!("knockd and its children {tree:?} survived SIGKILL"),
     );
-    let seen_at = unix_now();
+    let seen_at = unix_now().as_secs_f64();
     let expiry = expiry_of(&grant);
     assert!(
         (knocked_at + OPEN_SECONDS as f64 - 1.0..=seen_at + OPEN_SECONDS as f64)
             .contains(&(expiry as f64)),
         "expiry {expiry} for a knock at {knocked_at}: {grant:?}"
     );
-    while unix_now() < expiry as f64 - 0.5 {
+    while unix_now().as_secs_f64() < expiry as f64 - 0.5 {
         assert!(
             rig.rule(&grant_name).is_some(),
             "the grant went before its expiry\n{}",
@@ -585,12 +571,12 @@ fn sweeps_its_expired_grants_and_no_one_else_s(cloud: Cloud) {
     }
     let latest = expiry as f64 + PERIOD as f64 + 2.0;
     wait_until(
-        Duration::from_secs_f64((latest - unix_now()).max(0.0)),
+        Duration::from_secs_f64((latest - unix_now().as_secs_f64()).max(0.0)),
         Duration::from_millis(100),
         || rig.rule(&grant_name).is_none(),
         || format!("the grant outlived its expiry by a period\n{}", rig.logs()),
     );
-    let late = unix_now() - expiry as f64;
+    let late = unix_now().as_secs_f64() - expiry as f64;
     assert!(rig.daemon_deleted().contains(&grant_name), "{}", rig.logs());
     let door_deletes: Vec<Call> = rig
         .calls()

@@ -7,10 +7,11 @@
 //! one SYN, `close` drops the socket before any answer. Every wait and loop is bounded.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::ops::RangeInclusive;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use knock_totp::core::secret::SecretKey;
 use knock_totp::core::totp::{Algorithm, Totp};
@@ -21,6 +22,7 @@ use crate::support::lab::{lab_available, Lab};
 use crate::support::{
     can_run, have, stderr_of, stdout_of, unit_sandbox, wait_until, Env, RFC_SECRET,
 };
+use crate::support::{python3, unix_now};
 
 const SECRET: &str = RFC_SECRET;
 /// Inside the knock range on purpose: the protected port must never count as a knock.
@@ -80,27 +82,11 @@ elif mode == "straddle":
     print(t_a, t_b, int(rotated_before_a))
 "#;
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
 /// Root, the lab's programs, nft, and (when `python` is set) Python for the raw SYNs.
 fn nft_lab_available(python: bool) -> bool {
     lab_available()
         && can_run("needs nft (apt-get install nftables)", have("nft"))
         && (!python || can_run("needs python3 for the raw SYNs", have(python3())))
-}
-
-/// The system's Python (starts faster than a shim), else whatever `python3` is.
-fn python3() -> &'static str {
-    if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
 }
 
 fn json_of(out: &Output) -> Value {
@@ -590,7 +576,7 @@ fn nft_sweeps_never_open_a_door() {
     let mut windows = std::collections::BTreeSet::new();
     let mut opened_so_far = 0;
     for trial in 0..TRIALS {
-        windows.insert(rig.counter_at(unix_now()));
+        windows.insert(rig.counter_at(unix_now().as_secs_f64()));
         let sent: u64 = rig
             .syn(&["sweep".into(), client.to_string(), target.clone()])
             .trim()
@@ -674,31 +660,25 @@ fn nft_replayed_knocks_are_refused() {
     assert_eq!(counter(&status, "refused"), TRIALS, "{status}");
 }
 
-#[test]
-fn nft_blind_guesser_is_banned_and_never_gets_in() {
-    if !nft_lab_available(true) {
-        return;
-    }
-    const SECONDS: u64 = 60;
+/// A guesser at a second address runs `attack` (the SYN script's mode, then what follows
+/// its addresses) against a running server: it is banned, alone, after a count of SYNs in
+/// `banned_after`, opens nothing, and the legitimate client still gets in.
+fn guesser_is_banned(tag: &str, attack: &[&str], banned_after: RangeInclusive<u64>) {
     let started = Instant::now();
-    let rig = Rig::running("nftguess", 30, 30);
+    let rig = Rig::running(tag, 30, 30);
     let guesser = rig.lab.add_client_ipv4(3);
-    let sent: u64 = rig
-        .syn(&[
-            "guess".into(),
-            guesser.to_string(),
-            rig.lab.server_ip.to_string(),
-            SECONDS.to_string(),
-        ])
-        .trim()
-        .parse()
-        .unwrap();
+    let mut args = vec![
+        attack[0].to_owned(),
+        guesser.to_string(),
+        rig.lab.server_ip.to_string(),
+    ];
+    args.extend(attack[1..].iter().map(|a| a.to_string()));
+    let sent: u64 = rig.syn(&args).trim().parse().unwrap();
     let status = rig.status();
     // Banned SYNs are dropped before the knocks counter: it counts the SYNs up to the ban.
     let before_ban = counter(&status, "knocks");
     eprintln!(
-        "guesser: {sent} SYNs in {SECONDS} s, banned after {before_ban} (counters {}), \
-         banned {:?}",
+        "{tag}: {sent} SYNs ({attack:?}), banned after {before_ban} (counters {}), banned {:?}",
         status["counters"],
         sources(&status, "banned")
     );
@@ -715,14 +695,23 @@ fn nft_blind_guesser_is_banned_and_never_gets_in() {
     );
     assert_eq!(counter(&status, "bans"), 1, "{status}");
     assert!(
-        before_ban <= 41,
-        "banned only after {before_ban} SYNs (burst 40): {status}"
+        banned_after.contains(&before_ban),
+        "banned after {before_ban} SYNs, not {banned_after:?}: {status}"
     );
     assert!(sent > before_ban, "the guesser sent only {sent} SYNs");
     assert!(!rig.can_connect(guesser), "the guesser can connect");
     // The ban is per source: the legit client still gets in.
     rig.knock_ok(v4(rig.lab.server_ip), "the legit knock failed");
-    eprintln!("guesser: {:.1?}", started.elapsed());
+    eprintln!("{tag}: {:.1?}", started.elapsed());
+}
+
+#[test]
+fn nft_blind_guesser_is_banned_and_never_gets_in() {
+    if !nft_lab_available(true) {
+        return;
+    }
+    // Random pairs as fast as it can for 60 s: the rate meter's burst is 40.
+    guesser_is_banned("nftguess", &["guess", "60"], 0..=41);
 }
 
 #[test]
@@ -730,44 +719,9 @@ fn nft_slow_guesser_under_the_rate_is_banned_for_its_wrong_knocks() {
     if !nft_lab_available(true) {
         return;
     }
-    // 2 SYNs a second: the rate meter (burst 40, then 1 a second) would ban only after 40 s.
-    const SECONDS: u64 = 25;
-    let started = Instant::now();
-    let rig = Rig::running("nftslow", 30, 30);
-    let guesser = rig.lab.add_client_ipv4(3);
-    let sent: u64 = rig
-        .syn(&[
-            "paced".into(),
-            guesser.to_string(),
-            rig.lab.server_ip.to_string(),
-            SECONDS.to_string(),
-            "2".into(),
-        ])
-        .trim()
-        .parse()
-        .unwrap();
-    let status = rig.status();
-    let before_ban = counter(&status, "knocks");
-    eprintln!(
-        "slow guesser: {sent} SYNs in {SECONDS} s, banned after {before_ban} (counters {})",
-        status["counters"]
-    );
-    assert_eq!(
-        sources(&status, "banned"),
-        vec![guesser.to_string()],
-        "{status}"
-    );
-    assert_eq!(counter(&status, "bans"), 1, "{status}");
-    assert_eq!(counter(&status, "opened"), 0, "{status}");
-    // 40 wrong knocks in a burst; a random port may have started a stage instead.
-    assert!(
-        (41..=43).contains(&before_ban),
-        "banned after {before_ban} SYNs: {status}"
-    );
-    assert!(sent > before_ban, "the guesser sent only {sent} SYNs");
-    assert!(!rig.can_connect(guesser), "the guesser can connect");
-    rig.knock_ok(v4(rig.lab.server_ip), "the legit knock failed");
-    eprintln!("slow guesser: {:.1?}", started.elapsed());
+    // 2 SYNs a second for 25 s: the rate meter (burst 40, then 1 a second) would ban only
+    // after 40 s. 40 wrong knocks in a burst; a random port may have started a stage instead.
+    guesser_is_banned("nftslow", &["paced", "25", "2"], 41..=43);
 }
 
 #[test]
@@ -966,7 +920,7 @@ fn nft_killed_or_stopped_daemon_leaves_no_door_open() {
         rig.report()
     );
     // Two windows later: nobody installs that door.
-    let later_counter = rig.counter_at(unix_now() + 2.0 * PERIOD as f64);
+    let later_counter = rig.counter_at(unix_now().as_secs_f64() + 2.0 * PERIOD as f64);
     assert!(later_counter >= c + 2);
     rig.send(v4(later), &rig.ports(later_counter), 100);
     assert!(
@@ -976,7 +930,7 @@ fn nft_killed_or_stopped_daemon_leaves_no_door_open() {
     );
     // And the newest installed door expires by itself: (c+1)'s door ends at (c+3)*period.
     let expiry = ((c + 3) * PERIOD) as f64 + 0.3;
-    let wait = (expiry - unix_now()).max(0.0);
+    let wait = (expiry - unix_now().as_secs_f64()).max(0.0);
     assert!(wait < (3 * PERIOD) as f64 + 1.0, "{wait}");
     std::thread::sleep(Duration::from_secs_f64(wait));
     rig.send(v4(stale), &rig.ports(c + 1), 100);
@@ -995,7 +949,7 @@ fn nft_killed_or_stopped_daemon_leaves_no_door_open() {
     rig.wait_exit(pid, Duration::from_secs(5));
     let log = rig.log_text();
     assert!(log.contains("removed 3 doors"), "{log}");
-    let now = rig.counter_at(unix_now());
+    let now = rig.counter_at(unix_now().as_secs_f64());
     rig.send(v4(late), &rig.ports(now), 100);
     assert!(
         !rig.can_connect(late),
@@ -1051,7 +1005,7 @@ fn nft_knock_straddling_a_rotation_succeeds() {
     for (attempt, host) in [3u8, 4, 5].into_iter().enumerate() {
         let src = rig.lab.add_client_ipv4(host);
         // The window whose end is at least a second away.
-        let w = rig.counter_at(unix_now() + 1.0);
+        let w = rig.counter_at(unix_now().as_secs_f64() + 1.0);
         rig.wait_rotation(w, Duration::from_secs(2 * PERIOD + 2));
         let boundary = ((w + 1) * PERIOD) as f64;
         let [a, b] = rig.ports(w);

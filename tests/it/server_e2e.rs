@@ -10,7 +10,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use knock_totp::core::ports::PortPair;
 use knock_totp::core::secret::SecretKey;
@@ -18,6 +18,7 @@ use knock_totp::core::totp::{Algorithm, Totp};
 use knock_totp::core::window::Window;
 
 use crate::support::lab::{iptables_door, lab_available, Lab};
+use crate::support::unix_now;
 use crate::support::{can_run, have, stderr_of, unit_sandbox, Env, RFC_SECRET};
 
 /// A short TOTP period so that the test crosses several boundaries in well under a minute.
@@ -32,10 +33,6 @@ const NAME: &str = "lab";
 const ROTATION_WAIT: Duration = Duration::from_secs(2 * PERIOD + 10);
 /// The whole test must stay below this.
 const BUDGET: Duration = Duration::from_secs(90);
-
-fn unix_now() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap()
-}
 
 /// The window counters of the server's rotation lines, in log order.
 fn rotation_lines(log: &str) -> Vec<u64> {

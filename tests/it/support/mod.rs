@@ -129,6 +129,22 @@ pub fn fdpass_ssh(dir: &Path) -> PathBuf {
     path
 }
 
+/// Now, as time since the Unix epoch.
+pub fn unix_now() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+}
+
+/// Debian's python3 (the one scripts/test-deps.sh installs), else the first on PATH.
+pub fn python3() -> &'static str {
+    if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
 pub fn is_root() -> bool {
     std::process::Command::new("id")
         .arg("-u")
