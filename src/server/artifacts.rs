@@ -10,12 +10,13 @@ use crate::core::secret::SecretKey;
 use crate::core::totp::Totp;
 use crate::core::window::Window;
 use crate::error::UserError;
-use crate::server::config::{EngineKind, ServerConfig};
+use crate::server::config::ServerConfig;
 use crate::server::engine::knockd::conf::render_knockd_conf;
 use crate::server::engine::knockd::{knockd_door, knockd_options};
 use crate::server::engine::nftables::{self, ruleset::base_ruleset};
+use crate::server::engine::{design, AtBoot};
 use crate::server::firewall::{aws_iam_policy, knock_range_drop_ruleset, Firewall};
-use crate::server::systemd::{self, AtBoot};
+use crate::server::systemd;
 
 /// The one-time firewall script's name under --out.
 pub const FIREWALL_SCRIPT_FILE: &str = "firewall-setup.sh";
@@ -56,11 +57,9 @@ pub fn public_artifacts(
         contents: Zeroizing::new(config.to_toml()),
         mode: 0o644,
     }];
-    let setup_script = match config.engine {
-        EngineKind::Knockd => firewall.setup_script(&config.protected_port()),
-        EngineKind::Nftables => nft_setup_script(config, firewall),
-    };
-    let at_boot = AtBoot::of(config, firewall);
+    let design = design(config.engine);
+    let setup_script = design.setup_script(config, firewall);
+    let at_boot = design.at_boot(firewall);
     artifacts.push(Artifact {
         title: "one-time firewall setup, run as root",
         // The base unit runs it again at every boot from its place on the server.
@@ -110,7 +109,7 @@ pub fn public_artifacts(
         contents: Zeroizing::new(systemd::base_unit(config, firewall)),
         mode: 0o644,
     });
-    if let (EngineKind::Knockd, Firewall::Aws(aws)) = (config.engine, firewall) {
+    if let (true, Firewall::Aws(aws)) = (design.calls_the_cloud(), firewall) {
         artifacts.push(Artifact {
             title: "least-privilege IAM policy for the instance role",
             server_path: None,
@@ -129,28 +128,6 @@ pub fn public_artifacts(
         mode: 0o644,
     });
     Ok(artifacts)
-}
-
-/// The nftables engine's one-time script: load the base table now (the boot unit loads it
-/// later), then the cloud firewall's static opening, if any.
-fn nft_setup_script(config: &ServerConfig, firewall: &Firewall) -> String {
-    let target = config.protected_port();
-    let mut s = format!(
-        "#!/bin/sh\n\
-         # One-time setup for knock-totp server {name} (nftables engine), protected port {port}.\n\
-         # Review before running; keep a console open. Only knock-totp's own table is touched.\n\
-         set -eu\n\n\
-         # Close port {port} now: everyone but a knocker is dropped, whatever other rules accept.\n\
-         nft -f {base}\n",
-        name = config.name,
-        port = config.port,
-        base = systemd::base_ruleset_path(&config.name).display()
-    );
-    if let Some(opening) = firewall.backend().static_opening(&target) {
-        s.push('\n');
-        s.push_str(&opening);
-    }
-    s
 }
 
 /// Adds the files that hold the secret or the current code: the secret file first, and with

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::core::ports::knock_range_text;
 use crate::server::config::{EngineKind, ServerConfig, SECRET_CREDENTIAL, SERVER_DIR};
+use crate::server::engine::{design, AtBoot, UnitRole};
 use crate::server::firewall::{Firewall, Iptables};
 
 /// A hardened systemd unit running `knock-totp server` with this config at `config_path`.
@@ -18,29 +19,11 @@ pub fn unit(config: &ServerConfig, config_path: &Path, executable: &Path) -> Str
         ),
         None => String::new(),
     };
-    // What the daemon drives, and what that needs. The knockd engine only rewrites knockd.conf
-    // (owned by root, as the daemon runs) and signals knockd, which runs in its own unit and
-    // runs the firewall commands itself: same user, so no capability. It reads knockd's
-    // /proc/PID, which ProtectProc=invisible would hide (knockd holds more capabilities).
-    // The nftables engine runs nft: CAP_NET_ADMIN over netlink, and no other process's /proc.
-    let (what, after, sandbox) = match config.engine {
-        EngineKind::Knockd => (
-            "rewrites knockd's doors",
-            "knockd.service".to_owned(),
-            "# knockd runs the firewall commands; the daemon only signals it (same user).\n\
-             CapabilityBoundingSet=\n\
-             RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n\
-             # No ProtectProc=invisible: it would hide knockd's /proc/PID from the daemon.\n",
-        ),
-        EngineKind::Nftables => (
-            "replaces the doors in the kernel",
-            base_unit_name(&config.name),
-            "CapabilityBoundingSet=CAP_NET_ADMIN\n\
-             RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK\n\
-             ProtectProc=invisible\n\
-             ProcSubset=pid\n",
-        ),
-    };
+    let UnitRole {
+        what,
+        after,
+        sandbox,
+    } = design(config.engine).unit_role(config);
     format!(
         "# knock-totp rotation daemon for {name}: {what} at every TOTP window.\n\
          # Install as /etc/systemd/system/knock-totp-{name}.service, then\n\
@@ -142,32 +125,14 @@ pub fn host_firewall_script_path(name: &str) -> PathBuf {
     Path::new(SERVER_DIR).join(format!("{name}-firewall.sh"))
 }
 
-/// What the base unit puts back at every boot (a host's firewall rules do not survive one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AtBoot {
-    /// The nftables engine's base table, NAME.nft: the port closed, no doors.
-    BaseTable,
-    /// The knockd engine on a host firewall: its firewall script, run again (it changes
-    /// nothing when run again).
-    FirewallScript,
-    /// The knockd engine behind a cloud firewall: NAME.nft, the host's drop of the knock range
-    /// the cloud firewall opens.
-    KnockRangeDrop,
-}
-
-impl AtBoot {
-    pub fn of(config: &ServerConfig, firewall: &Firewall) -> Self {
-        match config.engine {
-            EngineKind::Nftables => Self::BaseTable,
-            EngineKind::Knockd if firewall.backend().on_host() => Self::FirewallScript,
-            EngineKind::Knockd => Self::KnockRangeDrop,
-        }
-    }
+/// What the base unit puts back at boot for this server.
+pub fn at_boot(config: &ServerConfig, firewall: &Firewall) -> AtBoot {
+    design(config.engine).at_boot(firewall)
 }
 
 /// What the base unit runs at boot.
 pub fn base_unit_command(config: &ServerConfig, firewall: &Firewall) -> String {
-    match AtBoot::of(config, firewall) {
+    match at_boot(config, firewall) {
         AtBoot::FirewallScript => format!(
             "/bin/sh {}",
             host_firewall_script_path(&config.name).display()
@@ -184,7 +149,7 @@ pub fn base_unit_command(config: &ServerConfig, firewall: &Firewall) -> String {
 /// or, behind a cloud firewall with the knockd engine, the knock range dropped. After ufw and
 /// firewalld, so that their start does not undo it.
 pub fn base_unit(config: &ServerConfig, firewall: &Firewall) -> String {
-    let what = match AtBoot::of(config, firewall) {
+    let what = match at_boot(config, firewall) {
         AtBoot::KnockRangeDrop => format!(
             "the knock range {} dropped on this host",
             knock_range_text()

@@ -28,10 +28,11 @@ use crate::server::artifacts::{
 };
 use crate::server::config::EngineKind;
 use crate::server::config::{validate_interface, ServerConfig};
+use crate::server::engine::{design, AtBoot};
 use crate::server::firewall::{
     AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget, SettingsSource,
 };
-use crate::server::systemd::{self, AtBoot};
+use crate::server::systemd;
 
 /// Stands in for the server's address in the client command when --address is not given.
 const ADDRESS_PLACEHOLDER: &str = "SERVER_ADDRESS";
@@ -231,7 +232,7 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
     }
     match &config.knockd_conf {
         Some(conf_path) => {
-            let firewall_step = if AtBoot::of(&config, &firewall) == AtBoot::FirewallScript {
+            let firewall_step = if systemd::at_boot(&config, &firewall) == AtBoot::FirewallScript {
                 format!(
                     "put the files in place and run `sh {script}` once;\n\
                      #      `systemctl daemon-reload && systemctl enable {base}` runs it again at\n\
@@ -307,8 +308,7 @@ fn firewall_from(args: &SetupArgs, engine: EngineKind) -> Result<Firewall, UserE
             .with_hint("leave out --firewall, or give a cloud firewall (aws, gcp, azure)"))
         }
         (Some(kind), _) => kind,
-        (None, EngineKind::Nftables) => FirewallKind::Nftables,
-        (None, EngineKind::Knockd) => FirewallKind::Iptables,
+        (None, engine) => design(engine).default_firewall(),
     };
     let flags = CloudFlags {
         args,

@@ -1,4 +1,8 @@
 //! Knock engines: what turns the doors of a window into something that opens the port.
+//!
+//! An engine is a folder with an [`Engine`] (the running daemon's side) and a [`Design`] (what
+//! it builds, and what `setup` and the units need of it); a new one also takes its
+//! [`EngineKind`] and its arm in [`design`].
 
 pub mod knockd;
 pub mod nftables;
@@ -6,14 +10,14 @@ pub mod nftables;
 use std::time::Duration;
 
 use crate::core::window::Window;
-use crate::error::UserError;
 use crate::log::Log;
 use crate::server::config::{EngineKind, ServerConfig};
 use crate::server::doors::ActiveDoor;
+use crate::server::firewall::{Firewall, FirewallKind};
 use crate::server::rotation::StopSignal;
 
-use self::knockd::{knockd_for, KnockdEngine};
-use self::nftables::NftEngine;
+use self::knockd::design::KnockdDesign;
+use self::nftables::design::NftDesign;
 
 /// A knock engine, driven by the rotation loop.
 pub trait Engine {
@@ -56,19 +60,58 @@ pub trait Engine {
     fn stopping(&self) -> &'static str;
 }
 
-/// The engine a server's config asks for, ready for its preflight.
-pub fn build(config: ServerConfig, log: Log) -> anyhow::Result<Box<dyn Engine>> {
-    match config.engine {
-        EngineKind::Nftables => Ok(Box::new(NftEngine::new(&config, log))),
-        EngineKind::Knockd => build_knockd(config, log),
+/// What an engine is before it runs: the daemon it builds, and what `setup` writes for it.
+/// Each engine's folder implements it; [`design`] is the one place an engine is chosen.
+pub trait Design {
+    /// The daemon for `config`, ready for its preflight.
+    fn build(&self, config: ServerConfig, log: Log) -> anyhow::Result<Box<dyn Engine>>;
+
+    /// The firewall a door uses when `setup` names none.
+    fn default_firewall(&self) -> FirewallKind;
+
+    /// How the daemon's systemd unit runs it.
+    fn unit_role(&self, config: &ServerConfig) -> UnitRole;
+
+    /// What the base unit puts back at every boot.
+    fn at_boot(&self, firewall: &Firewall) -> AtBoot;
+
+    /// The one-time firewall script `setup` writes.
+    fn setup_script(&self, config: &ServerConfig, firewall: &Firewall) -> String;
+
+    /// Whether the daemon itself calls the cloud's API (and needs credentials for it).
+    fn calls_the_cloud(&self) -> bool;
+}
+
+/// How the daemon's unit runs an engine: what the daemon does there, the units it starts
+/// after, and the sandbox lines that fit what it drives.
+pub struct UnitRole {
+    pub what: &'static str,
+    pub after: String,
+    pub sandbox: &'static str,
+}
+
+/// What the base unit puts back at every boot (a host's firewall rules do not survive one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtBoot {
+    /// The nftables engine's base table, NAME.nft: the port closed, no doors.
+    BaseTable,
+    /// The knockd engine on a host firewall: its firewall script, run again (it changes
+    /// nothing when run again).
+    FirewallScript,
+    /// The knockd engine behind a cloud firewall: NAME.nft, the host's drop of the knock range
+    /// the cloud firewall opens.
+    KnockRangeDrop,
+}
+
+/// The design of engine `kind`: the one place an engine is chosen.
+pub fn design(kind: EngineKind) -> &'static dyn Design {
+    match kind {
+        EngineKind::Nftables => &NftDesign,
+        EngineKind::Knockd => &KnockdDesign,
     }
 }
 
-fn build_knockd(config: ServerConfig, log: Log) -> anyhow::Result<Box<dyn Engine>> {
-    let knockd = knockd_for(&config)?;
-    let firewall = config
-        .firewall_backend()
-        .map_err(|(_, problem)| UserError::usage(problem))?;
-    let grants = firewall.backend().grant_store(&config.protected_port());
-    Ok(Box::new(KnockdEngine::new(config, knockd, grants, log)))
+/// The engine a server's config asks for, ready for its preflight.
+pub fn build(config: ServerConfig, log: Log) -> anyhow::Result<Box<dyn Engine>> {
+    design(config.engine).build(config, log)
 }

@@ -1,6 +1,7 @@
 //! The knockd engine: knockd.conf with one door per window, validated and reloaded in knockd.
 
 pub mod conf;
+pub mod design;
 pub mod process;
 
 use std::fmt::Write as _;

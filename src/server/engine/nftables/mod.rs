@@ -4,6 +4,7 @@
 //! every set's contents; the doors carry their own time bounds, so none outlives its window
 //! when the daemon dies, and the protected port's drop never depends on the daemon at all.
 
+pub mod design;
 pub mod report;
 pub mod ruleset;
 pub mod status;
