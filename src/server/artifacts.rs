@@ -15,7 +15,7 @@ use crate::server::engine::knockd::conf::render_knockd_conf;
 use crate::server::engine::knockd::{knockd_door, knockd_options};
 use crate::server::engine::nftables::{self, ruleset::base_ruleset};
 use crate::server::engine::{design, AtBoot};
-use crate::server::firewall::{aws_iam_policy, knock_range_drop_ruleset, Firewall};
+use crate::server::firewall::{knock_range_drop_ruleset, Firewall};
 use crate::server::systemd;
 
 /// The one-time firewall script's name under --out.
@@ -109,12 +109,16 @@ pub fn public_artifacts(
         contents: Zeroizing::new(systemd::base_unit(config, firewall)),
         mode: 0o644,
     });
-    if let (true, Firewall::Aws(aws)) = (design.calls_the_cloud(), firewall) {
+    let policy = design
+        .calls_the_cloud()
+        .then(|| firewall.backend().credentials_policy())
+        .flatten();
+    if let Some(policy) = policy {
         artifacts.push(Artifact {
-            title: "least-privilege IAM policy for the instance role",
+            title: policy.title,
             server_path: None,
-            file_name: "iam-policy.json".into(),
-            contents: Zeroizing::new(aws_iam_policy(aws)),
+            file_name: policy.file_name.into(),
+            contents: Zeroizing::new(policy.text),
             mode: 0o644,
         });
     }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::validate_cloud_name;
 use super::{
     grant_description, grant_description_prefix, host_knock_range_drop, Backend, DoorCommands,
-    FirewallError, FromSettings, ProtectedPort, SettingsSource,
+    FirewallError, FromSettings, PolicyFile, ProtectedPort, SettingsSource,
 };
 use crate::core::ports::{knock_range_text, MAX_KNOCK_PORT, MIN_KNOCK_PORT};
 pub use crate::server::cloud::aws::aws_cli_flags;
@@ -155,6 +155,14 @@ impl Backend for AwsTarget {
             &target.server,
             target.port,
         )))
+    }
+
+    fn credentials_policy(&self) -> Option<PolicyFile> {
+        Some(PolicyFile {
+            file_name: "iam-policy.json",
+            title: "least-privilege IAM policy for the instance role",
+            text: aws_iam_policy(self),
+        })
     }
 }
 

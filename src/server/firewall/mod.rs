@@ -172,6 +172,13 @@ pub fn knock_range_drop_ruleset(server: &str) -> String {
     )
 }
 
+/// A file of permissions for a cloud: its name under `--out`, what it is, its text.
+pub struct PolicyFile {
+    pub file_name: &'static str,
+    pub title: &'static str,
+    pub text: String,
+}
+
 /// What a door runs for an IPv4 knocker and an IPv6 knocker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DoorCommands {
@@ -282,6 +289,12 @@ pub trait Backend {
     /// failed to delete it goes when its expiry passes. None on a host, where grants time
     /// out by themselves.
     fn grant_store(&self, _target: &ProtectedPort) -> Option<Box<dyn GrantStore>> {
+        None
+    }
+
+    /// The permissions the cloud's CLI needs for the knockd engine's doors and sweep, as a
+    /// file `setup` writes (AWS: a least-privilege IAM policy for the instance role).
+    fn credentials_policy(&self) -> Option<PolicyFile> {
         None
     }
 
