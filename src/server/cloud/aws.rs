@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::{command_line, grant_expired, rule_description, run_cli, CliError, GrantStore, Review};
+use super::{
+    command_line, delete_rules, grant_expired, rule_description, run_cli, CliError, GrantStore,
+    Review,
+};
 use crate::core::ports::{knock_range_text, MAX_KNOCK_PORT, MIN_KNOCK_PORT};
 
 /// The knock range must reach knockd from anywhere.
@@ -152,11 +155,29 @@ pub struct GroupReview {
 }
 
 impl GroupReview {
-    /// The rules to revoke now.
-    pub fn to_revoke(&self) -> Vec<String> {
-        let mut ids = self.rotated_knock_rules.clone();
-        ids.extend(self.expired_grants.iter().cloned());
-        ids
+    /// The review in the terms every cloud uses, with what in group `group` defeats the
+    /// design for protected port `port` said as problems.
+    pub fn into_review(self, group: &str, port: u16) -> Review {
+        let mut problems = Vec::new();
+        if !self.knock_range_open {
+            problems.push(format!(
+                "security group {group} does not let TCP {} in from 0.0.0.0/0: knocks cannot \
+                 reach knockd (run the knock-range command of firewall-setup.sh once)",
+                knock_range_text()
+            ));
+        }
+        if self.port_open_to_the_world {
+            problems.push(format!(
+                "PORT {port} IS OPEN TO THE WORLD in security group {group}: the doors protect \
+                 nothing until that rule is revoked"
+            ));
+        }
+        Review {
+            expired: self.expired_grants,
+            live: self.live_grants,
+            leftovers: self.rotated_knock_rules,
+            problems,
+        }
     }
 }
 
@@ -217,10 +238,6 @@ impl<C: AwsCli> SecurityGroup<C> {
         &self.cli
     }
 
-    pub fn group(&self) -> &str {
-        &self.group
-    }
-
     /// Arguments of `describe-security-group-rules` for our group.
     pub fn describe_args(&self) -> Vec<String> {
         vec![
@@ -243,36 +260,6 @@ impl<C: AwsCli> SecurityGroup<C> {
         args.extend(ids.iter().cloned());
         args
     }
-
-    /// Reads the group and sorts our rules at unix time `now`.
-    pub fn review(&mut self, now: i64) -> Result<GroupReview, CliError> {
-        let out = self.cli.call(&self.describe_args())?;
-        let rules = ingress_rules(&out, &self.group)?;
-        Ok(review(&rules, &self.name, self.port, now))
-    }
-
-    /// Revokes the rules `ids`. A rule that is already gone (the door's own stop command got
-    /// there first) counts as success.
-    pub fn revoke(&mut self, ids: &[String]) -> Result<(), CliError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        match self.cli.call(&self.revoke_args(ids)) {
-            Ok(_) => Ok(()),
-            Err(e) if e.says("NotFound") && ids.len() > 1 => {
-                for id in ids {
-                    match self.cli.call(&self.revoke_args(std::slice::from_ref(id))) {
-                        Ok(_) => {}
-                        Err(e) if e.says("NotFound") => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(())
-            }
-            Err(e) if e.says("NotFound") => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
 }
 
 impl<C: AwsCli> GrantStore for SecurityGroup<C> {
@@ -281,33 +268,13 @@ impl<C: AwsCli> GrantStore for SecurityGroup<C> {
     }
 
     fn review(&mut self, now: i64) -> Result<Review, CliError> {
-        let review = SecurityGroup::review(self, now)?;
-        let mut problems = Vec::new();
-        if !review.knock_range_open {
-            problems.push(format!(
-                "security group {} does not let TCP {} in from 0.0.0.0/0: knocks cannot \
-                 reach knockd (run the knock-range command of firewall-setup.sh once)",
-                self.group,
-                knock_range_text()
-            ));
-        }
-        if review.port_open_to_the_world {
-            problems.push(format!(
-                "PORT {} IS OPEN TO THE WORLD in security group {}: the doors protect \
-                 nothing until that rule is revoked",
-                self.port, self.group
-            ));
-        }
-        Ok(Review {
-            expired: review.expired_grants,
-            live: review.live_grants,
-            leftovers: review.rotated_knock_rules,
-            problems,
-        })
+        let out = self.cli.call(&self.describe_args())?;
+        let rules = ingress_rules(&out, &self.group)?;
+        Ok(review(&rules, &self.name, self.port, now).into_review(&self.group, self.port))
     }
 
     fn revoke(&mut self, ids: &[String]) -> Result<(), CliError> {
-        SecurityGroup::revoke(self, ids)
+        delete_rules(ids, "NotFound", |ids| self.cli.call(&self.revoke_args(ids)))
     }
 
     fn show_review(&self) -> String {
@@ -392,7 +359,7 @@ mod tests {
         assert!(review.knock_range_open);
         assert!(!review.port_open_to_the_world);
         assert_eq!(
-            review.to_revoke(),
+            review.into_review("sg-1", 22).to_revoke(),
             [
                 "sgr-rotated",
                 "sgr-expired",

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use super::{command_line, review_named_grants, run_cli, CliError, GrantStore, Review};
+use super::{
+    command_line, delete_rules, review_named_grants, run_cli, CliError, GrantStore, Review,
+};
 
 const INSTALL_GCLOUD: &str = "the Google Cloud CLI";
 
@@ -53,25 +55,10 @@ impl GrantStore for FirewallRules {
         review_named_grants(&out, &self.name_prefix, &self.server, now, &self.place())
     }
 
-    /// One call for all; when one of them is gone (gcloud then deletes none), one call each.
     fn revoke(&mut self, names: &[String]) -> Result<(), CliError> {
-        if names.is_empty() {
-            return Ok(());
-        }
-        match self.call(&self.delete_args(names)) {
-            Ok(_) => Ok(()),
-            Err(e) if e.says("was not found") && names.len() > 1 => {
-                for name in names {
-                    match self.call(&self.delete_args(std::slice::from_ref(name))) {
-                        Err(e) if !e.says("was not found") => return Err(e),
-                        _ => {}
-                    }
-                }
-                Ok(())
-            }
-            Err(e) if e.says("was not found") => Ok(()),
-            Err(e) => Err(e),
-        }
+        delete_rules(names, "was not found", |names| {
+            self.call(&self.delete_args(names))
+        })
     }
 
     fn show_review(&self) -> String {

@@ -29,6 +29,10 @@ pub fn grant_expired(description: &str, name: &str, now: i64) -> Option<bool> {
     Some(expires.is_none_or(|t| t.as_second() <= now))
 }
 
+/// What follows the server's rule-name prefix in the name of the GCP or Azure rule that lets
+/// the knock range in (`kt-<id>-knocks`).
+pub const KNOCK_RANGE_RULE: &str = "knocks";
+
 /// Why a cloud CLI call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CliError {
@@ -154,7 +158,7 @@ pub fn review_named_grants(
         return Err(CliError::Failed("the rule list is not a list".into()));
     };
     let mut review = Review::default();
-    let knocks = format!("{name_prefix}knocks");
+    let knocks = format!("{name_prefix}{KNOCK_RANGE_RULE}");
     if !rules.iter().any(|rule| rule["name"] == knocks.as_str()) {
         review.problems.push(format!(
             "{place} has no rule {knocks}: knocks cannot reach knockd (run the knock-range \
@@ -176,6 +180,32 @@ pub fn review_named_grants(
         }
     }
     Ok(review)
+}
+
+/// Deletes the rules `ids` with one call of `delete`; when one of them is already gone (a
+/// door's own stop command got there first), the CLI deletes none and says `gone`, so each is
+/// deleted by a call of its own. A rule already gone counts as deleted.
+pub fn delete_rules(
+    ids: &[String],
+    gone: &str,
+    mut delete: impl FnMut(&[String]) -> Result<String, CliError>,
+) -> Result<(), CliError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    match delete(ids) {
+        Err(e) if e.says(gone) && ids.len() > 1 => {
+            for id in ids {
+                match delete(std::slice::from_ref(id)) {
+                    Err(e) if !e.says(gone) => return Err(e),
+                    _ => {}
+                }
+            }
+            Ok(())
+        }
+        Err(e) if !e.says(gone) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// A command line as `--dry-run` prints it.

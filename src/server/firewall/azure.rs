@@ -5,12 +5,14 @@ use serde::{Deserialize, Serialize};
 
 use super::validate_cloud_name;
 use super::{
-    grant_description, grant_description_prefix, host_knock_range_drop, Backend, DoorCommands,
-    FirewallError, FromSettings, ProtectedPort, SettingsSource,
+    cloud_rule_name, door_rule_name, grant_description, grant_description_prefix,
+    host_knock_range_drop, Backend, DoorCommands, FirewallError, FromSettings, ProtectedPort,
+    SettingsSource,
 };
 use crate::core::ports::knock_range_text;
 use crate::server::cloud::azure::NsgRules;
 use crate::server::cloud::GrantStore;
+use crate::server::cloud::KNOCK_RANGE_RULE;
 
 /// The Azure network security group the per-client rules are created in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,11 +56,6 @@ fn asg_steps(azure: &AzureTarget, target: &ProtectedPort) -> String {
         rg = azure.resource_group,
         asg = asg(target),
     )
-}
-
-/// The name of the rule a door creates for `%IP%` (`suffix` `-6` for IPv6).
-fn door_rule_name(target: &ProtectedPort, suffix: &str) -> String {
-    format!("kt-{}-$(echo %IP% | tr .: --){suffix}", target.cloud_id())
 }
 
 impl FromSettings for AzureTarget {
@@ -131,13 +128,13 @@ impl Backend for AzureTarget {
              # holds priority {KNOCK_RANGE_PRIORITY} in this NSG, choose a free one up to 4096.\n\
              {asg_steps}\
              az network nsg rule create {group} \\\n\
-             \x20 --name kt-{id}-open --priority {KNOCK_RANGE_PRIORITY} --direction Inbound --access Allow \\\n\
+             \x20 --name {open} --priority {KNOCK_RANGE_PRIORITY} --direction Inbound --access Allow \\\n\
              \x20 --protocol Tcp --source-address-prefixes '*' --destination-asgs {asg} \\\n\
              \x20 --destination-port-ranges {range} {port} --description {desc} --output none\n",
             port = target.port,
             asg_steps = asg_steps(self, target),
             group = self.group_flags(),
-            id = target.cloud_id(),
+            open = cloud_rule_name(target, "open"),
             asg = asg(target),
             range = knock_range_text(),
             desc = target.description(),
@@ -156,14 +153,14 @@ impl Backend for AzureTarget {
              #    that opens only the current door ports shows a scanner the doors). If another\n\
              #    server's rule holds priority {KNOCK_RANGE_PRIORITY} in this NSG, choose a free one up to 4096.\n\
              az network nsg rule create {group} \\\n\
-             \x20 --name kt-{id}-knocks --priority {KNOCK_RANGE_PRIORITY} --direction Inbound --access Allow \\\n\
+             \x20 --name {knocks} --priority {KNOCK_RANGE_PRIORITY} --direction Inbound --access Allow \\\n\
              \x20 --protocol Tcp --source-address-prefixes '*' --destination-asgs {asg} \\\n\
              \x20 --destination-port-ranges {range} --description {description} --output none\n\n\
              {host}\n\
              # 4. The VM's identity needs Microsoft.Network/networkSecurityGroups/securityRules/\n\
              #    read, write and delete on {nsg}, and join on the application security group\n\
              #    (e.g. the Network Contributor role scoped to the resource group).\n\
-             # knockd's doors create a rule for the knocker's address only (kt-{id}-ADDRESS, to\n\
+             # knockd's doors create a rule for the knocker's address only ({address_rule}, to\n\
              # {asg}), described \"{prefix}<expiry>\", at a free priority in {low}-{high}, and\n\
              # delete it after open_seconds.\n",
             asg_steps = asg_steps(self, target),
@@ -171,7 +168,8 @@ impl Backend for AzureTarget {
             range = knock_range_text(),
             group = self.group_flags(),
             nsg = self.nsg,
-            id = target.cloud_id(),
+            knocks = cloud_rule_name(target, KNOCK_RANGE_RULE),
+            address_rule = cloud_rule_name(target, "ADDRESS"),
             asg = asg(target),
             description = target.description(),
             host = host_knock_range_drop(target, "3. "),
@@ -184,7 +182,7 @@ impl Backend for AzureTarget {
             program: "az".into(),
             resource_group: self.resource_group.clone(),
             nsg: self.nsg.clone(),
-            name_prefix: format!("kt-{}-", target.cloud_id()),
+            name_prefix: cloud_rule_name(target, ""),
             server: target.server.clone(),
         }))
     }
@@ -193,14 +191,7 @@ impl Backend for AzureTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn target(name: &str) -> ProtectedPort {
-        ProtectedPort {
-            server: name.into(),
-            port: 22,
-            open_seconds: 30,
-        }
-    }
+    use crate::server::firewall::sample_target;
 
     fn azure() -> AzureTarget {
         AzureTarget {
@@ -213,7 +204,10 @@ mod tests {
     fn each_server_s_grants_reach_its_own_vm_only() {
         // Two servers behind one NSG whose names shared their first 16 characters: their
         // door rules had one name, and with no destination a grant opened every VM.
-        let (one, two) = (target("production-web-01"), target("production-web-02"));
+        let (one, two) = (
+            sample_target("production-web-01"),
+            sample_target("production-web-02"),
+        );
         let (c1, c2) = (azure().door_commands(&one), azure().door_commands(&two));
         assert_ne!(asg(&one), asg(&two));
         for (c, own, other) in [(&c1, &one, &two), (&c2, &two, &one)] {
@@ -239,7 +233,7 @@ mod tests {
     fn azure_names_fit() {
         // Rule names: 1-80 characters, letters, digits, '_', '.', '-', starting with a
         // letter or digit and ending with a letter, digit or '_'.
-        let t = target(&"x".repeat(63));
+        let t = sample_target(&"x".repeat(63));
         let name = door_rule_name(&t, "-6").replace(
             "$(echo %IP% | tr .: --)",
             "ffff-ffff-ffff-ffff-ffff-ffff-ffff-ffff",

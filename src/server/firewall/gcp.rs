@@ -5,25 +5,20 @@ use serde::{Deserialize, Serialize};
 
 use super::validate_cloud_name;
 use super::{
-    grant_description, grant_description_prefix, host_knock_range_drop, Backend, DoorCommands,
-    FirewallError, FromSettings, ProtectedPort, SettingsSource,
+    cloud_rule_name, door_rule_name, grant_description, grant_description_prefix,
+    host_knock_range_drop, Backend, DoorCommands, FirewallError, FromSettings, ProtectedPort,
+    SettingsSource,
 };
 use crate::core::ports::knock_range_text;
 use crate::server::cloud::gcp::FirewallRules;
 use crate::server::cloud::GrantStore;
+use crate::server::cloud::KNOCK_RANGE_RULE;
 
 /// The GCP VPC network the per-client firewall rules are created in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GcpTarget {
     pub network: String,
-}
-
-/// The name of the rule a door creates for `%IP%` (`suffix` `-6` for IPv6): rule names allow
-/// `[a-z0-9-]` only, so the address's dots and colons become dashes. At most 63 characters
-/// for any IPv6 address text up to 39 characters.
-fn door_rule_name(target: &ProtectedPort, suffix: &str) -> String {
-    format!("kt-{}-$(echo %IP% | tr .: --){suffix}", target.cloud_id())
 }
 
 /// The network tag that gives an instance this server's rules.
@@ -100,14 +95,18 @@ impl Backend for GcpTarget {
              #    firewall that opens only the current door ports shows a scanner the doors).\n\
              {openings}\n\
              {host}\n\
-             # knockd's doors create a rule for the knocker's address only (kt-{id}-ADDRESS),\n\
+             # knockd's doors create a rule for the knocker's address only ({address_rule}),\n\
              # described \"{prefix}<expiry>\", and delete it after open_seconds.\n",
             tag = tag(target),
             port = target.port,
             range = knock_range_text(),
-            openings = self.openings(target, "knocks", &format!("tcp:{}", knock_range_text())),
+            openings = self.openings(
+                target,
+                KNOCK_RANGE_RULE,
+                &format!("tcp:{}", knock_range_text())
+            ),
             host = host_knock_range_drop(target, "3. "),
-            id = target.cloud_id(),
+            address_rule = cloud_rule_name(target, "ADDRESS"),
             prefix = grant_description_prefix(&target.server),
         )
     }
@@ -115,7 +114,7 @@ impl Backend for GcpTarget {
     fn grant_store(&self, target: &ProtectedPort) -> Option<Box<dyn GrantStore>> {
         Some(Box::new(FirewallRules {
             program: "gcloud".into(),
-            name_prefix: format!("kt-{}-", target.cloud_id()),
+            name_prefix: cloud_rule_name(target, ""),
             server: target.server.clone(),
         }))
     }
@@ -128,10 +127,10 @@ impl GcpTarget {
         let mut s = String::new();
         for (suffix, ranges) in [("", "0.0.0.0/0"), ("-6", "::/0")] {
             s.push_str(&format!(
-                "gcloud compute firewall-rules create kt-{id}-{what}{suffix} --network={network} \\\n\
+                "gcloud compute firewall-rules create {name}{suffix} --network={network} \\\n\
                  \x20 --direction=INGRESS --action=ALLOW --rules={rules} \\\n\
                  \x20 --source-ranges={ranges} --target-tags={tag} --description={desc}\n",
-                id = target.cloud_id(),
+                name = cloud_rule_name(target, what),
                 network = self.network,
                 tag = tag(target),
                 desc = target.description(),
@@ -144,14 +143,7 @@ impl GcpTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn target(name: &str) -> ProtectedPort {
-        ProtectedPort {
-            server: name.into(),
-            port: 22,
-            open_seconds: 30,
-        }
-    }
+    use crate::server::firewall::sample_target;
 
     /// GCP's rule names and network tags: `[a-z]([-a-z0-9]*[a-z0-9])?`, at most 63.
     fn valid_gcp_name(name: &str) -> bool {
@@ -172,8 +164,8 @@ mod tests {
     #[test]
     fn servers_whose_names_share_sixteen_characters_get_their_own_rules_and_tags() {
         // Cut to 16 characters both were "production-web-0": a knock on one opened the other.
-        let one = target("production-web-01");
-        let two = target("production-web-02");
+        let one = sample_target("production-web-01");
+        let two = sample_target("production-web-02");
         assert_ne!(tag(&one), tag(&two));
         assert_ne!(door_rule_name(&one, ""), door_rule_name(&two, ""));
         let one_cmds = GcpTarget {
@@ -189,7 +181,7 @@ mod tests {
             .contains(&format!("--target-tags={} ", tag(&one))));
         assert!(!one_cmds.start.contains(&tag(&two)) && !two_cmds.start.contains(&tag(&one)));
         // Names that fold to the same text stay apart too.
-        assert_ne!(tag(&target("Web_1")), tag(&target("web-1")));
+        assert_ne!(tag(&sample_target("Web_1")), tag(&sample_target("web-1")));
         // Stable: the id is part of rules that already exist in projects.
         assert_eq!(one.cloud_id(), one.cloud_id());
         assert!(
@@ -211,7 +203,7 @@ mod tests {
             &"x".repeat(63),
             &format!("{}-", "a".repeat(10)),
         ] {
-            let t = target(name);
+            let t = sample_target(name);
             assert!(valid_gcp_name(&tag(&t)), "{}", tag(&t));
             for (ip, suffix) in [("203.0.113.255", ""), (longest_v6, "-6"), ("::1", "-6")] {
                 let rule = door_rule_for(&t, ip, suffix);

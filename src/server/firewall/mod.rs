@@ -229,6 +229,20 @@ impl ProtectedPort {
     }
 }
 
+/// The name of a GCP or Azure rule of this server: `kt-<cloud id>-what`. Every rule of the
+/// server begins with `cloud_rule_name(target, "")`, which is how the knockd engine finds
+/// its grants.
+pub fn cloud_rule_name(target: &ProtectedPort, what: &str) -> String {
+    format!("kt-{}-{what}", target.cloud_id())
+}
+
+/// The name of the rule a door creates for `%IP%` (`suffix` `-6` for IPv6): rule names allow
+/// `[a-z0-9-]` only, so the address's dots and colons become dashes. At most 63 characters
+/// for any IPv6 address text up to 39 characters.
+fn door_rule_name(target: &ProtectedPort, suffix: &str) -> String {
+    cloud_rule_name(target, &format!("$(echo %IP% | tr .: --){suffix}"))
+}
+
 /// How much of the server's name a cloud id keeps: `kt-<id>-<IPv6 address, 39 chars>-6`
 /// must fit GCP's 63-character names.
 pub const CLOUD_SLUG_LEN: usize = 11;
@@ -334,17 +348,23 @@ impl Firewall {
     }
 }
 
+/// A server `name` protecting port 22, its grants open for 30 s, for the backends' tests.
+#[cfg(test)]
+pub(crate) fn sample_target(name: &str) -> ProtectedPort {
+    ProtectedPort {
+        server: name.into(),
+        port: 22,
+        open_seconds: 30,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::nftables::nft_ruleset;
     use super::*;
 
     fn target() -> ProtectedPort {
-        ProtectedPort {
-            server: "Web_1".into(),
-            port: 22,
-            open_seconds: 30,
-        }
+        sample_target("Web_1")
     }
 
     fn all() -> Vec<Firewall> {
