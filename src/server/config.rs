@@ -461,6 +461,10 @@ impl ServerConfig {
 impl SettingsSource for ServerConfig {
     type Error = (&'static str, String);
 
+    fn none(&self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
     fn aws(&self) -> Result<AwsTarget, Self::Error> {
         self.aws.clone().ok_or_else(|| missing_table("aws"))
     }

@@ -592,6 +592,21 @@ fn bad_input_writes_nothing() {
             "invalid security group id",
         ),
         (vec!["--security-group", "sg-0123abcd"], "does not apply"),
+        (
+            vec!["--firewall", "gcp", "--region", "eu-west-1"],
+            "--region does not apply to --firewall gcp",
+        ),
+        (
+            vec![
+                "--firewall",
+                "aws",
+                "--security-group",
+                "sg-0123abcd",
+                "--resource-group",
+                "rg1",
+            ],
+            "--resource-group does not apply to --firewall aws",
+        ),
         (vec!["--interface", "eth 0"], "invalid interface name"),
         (vec!["--interface", "a/b"], "invalid interface name"),
         (vec!["--port", "0"], "0"),

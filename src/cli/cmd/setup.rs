@@ -3,7 +3,6 @@
 //! is written. What the files hold is `server::artifacts`; this is the command around it:
 //! arguments, the secret, the checks and writes under --out, and what is printed.
 
-use std::cell::Cell;
 use std::fmt::Write as _;
 use std::fs::{self, OpenOptions};
 use std::io::Write as _;
@@ -310,15 +309,7 @@ fn firewall_from(args: &SetupArgs, engine: EngineKind) -> Result<Firewall, UserE
         (Some(kind), _) => kind,
         (None, engine) => design(engine).default_firewall(),
     };
-    let flags = CloudFlags {
-        args,
-        kind,
-        checked: Cell::new(false),
-    };
-    let firewall = Firewall::from_settings(kind, &flags)?;
-    if !flags.checked.get() {
-        flags.only(&[])?;
-    }
+    let firewall = Firewall::from_settings(kind, &CloudFlags { args, kind })?;
     firewall
         .validate()
         .map_err(|e| UserError::usage(e.to_string()))?;
@@ -329,14 +320,11 @@ fn firewall_from(args: &SetupArgs, engine: EngineKind) -> Result<Firewall, UserE
 struct CloudFlags<'a> {
     args: &'a SetupArgs,
     kind: FirewallKind,
-    /// Whether the backend checked the flags it takes (a host backend takes none).
-    checked: Cell<bool>,
 }
 
 impl CloudFlags<'_> {
     /// Refuses a cloud flag given that the backend does not take.
     fn only(&self, taken: &[&str]) -> Result<(), UserError> {
-        self.checked.set(true);
         let given = [
             ("--security-group", self.args.security_group.is_some()),
             ("--region", self.args.region.is_some()),
@@ -357,6 +345,10 @@ impl CloudFlags<'_> {
 
 impl SettingsSource for CloudFlags<'_> {
     type Error = UserError;
+
+    fn none(&self) -> Result<(), UserError> {
+        self.only(&[])
+    }
 
     fn aws(&self) -> Result<AwsTarget, UserError> {
         self.only(&["--security-group", "--region"])?;

@@ -43,7 +43,8 @@ pub fn iptables_names(name: &str) -> IptablesNames {
 }
 
 impl FromSettings for Iptables {
-    fn from_settings<S: SettingsSource + ?Sized>(_source: &S) -> Result<Self, S::Error> {
+    fn from_settings<S: SettingsSource + ?Sized>(source: &S) -> Result<Self, S::Error> {
+        source.none()?;
         Ok(Self)
     }
 }

@@ -108,6 +108,8 @@ firewall_backends! {
 /// backend with settings of its own adds its method here.
 pub trait SettingsSource {
     type Error;
+    /// A backend without settings of its own asks for none (setup refuses cloud flags then).
+    fn none(&self) -> Result<(), Self::Error>;
     fn aws(&self) -> Result<AwsTarget, Self::Error>;
     fn gcp(&self) -> Result<GcpTarget, Self::Error>;
     fn azure(&self) -> Result<AzureTarget, Self::Error>;

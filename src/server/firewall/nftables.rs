@@ -9,7 +9,8 @@ use crate::server::engine::nftables::table_name;
 pub struct Nftables;
 
 impl FromSettings for Nftables {
-    fn from_settings<S: SettingsSource + ?Sized>(_source: &S) -> Result<Self, S::Error> {
+    fn from_settings<S: SettingsSource + ?Sized>(source: &S) -> Result<Self, S::Error> {
+        source.none()?;
         Ok(Self)
     }
 }
