@@ -13,7 +13,6 @@
 //! back the connection that answered) and sends a line through that connection, which the
 //! server's echo service sends back.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +26,7 @@ use knock_totp::server::firewall::{Firewall, Iptables, ProtectedPort};
 
 use crate::support::lab::{lab_available, Lab, SERVER_IF};
 use crate::support::unix_now;
-use crate::support::{fdpass_ssh, stderr_of, wait_until, Env, RFC_SECRET};
+use crate::support::{fdpass_ssh, stderr_of, wait_until, write_private, Env, RFC_SECRET};
 
 const PERIOD: u64 = 10;
 const MOMENTS: u64 = 20;
@@ -286,13 +285,10 @@ fn ssh_gets_in_at_any_moment_of_the_window_with_the_knockd_engine() {
     lab.start_echo_server(PROTECTED);
     let conf = lab.knockd_conf(&[]);
     lab.start_knockd(&conf);
-    let pids = lab.server_pids("knockd");
-    assert_eq!(pids.len(), 1, "{pids:?}");
+    let (_, pid_file) = lab.write_knockd_pid_file();
     let dir = lab.dir.path().to_path_buf();
-    std::fs::write(dir.join("knockd.pid"), format!("{}\n", pids[0])).unwrap();
     let secret = dir.join("web.secret");
-    std::fs::write(&secret, format!("{RFC_SECRET}\n")).unwrap();
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    write_private(&secret, &format!("{RFC_SECRET}\n"));
     let config = dir.join("web.toml");
     std::fs::write(
         &config,
@@ -303,7 +299,7 @@ fn ssh_gets_in_at_any_moment_of_the_window_with_the_knockd_engine() {
              period = {PERIOD}\n",
             secret.display(),
             dir.join("knockd.conf").display(),
-            dir.join("knockd.pid").display(),
+            pid_file.display(),
         ),
     )
     .unwrap();

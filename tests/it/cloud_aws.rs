@@ -18,7 +18,7 @@ use knock_totp::core::totp::{Algorithm, Totp};
 use knock_totp::core::window::Window;
 
 use crate::support::lab::{iptables_door, lab_available, Lab, SERVER_IF};
-use crate::support::{can_run, have, stderr_of, stdout_of, Env, RFC_SECRET};
+use crate::support::{can_run, have, stderr_of, stdout_of, write_private, Env, RFC_SECRET};
 use crate::support::{python3, unix_now};
 
 const NAME: &str = "web";
@@ -469,14 +469,9 @@ fn knockd_on_aws_keeps_the_knock_range_and_revokes_only_its_own_grants() {
         assert!(Instant::now() < deadline, "knockd: {}", rig.knockd_log());
         std::thread::sleep(Duration::from_millis(20));
     }
-    let pids = rig.lab.server_pids("knockd");
-    assert_eq!(pids.len(), 1, "{pids:?}");
-    let pid_file = dir.join("knockd.pid");
-    std::fs::write(&pid_file, format!("{}\n", pids[0])).unwrap();
+    let (_, pid_file) = rig.lab.write_knockd_pid_file();
     let secret = dir.join("web.secret");
-    std::fs::write(&secret, format!("{RFC_SECRET}\n")).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    write_private(&secret, &format!("{RFC_SECRET}\n"));
     let config = dir.join("web.toml");
     std::fs::write(
         &config,

@@ -259,9 +259,8 @@ impl Rig {
             || self.read("knockd.out").contains("listening on"),
             || format!("knockd: {}", self.read("knockd.out")),
         );
-        let pids = self.lab.server_pids("knockd");
-        assert_eq!(pids.len(), 1, "{pids:?}");
-        std::fs::write(&self.knockd_pid_file, format!("{}\n", pids[0])).unwrap();
+        let (_, pid_file) = self.lab.write_knockd_pid_file();
+        assert_eq!(pid_file, self.knockd_pid_file);
         let mut config: toml::Table = std::fs::read_to_string(self.out_dir.join("web.toml"))
             .unwrap()
             .parse()
@@ -520,13 +519,7 @@ fn sweeps_its_expired_grants_and_no_one_else_s(cloud: Cloud) {
     //    knockd never runs the stop command; the grant still goes, at the first rotation
     //    after its expiry.
     let otpauth = std::fs::read_to_string(rig.out_dir.join("web.otpauth")).unwrap();
-    rig.env
-        .cmd()
-        .args(["add", NAME, "--address", &server_ip, "--store", "file"])
-        .args(["--uri", "-"])
-        .write_stdin(otpauth.trim())
-        .assert()
-        .success();
+    rig.env.add_uri_host(NAME, &server_ip, otpauth.trim());
     let grant_name = rig.grant_name(&client_ip);
     let knock = || {
         let out = rig

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use knock_totp::core::secret::SecretKey;
 
-use crate::support::{have, is_root, Env};
+use crate::support::{have, is_root, write_private, Env};
 
 struct Secret {
     upper: String,
@@ -270,8 +270,7 @@ fn a_real_rotation_logs_no_secret() {
     let env = Env::new();
     let dir = env.path();
     let secret_file = dir.join("srv.secret");
-    fs::write(&secret_file, format!("{}\n", secret.upper)).unwrap();
-    fs::set_permissions(&secret_file, fs::Permissions::from_mode(0o600)).unwrap();
+    write_private(&secret_file, &format!("{}\n", secret.upper));
     let conf = dir.join("knockd.conf");
     let pid_file = dir.join("knockd.pid");
     fs::write(

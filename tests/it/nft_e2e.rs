@@ -254,17 +254,10 @@ impl Rig {
     /// Like `start_daemon`, with the daemon run through `prefix` (argv words before it).
     fn start_daemon_via(&mut self, prefix: &[&str]) {
         self.logs += 1;
-        let config = self.config.clone();
-        let mut argv = prefix.to_vec();
-        argv.extend([
-            env!("CARGO_BIN_EXE_knock-totp"),
-            "server",
-            "--config",
-            &config,
-        ]);
+        let config = PathBuf::from(&self.config);
         let log = self
             .lab
-            .server_spawn(&argv, &format!("server-{}.log", self.logs));
+            .spawn_daemon(prefix, &config, &format!("server-{}.log", self.logs));
         self.log = Some(log);
         let first = self.wait_rotation(0, Duration::from_secs(10));
         let log = self.log_text();

@@ -115,20 +115,11 @@ fn the_administrator_quick_start_runs_as_written() {
     // A client enrolled from the otpauth file, as the README's client line says.
     let user = Env::new();
     let server_ip = lab.server_ip.to_string();
-    user.cmd()
-        .args([
-            "add",
-            "web",
-            "--address",
-            &server_ip,
-            "--store",
-            "file",
-            "--uri",
-            "-",
-        ])
-        .write_stdin(std::fs::read(files.join("web.otpauth")).unwrap())
-        .assert()
-        .success();
+    user.add_uri_host(
+        "web",
+        &server_ip,
+        &std::fs::read_to_string(files.join("web.otpauth")).unwrap(),
+    );
     let out = user
         .cmd_via(&lab.client_prefix())
         .args(["knock", "web", "--verify", "--timeout", "5"])

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::support::{can_run, have, is_root, stderr_of, stdout_of, Env};
+use crate::support::{can_run, have, is_root, stderr_of, stdout_of, write_private, Env};
 
 const SECRET: &str = "LPI3UVRWMUTRNDBD";
 
@@ -76,12 +76,6 @@ impl ServerDir {
         }
         cmd
     }
-}
-
-fn write_private(path: &Path, text: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 fn set_mode(path: &Path, mode: u32) {

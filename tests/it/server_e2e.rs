@@ -7,7 +7,6 @@
 //! the protected port closed (the previous door's grant timed out), and is attributed to its
 //! window by the ports the client used and the door knockd opened for them.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use knock_totp::core::window::Window;
 
 use crate::support::lab::{iptables_door, lab_available, Lab};
 use crate::support::unix_now;
-use crate::support::{can_run, have, stderr_of, unit_sandbox, Env, RFC_SECRET};
+use crate::support::{can_run, have, stderr_of, unit_sandbox, write_private, Env, RFC_SECRET};
 
 /// A short TOTP period so that the test crosses several boundaries in well under a minute.
 const PERIOD: u64 = 5;
@@ -92,16 +91,11 @@ impl Rig {
         // printed "starting up, listening on ...", so its signal handlers exist before the
         // server's first SIGHUP. knockd writes no pid file in the foreground: write it here.
         lab.start_knockd(&conf);
-        let pids = lab.server_pids("knockd");
-        assert_eq!(pids.len(), 1, "knockd processes: {pids:?}");
-        let knockd_pid = pids[0];
+        let (knockd_pid, pid_file) = lab.write_knockd_pid_file();
         let dir = lab.dir.path().to_path_buf();
-        let pid_file = dir.join("knockd.pid");
-        std::fs::write(&pid_file, format!("{knockd_pid}\n")).unwrap();
 
         let secret_file = dir.join("lab.secret");
-        std::fs::write(&secret_file, format!("{RFC_SECRET}\n")).unwrap();
-        std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_private(&secret_file, &format!("{RFC_SECRET}\n"));
         let config = dir.join("server.toml");
         std::fs::write(
             &config,
@@ -117,15 +111,7 @@ impl Rig {
             ),
         )
         .unwrap();
-        let config = config.to_string_lossy().into_owned();
-        let mut argv = prefix.to_vec();
-        argv.extend([
-            env!("CARGO_BIN_EXE_knock-totp"),
-            "server",
-            "--config",
-            &config,
-        ]);
-        let server_log = lab.server_spawn(&argv, "server.log");
+        let server_log = lab.spawn_daemon(prefix, &config, "server.log");
 
         let env = Env::new();
         let period = PERIOD.to_string();

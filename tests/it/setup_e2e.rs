@@ -74,20 +74,7 @@ fn setup_files_and_the_scanned_uri_open_the_door() {
 
     // The user enrolls with the scanned URI and knocks from the client namespace.
     let user = Env::new();
-    user.cmd()
-        .args([
-            "add",
-            "web",
-            "--address",
-            &server_ip,
-            "--store",
-            "file",
-            "--uri",
-            "-",
-        ])
-        .write_stdin(uri.as_str())
-        .assert()
-        .success();
+    user.add_uri_host("web", &server_ip, &uri);
     let out = user
         .cmd_via(&lab.client_prefix())
         .args([

@@ -154,19 +154,24 @@ impl Lab {
         path
     }
 
+    /// Starts `knock-totp server --config CONFIG` in the server namespace through `prefix`
+    /// (argv words before it, e.g. setpriv), its output in `log`; returns the log's path.
+    pub fn spawn_daemon(&mut self, prefix: &[&str], config: &Path, log: &str) -> PathBuf {
+        let config = config.to_string_lossy().into_owned();
+        let mut argv = prefix.to_vec();
+        argv.extend([
+            env!("CARGO_BIN_EXE_knock-totp"),
+            "server",
+            "--config",
+            &config,
+        ]);
+        self.server_spawn(&argv, log)
+    }
+
     /// Starts `knock-totp server --config CONFIG` in the server namespace, its output in
     /// server.log, and returns that log's path once the log contains `ready` (within 10 s).
     pub fn start_daemon(&mut self, config: &Path, ready: &str) -> PathBuf {
-        let config = config.to_string_lossy().into_owned();
-        let log = self.server_spawn(
-            &[
-                env!("CARGO_BIN_EXE_knock-totp"),
-                "server",
-                "--config",
-                &config,
-            ],
-            "server.log",
-        );
+        let log = self.spawn_daemon(&[], config, "server.log");
         let read = || std::fs::read_to_string(&log).unwrap_or_default();
         crate::support::wait_until(
             Duration::from_secs(10),
@@ -175,6 +180,17 @@ impl Lab {
             || format!("the daemon never logged {ready:?}:\n{}", read()),
         );
         log
+    }
+
+    /// knockd in the foreground writes no pid file: writes the pid of the one knockd running
+    /// in the server namespace to knockd.pid in the lab directory; returns the pid and the
+    /// file's path (the daemon's `knockd_pid_file`).
+    pub fn write_knockd_pid_file(&self) -> (u32, PathBuf) {
+        let pids = self.server_pids("knockd");
+        assert_eq!(pids.len(), 1, "knockd processes: {pids:?}");
+        let path = self.dir.path().join("knockd.pid");
+        std::fs::write(&path, format!("{}\n", pids[0])).unwrap();
+        (pids[0], path)
     }
 
     /// Process ids of the programs named `name` (their `/proc/PID/comm`) running in the

@@ -91,6 +91,24 @@ impl Env {
             .assert()
             .success();
     }
+
+    /// Adds `name` with the file store from an otpauth URI (as a scanned QR code gives it).
+    pub fn add_uri_host(&self, name: &str, address: &str, uri: &str) {
+        self.cmd()
+            .args([
+                "add",
+                name,
+                "--address",
+                address,
+                "--store",
+                "file",
+                "--uri",
+                "-",
+            ])
+            .write_stdin(uri)
+            .assert()
+            .success();
+    }
 }
 
 /// A stand-in for ssh (Python 3.9+): records its pid and argv in the file named by
@@ -127,6 +145,13 @@ pub fn fdpass_ssh(dir: &Path) -> PathBuf {
     std::fs::write(&path, FDPASS_SSH_PY).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
+}
+
+/// Writes `text` to `path`, readable by its owner only (a secret file the daemon accepts).
+pub fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 /// Now, as time since the Unix epoch.
