@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use crate::support::stdout_of;
+use crate::support::{stderr_of, stdout_of};
 
 /// The crates (name only) the release binary is built from on this machine's target.
 fn normal_dependencies() -> Vec<String> {
@@ -12,11 +12,7 @@ fn normal_dependencies() -> Vec<String> {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
     stdout_of(&out)
         .lines()
         .filter_map(|line| line.split_whitespace().next())
@@ -74,7 +70,7 @@ fn deny_script_says_plainly_when_advisories_were_not_checked() {
     assert!(out.status.success(), "{out:?}");
     assert!(calls.contains("check licenses bans sources"), "{calls}");
     assert!(!calls.contains("advisories"), "{calls}");
-    let output = stdout_of(&out) + &String::from_utf8_lossy(&out.stderr);
+    let output = stdout_of(&out) + &stderr_of(&out);
     assert_eq!(
         output
             .matches("WARNING: security advisories were NOT checked")

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::support::{can_run, have, stdout_of, Env, RFC_SECRET};
+use crate::support::{can_run, have, stderr_of, stdout_of, Env, RFC_SECRET};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -95,7 +95,7 @@ fn man_pages_render_without_warnings() {
             .arg(&path)
             .output()
             .unwrap();
-        let report = stdout_of(&out) + &String::from_utf8_lossy(&out.stderr);
+        let report = stdout_of(&out) + &stderr_of(&out);
         assert!(
             out.status.success() && report.trim().is_empty(),
             "{name}:\n{report}"
@@ -136,11 +136,7 @@ fn complete_in_bash(env: &Env, words: &[&str]) -> Vec<String> {
         words.len() - 1
     );
     let out = run_shell("bash", &program, env);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
     stdout_of(&out).lines().map(str::to_owned).collect()
 }
 
@@ -173,11 +169,7 @@ fn generated_units(dir: &Path) -> Vec<(String, String)> {
             .arg(&out_dir)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", stderr_of(&out));
         for entry in fs::read_dir(&out_dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "service") {
@@ -238,7 +230,7 @@ fn systemd_accepts_the_units() {
             .arg(&path)
             .output()
             .unwrap();
-        let report = stdout_of(&out) + &String::from_utf8_lossy(&out.stderr);
+        let report = stdout_of(&out) + &stderr_of(&out);
         assert!(
             out.status.success() && report.trim().is_empty(),
             "{name}:\n{report}"
@@ -311,11 +303,7 @@ fn elvish_completes_host_names() {
     let program = format!("{script}\n$completer knock-totp ssh ''\n");
     let out = run_shell("elvish", &program, &env);
     let offered = stdout_of(&out);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(offered.lines().any(|l| l == "web"), "{offered}");
     assert!(offered.lines().any(|l| l == "--ssh-bin"), "{offered}");
 }

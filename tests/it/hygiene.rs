@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use knock_totp::core::secret::SecretKey;
 
-use crate::support::{have, is_root, write_private, Env};
+use crate::support::{have, is_root, stderr_of, write_private, Env};
 
 struct Secret {
     upper: String,
@@ -39,11 +39,7 @@ impl Secret {
 }
 
 fn output_text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr_of(out))
 }
 
 /// Every regular file below `dir`, with its mode.
@@ -187,7 +183,7 @@ fn the_secret_stays_where_it_belongs() {
         .unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
     // With --out and stdout not a terminal, setup prints neither the URI nor the QR code.
-    secret.assert_absent("setup's stderr", &String::from_utf8_lossy(&out.stderr));
+    secret.assert_absent("setup's stderr", &stderr_of(&out));
     secret.assert_absent("setup's stdout", &String::from_utf8_lossy(&out.stdout));
 
     let server_config = setup_out.join("srv.toml");

@@ -1,6 +1,6 @@
 //! What `cargo package` would publish: no test fixtures (they hold test secrets).
 
-use crate::support::stdout_of;
+use crate::support::{stderr_of, stdout_of};
 
 #[test]
 fn package_does_not_ship_fixtures() {
@@ -9,11 +9,7 @@ fn package_does_not_ship_fixtures() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
     let files = stdout_of(&out);
     assert!(files.lines().any(|f| f == "src/main.rs"), "{files}");
     assert!(files.lines().any(|f| f == "man/knock-totp.1"), "{files}");
