@@ -16,9 +16,9 @@ use std::time::Instant;
 
 use self::ruleset::{
     base_ruleset, base_settings, doors_transaction, effective_doors, remove_doors_transaction,
-    NftDoor, NftParams,
+    NftDoor, NftParams, ATTACK_SET, STATE_SET,
 };
-use self::status::{parse_status_value, NftStatus};
+use self::status::{parse_status_value, set_elements, NftStatus};
 use crate::core::window::Window;
 use crate::error::UserError;
 use crate::log::Log;
@@ -26,6 +26,7 @@ use crate::server::config::ServerConfig;
 use crate::server::doors::{door_valid_until, ActiveDoor};
 use crate::server::engine::Engine;
 use crate::server::rotation::StopSignal;
+use serde_json::Value;
 
 /// The nft table of server `name`: `knock_totp_` and the name with every character nft does
 /// not allow in a name turned into `_`.
@@ -39,19 +40,12 @@ pub fn table_name(name: &str) -> String {
 
 /// The ruleset parameters of a server's config.
 pub fn params(config: &ServerConfig) -> NftParams {
-    let nft = config.nft_settings();
     NftParams {
         table: table_name(&config.name),
         port: config.port,
         open_seconds: config.open_seconds,
         seq_timeout: config.seq_timeout,
-        rate_per_minute: nft.rate_per_minute,
-        burst: nft.burst,
-        ban_seconds: nft.ban_seconds,
-        wrong_per_hour: nft.wrong_knocks_per_hour,
-        wrong_burst: nft.wrong_knock_burst,
-        drop_knock_range: nft.drop_knock_range,
-        public_ports: nft.public_ports,
+        limits: config.nft_settings(),
     }
 }
 
@@ -136,9 +130,27 @@ impl Nft {
 
     /// The table as nft's JSON, or `None` when there is no such table.
     pub fn list_table(&self, table: &str) -> anyhow::Result<Option<String>> {
+        self.list(table, &["table", "inet", table])
+    }
+
+    /// One set of the table as nft's JSON, or `None` when there is no such table or set.
+    /// Cheap whatever the size of the table's other sets: nft reads only that set.
+    pub fn list_set(&self, table: &str, set: &str) -> anyhow::Result<Option<Value>> {
+        let Some(json) = self.list(table, &["set", "inet", table, set])? else {
+            return Ok(None);
+        };
+        let value = serde_json::from_str(&json).map_err(|e| {
+            UserError::runtime(format!("cannot read set {set} of table {table}: {e}"))
+        })?;
+        Ok(Some(value))
+    }
+
+    fn list(&self, table: &str, what: &[&str]) -> anyhow::Result<Option<String>> {
         let output = self
             .command()
-            .args(["-j", "list", "table", "inet", table])
+            .arg("-j")
+            .arg("list")
+            .args(what)
             .stdin(Stdio::null())
             .output()
             .map_err(|e| self.missing(e))?;
@@ -192,6 +204,8 @@ pub struct NftEngine {
     installed: Vec<u64>,
     /// The doors last put in place, to restore them with the table.
     last_doors: Vec<NftDoor>,
+    /// Whether the table was under attack at the last look (to log each change once).
+    under_attack: bool,
 }
 
 impl NftEngine {
@@ -202,29 +216,36 @@ impl NftEngine {
             log,
             installed: Vec::new(),
             last_doors: Vec::new(),
+            under_attack: false,
         }
     }
 
-    /// Makes sure the table and the protected port's drop are in the kernel; loads the base
-    /// table when they are not (the first start, or someone flushed it). Returns whether it
-    /// had to load it.
+    /// Makes sure the base table is in the kernel with the config's settings, reading only its
+    /// small `state` set (never the meters, whose size an attacker controls); loads it when it
+    /// is missing or was made otherwise (the first start, someone deleted it, another config or
+    /// version). Returns whether it had to load it. Rules of a table that is in place are
+    /// re-asserted by every doors transaction.
     fn ensure_base(&mut self, first: bool) -> anyhow::Result<bool> {
-        let status = self.nft.status(&self.params.table, self.params.port)?;
+        let state = self.nft.list_set(&self.params.table, STATE_SET)?;
         let settings = base_settings(&self.params);
-        match status {
-            Some((status, true)) if status.base_settings.as_deref() == Some(&settings) => {
+        let found = state.as_ref().map(|value| {
+            let set = set_elements(value);
+            (set.comment, set.numbers)
+        });
+        match found {
+            Some((Some(comment), windows)) if comment == settings => {
                 if first {
-                    self.installed = status.installed_counters();
+                    self.installed = windows;
                 }
                 Ok(false)
             }
-            Some((status, true)) if first => {
+            Some((comment, _)) if first => {
                 // The boot's base file, or a table of an earlier config or version.
                 self.log.note(format!(
                     "table inet {} was made with other settings ({}): loading it with the \
-                     config's ({settings}); grants and bans start afresh",
+                     config's ({settings}); grants, trust and bans start afresh",
                     self.params.table,
-                    status.base_settings.as_deref().unwrap_or("none listed"),
+                    comment.as_deref().unwrap_or("none listed"),
                 ));
                 self.nft.load(&base_ruleset(&self.params))?;
                 self.installed.clear();
@@ -243,6 +264,31 @@ impl NftEngine {
                 Ok(true)
             }
         }
+    }
+
+    /// Logs once when the server comes under attack and once when the attack is over.
+    fn watch_attack(&mut self) -> anyhow::Result<()> {
+        let attacked = self
+            .nft
+            .list_set(&self.params.table, ATTACK_SET)?
+            .is_some_and(|value| !set_elements(&value).is_empty());
+        if attacked != self.under_attack {
+            self.under_attack = attacked;
+            if attacked {
+                self.log.alarm(format!(
+                    "UNDER ATTACK: table inet {} counts more wrong knocks than the global budget \
+                     (or more sources than its sets hold): only trusted sources reach a door until \
+                     the rate falls (server --status shows the counters)",
+                    self.params.table
+                ));
+            } else {
+                self.log.note(format!(
+                    "table inet {}: the attack is over; every source may knock again",
+                    self.params.table
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Replaces the doors in the kernel with `doors` (one transaction); returns how many were
@@ -337,12 +383,12 @@ impl Engine for NftEngine {
         "removing the doors (the port stays closed)"
     }
 
-    /// A flushed table is restored within seconds, doors included, not at the next boundary.
+    /// A deleted table or a flushed chain is restored within seconds, doors included, not at
+    /// the next boundary: the doors transaction re-asserts every chain's rules.
     fn repair(&mut self) -> anyhow::Result<()> {
-        if self.ensure_base(false)? {
-            self.load_doors(self.last_doors.clone())?;
-        }
-        Ok(())
+        self.ensure_base(false)?;
+        self.load_doors(self.last_doors.clone())?;
+        self.watch_attack()
     }
 
     /// Removes every door; the table, its grants and the protected port's drop stay.

@@ -25,6 +25,13 @@ fn left(s: &TimedSource) -> String {
 pub fn text(table: &str, status: &NftStatus, now: u64, show_ports: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "table inet {table}");
+    if let Some(left) = status.attack_seconds_left {
+        let _ = writeln!(
+            out,
+            "UNDER ATTACK ({left} s left unless it goes on): wrong knocks over the global budget \
+             or more sources than the sets hold; only trusted sources reach a door"
+        );
+    }
     let active: Vec<_> = status.active_doors(now).collect();
     let _ = writeln!(out, "doors: {} active", active.len());
     for door in &active {
@@ -45,7 +52,11 @@ pub fn text(table: &str, status: &NftStatus, now: u64, show_ports: bool) -> Stri
         }
         out.push('\n');
     }
-    for (title, sources) in [("allowed now", &status.allowed), ("banned", &status.banned)] {
+    for (title, sources) in [
+        ("allowed now", &status.allowed),
+        ("banned", &status.banned),
+        ("trusted", &status.trusted),
+    ] {
         let _ = writeln!(out, "{title}: {}", sources.len());
         for s in sources.iter() {
             let _ = writeln!(out, "  {} ({})", source(s), left(s));
@@ -55,8 +66,18 @@ pub fn text(table: &str, status: &NftStatus, now: u64, show_ports: bool) -> Stri
     let _ = writeln!(
         out,
         "counters: knocks {}, doors opened {}, replays refused {}, stages cancelled {}, \
-         bans {}, protected-port SYNs dropped {}",
-        c.knocks, c.opened, c.refused, c.cancelled, c.bans, c.denied
+         bans {}, protected-port SYNs dropped {}, dropped as banned {}, dropped under attack {}, \
+         dropped untracked {}, trusted over the rate {}",
+        c.knocks,
+        c.opened,
+        c.refused,
+        c.cancelled,
+        c.bans,
+        c.denied,
+        c.banned,
+        c.attacked,
+        c.untracked,
+        c.limited
     );
     out
 }
@@ -89,6 +110,9 @@ pub fn json(table: &str, status: &NftStatus, now: u64, show_ports: bool) -> Valu
         "doors": doors,
         "allowed": sources(&status.allowed),
         "banned": sources(&status.banned),
+        "trusted": sources(&status.trusted),
+        "under_attack": status.attack_seconds_left.is_some(),
+        "attack_seconds_left": status.attack_seconds_left,
         "counters": {
             "knocks": c.knocks,
             "opened": c.opened,
@@ -96,6 +120,10 @@ pub fn json(table: &str, status: &NftStatus, now: u64, show_ports: bool) -> Valu
             "cancelled": c.cancelled,
             "bans": c.bans,
             "denied": c.denied,
+            "banned": c.banned,
+            "attacked": c.attacked,
+            "untracked": c.untracked,
+            "limited": c.limited,
         },
     })
 }
@@ -128,6 +156,8 @@ mod tests {
                 prefix_len: 64,
                 seconds_left: Some(500),
             }],
+            trusted: Vec::new(),
+            attack_seconds_left: Some(42),
             counters: Default::default(),
             base_settings: None,
         }
@@ -149,6 +179,8 @@ mod tests {
             json("t", &status(), 150, true)["doors"][0]["ports"][0],
             4321
         );
+        assert!(quiet.contains("UNDER ATTACK (42 s left"));
+        assert_eq!(value["under_attack"], true);
         // A door past its window is not active.
         assert!(text("t", &status(), 190, true).contains("doors: 0 active"));
     }

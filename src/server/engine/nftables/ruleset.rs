@@ -11,52 +11,76 @@
 //!   drop), so P is never treated as a knock even when it lies in
 //!   [`KNOCK_RANGE`]. Then TCP SYN-without-ACK to the knock range jumps to
 //!   `knock`. Optionally the rest of the knock range is dropped.
-//! * `chain knock`: SYNs to public ports go to `doors` unmetered (a banned
-//!   source's straight back: it completes no door, but reaches the service);
-//!   banned sources (IPv6 per /64) dropped, `counter knocks`, per-source (IPv6
-//!   per /64) meter `limit rate over R/minute burst B` that bans and drops, then
-//!   `jump doors`. The `counter knocks` rule's comment lists the settings the
-//!   table was made with ([`base_settings`]), so a daemon started with other
-//!   settings knows to load it again.
+//! * `chain knock`: SYNs to public ports return first (they neither start nor
+//!   cancel a knock, and no door uses a public port); `counter knocks`; trusted
+//!   sources (a door opened from there within `trust_seconds`, or `never_ban`)
+//!   go to `chain trusted`: a rate meter that drops but never bans, then the
+//!   doors. Everyone else: bans at every prefix level (IPv4 /32 /24 /16, IPv6
+//!   /64 /48 /32 by default), the attack gate, the per-source rate meter that
+//!   bans, then the doors.
+//! * Fail closed: a packet-path `update`/`add` into a full set fails and its
+//!   rule does not match, so each meter is followed by `KEY != @SET goto
+//!   untracked` (a lookup in a set whose elements carry `limit` expressions
+//!   matches as in a plain set), and each ban by `goto untracked`: a source no
+//!   set can hold is dropped and puts the server under attack.
+//! * Under attack (`@attack` holds `tcp` for `attack_seconds` after the last
+//!   knock over the global budget): untrusted knocks are dropped before the
+//!   doors and still spend the global budget, so the state lasts as long as
+//!   the flood.
 //! * `chain doors` (replaced atomically every window): for every door, in this
 //!   order: completions (`stage_<c>_{4,6}` + dport B, time bounded, single-use
-//!   via size-1 owner sets),
+//!   via size-1 owner sets) to `opened4/6` (trust the source) and `clear4/6`;
 //!   cancellations (source in any stage -> `cancel4/6` -> delete from all
 //!   stages), stage starts (dport A, time bounded), then wrong knocks: a SYN
-//!   that reaches the end of the chain neither started nor completed a door
-//!   (nor went to a public port): it goes to `chain wrong`, a second meter,
-//!   `limit rate over W/hour burst WB` (`wrong4/6`), which bans the slow guesser
-//!   the first one lets through.
+//!   that neither started nor completed a door goes to `chain wrong`: meters at
+//!   every prefix level (`limit rate over W/hour`, each broader level twice the
+//!   budget), over -> ban; then the global budget (`limit name global_wrong`),
+//!   over -> under attack. Trusted sources' wrong knocks spend only the global
+//!   budget.
 //! * Single use: per door `owner_<c>_f` (type nf_proto, size 1) records the
 //!   owner's family from `meta nfproto`, `owner_<c>_{4,6}` (size 1) the
 //!   address. A packet-path `add` of a new key into a full size-1 set fails
 //!   (the rule stops there), re-adding the present key succeeds. No constant
 //!   sentinels: `add @s { :: }` loads but is listed as `0x0 [invalid type]`,
 //!   which breaks `nft list ruleset` dump/restore.
+//! * The daemon never lists the meter sets (65,536 elements list in ~0.7 s and
+//!   ~140 MB of nft): set `state` carries the settings in its comment and the
+//!   installed windows as elements, and every doors transaction re-asserts all
+//!   chains, so a flushed chain is repaired without reading it.
 //! * Time bounds are rendered as integer unix seconds (`meta time >= 1700000000`),
 //!   which nft 1.0.6 parses independently of `TZ`; date strings would be
 //!   interpreted in the nft process' local time zone.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::RangeInclusive;
 
 use crate::core::names::name_hash;
-use crate::server::config::{NftSettings, DEFAULT_OPEN_SECONDS, DEFAULT_SEQ_TIMEOUT};
+use crate::core::ports::{MAX_KNOCK_PORT, MIN_KNOCK_PORT};
+use crate::server::config::{Cidr, NftSettings, DEFAULT_OPEN_SECONDS, DEFAULT_SEQ_TIMEOUT};
 
 /// TCP destination ports whose SYNs are knocks (minus the protected port).
-pub const KNOCK_RANGE: RangeInclusive<u16> = 1000..=9999;
-
-/// IPv6 sources are rate limited and banned per /64.
-pub const V6_PREFIX_MASK: &str = "ffff:ffff:ffff:ffff::";
+pub const KNOCK_RANGE: RangeInclusive<u16> = MIN_KNOCK_PORT..=MAX_KNOCK_PORT;
 
 /// Prefix of the comment carried by each door's completion rules; `status.rs`
 /// reads doors back from it (the `meta time` values are listed as local-time
 /// strings, which is ambiguous).
 pub const DOOR_COMMENT_PREFIX: &str = "knock-totp door";
 
-/// Upper bound for dynamic per-source sets (allowed, banned, rate, stages).
-pub const SET_SIZE: u32 = 65535;
+/// Upper bound of every dynamic set. A full set fails closed, so this is a
+/// capacity, not a security parameter: 65,536 elements with a `limit`
+/// expression take ~14 MB of kernel memory (measured), which bounds the worst
+/// case of all meter sets together to ~150 MB, and a legitimate server never
+/// tracks that many sources at once.
+pub const SET_SIZE: u32 = 65536;
+
+/// Set `state`: its comment lists the settings, its elements the installed windows.
+pub const STATE_SET: &str = "state";
+/// Set `attack`: holds `tcp` while the server is under attack.
+pub const ATTACK_SET: &str = "attack";
+/// The global wrong-knock budget, a named limit object.
+pub const GLOBAL_LIMIT: &str = "global_wrong";
 
 /// Named counter objects, readable with `nft -j list counters table inet T`.
 pub const COUNTER_KNOCKS: &str = "knocks";
@@ -67,13 +91,25 @@ pub const COUNTER_REFUSED: &str = "refused";
 pub const COUNTER_CANCELLED: &str = "cancelled";
 pub const COUNTER_BANS: &str = "bans";
 pub const COUNTER_DENIED: &str = "denied";
-pub const COUNTERS: [&str; 6] = [
+/// Knocks dropped because their source (or its network) is banned.
+pub const COUNTER_BANNED: &str = "banned";
+/// Untrusted knocks dropped while the server is under attack.
+pub const COUNTER_ATTACKED: &str = "attacked";
+/// Knocks dropped because a full set could not track their source.
+pub const COUNTER_UNTRACKED: &str = "untracked";
+/// Trusted sources' knocks dropped over the rate (never a ban).
+pub const COUNTER_LIMITED: &str = "limited";
+pub const COUNTERS: [&str; 10] = [
     COUNTER_KNOCKS,
     COUNTER_OPENED,
     COUNTER_REFUSED,
     COUNTER_CANCELLED,
     COUNTER_BANS,
     COUNTER_DENIED,
+    COUNTER_BANNED,
+    COUNTER_ATTACKED,
+    COUNTER_UNTRACKED,
+    COUNTER_LIMITED,
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,36 +123,90 @@ pub struct NftParams {
     pub open_seconds: u64,
     /// Lifetime of a stage element (time allowed between A and B).
     pub seq_timeout: u64,
-    /// Sustained knock SYNs per minute per source (IPv6: per /64).
-    pub rate_per_minute: u32,
-    /// Token bucket depth in packets.
-    pub burst: u32,
-    pub ban_seconds: u64,
-    /// Sustained wrong knocks per hour per source (IPv6: per /64).
-    pub wrong_per_hour: u32,
-    /// Wrong knocks a source may send before `wrong_per_hour` applies.
-    pub wrong_burst: u32,
-    /// Drop TCP to the knock range except `public_ports` and `port`.
-    pub drop_knock_range: bool,
-    pub public_ports: Vec<u16>,
+    /// Meters, bans, trust and the ports the knock range shares.
+    pub limits: NftSettings,
+}
+
+/// An address family as the rules name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub const BOTH: [Family; 2] = [Family::V4, Family::V6];
+
+    /// The digit in set and chain names.
+    pub fn digit(self) -> u8 {
+        match self {
+            Family::V4 => 4,
+            Family::V6 => 6,
+        }
+    }
+    fn saddr(self) -> &'static str {
+        match self {
+            Family::V4 => "ip saddr",
+            Family::V6 => "ip6 saddr",
+        }
+    }
+    fn nfproto(self) -> &'static str {
+        match self {
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
+        }
+    }
+    fn addr_type(self) -> &'static str {
+        match self {
+            Family::V4 => "ipv4_addr",
+            Family::V6 => "ipv6_addr",
+        }
+    }
+    pub fn full_len(self) -> u8 {
+        match self {
+            Family::V4 => 32,
+            Family::V6 => 128,
+        }
+    }
+    /// The source address masked to `len` bits, as a set key.
+    fn key(self, len: u8) -> String {
+        if len >= self.full_len() {
+            return self.saddr().to_string();
+        }
+        let mask = match self {
+            Family::V4 => Ipv4Addr::from(u32::MAX << (32 - u32::from(len))).to_string(),
+            Family::V6 => Ipv6Addr::from(u128::MAX << (128 - u32::from(len))).to_string(),
+        };
+        format!("{} & {mask}", self.saddr())
+    }
+}
+
+/// A set of sources banned (or metered) at one prefix length: `banned_4_24`.
+pub fn level_set(kind: &str, family: Family, len: u8) -> String {
+    format!("{kind}_{}_{len}", family.digit())
+}
+
+/// The (kind, family, prefix length) of a set named by [`level_set`].
+pub fn parse_level_set(name: &str) -> Option<(&str, Family, u8)> {
+    let mut parts = name.rsplitn(3, '_');
+    let len = parts.next()?.parse().ok()?;
+    let family = match parts.next()? {
+        "4" => Family::V4,
+        "6" => Family::V6,
+        _ => return None,
+    };
+    Some((parts.next()?, family, len))
 }
 
 impl NftParams {
     /// The defaults of a server config (the limits of [`NftSettings`]'s defaults).
     pub fn with_defaults(table: &str, port: u16) -> Self {
-        let limits = NftSettings::default();
         NftParams {
             table: table.to_string(),
             port,
             open_seconds: DEFAULT_OPEN_SECONDS,
             seq_timeout: DEFAULT_SEQ_TIMEOUT,
-            rate_per_minute: limits.rate_per_minute,
-            burst: limits.burst,
-            ban_seconds: limits.ban_seconds,
-            wrong_per_hour: limits.wrong_knocks_per_hour,
-            wrong_burst: limits.wrong_knock_burst,
-            drop_knock_range: limits.drop_knock_range,
-            public_ports: limits.public_ports,
+            limits: NftSettings::default(),
         }
     }
 
@@ -135,83 +225,95 @@ impl NftParams {
         if self.port == 0 {
             return Err("protected port must not be 0".into());
         }
-        if self.open_seconds == 0 || self.seq_timeout == 0 || self.ban_seconds == 0 {
-            return Err("open_seconds, seq_timeout and ban_seconds must be > 0".into());
+        if self.open_seconds == 0 || self.seq_timeout == 0 {
+            return Err("open_seconds and seq_timeout must be > 0".into());
         }
-        if self.rate_per_minute == 0 || self.burst == 0 {
-            return Err("rate_per_minute and burst must be > 0".into());
+        self.limits.validate().map_err(|(_, message)| message)
+    }
+
+    /// The prefix lengths sources of `family` are metered at, narrowest first.
+    pub fn prefixes(&self, family: Family) -> &[u8] {
+        match family {
+            Family::V4 => &self.limits.ipv4_prefixes,
+            Family::V6 => &self.limits.ipv6_prefixes,
         }
-        if self.wrong_per_hour == 0 || self.wrong_burst == 0 {
-            return Err("wrong_knocks_per_hour and wrong_knock_burst must be > 0".into());
-        }
-        if self.public_ports.contains(&0) {
-            return Err("public port 0 is invalid".into());
-        }
-        Ok(())
+    }
+
+    /// A source's key: the address masked to the narrowest metered prefix.
+    fn source_key(&self, family: Family) -> String {
+        family.key(self.prefixes(family)[0])
     }
 
     /// Element timeout of the rate meter sets: long enough for the bucket to
     /// refill completely, so an expiring element never forgives a debt.
     pub fn rate_set_timeout(&self) -> u64 {
-        let refill = (u64::from(self.burst) * 60).div_ceil(u64::from(self.rate_per_minute.max(1)));
-        60 + refill
+        let l = &self.limits;
+        60 + (u64::from(l.burst) * 60).div_ceil(u64::from(l.rate_per_minute.max(1)))
+    }
+
+    /// The wrong-knock budget (per hour, burst) of the `level`th prefix (0: a source): each
+    /// broader level gets twice the one before.
+    pub fn wrong_budget(&self, level: usize) -> (u32, u32) {
+        let l = &self.limits;
+        let times = 1u32 << level.min(8);
+        (
+            l.wrong_knocks_per_hour.saturating_mul(times),
+            l.wrong_knock_burst.saturating_mul(times),
+        )
     }
 
     /// Element timeout of the wrong-knock meter sets, for the same reason.
     pub fn wrong_set_timeout(&self) -> u64 {
-        let refill =
-            (u64::from(self.wrong_burst) * 3600).div_ceil(u64::from(self.wrong_per_hour.max(1)));
-        60 + refill
+        let (rate, burst) = self.wrong_budget(0);
+        60 + (u64::from(burst) * 3600).div_ceil(u64::from(rate.max(1)))
     }
 
-    /// The public ports the knock chain lets through unmetered (the protected port never
-    /// reaches it).
-    fn public_knock_ports(&self) -> Option<String> {
-        let ports: BTreeSet<u16> = self
+    /// The public ports in the knock range (the protected port never reaches the knock chain).
+    fn public_knock_ports(&self) -> BTreeSet<u16> {
+        self.limits
             .public_ports
             .iter()
             .copied()
             .filter(|x| KNOCK_RANGE.contains(x) && *x != self.port)
+            .collect()
+    }
+
+    fn never_ban(&self, family: Family) -> Vec<Cidr> {
+        let mut networks: Vec<Cidr> = self
+            .limits
+            .never_ban
+            .iter()
+            .filter_map(|n| Cidr::parse(n).ok())
+            .filter(|c| c.addr.is_ipv4() == (family == Family::V4))
             .collect();
-        (!ports.is_empty()).then(|| {
-            let list: Vec<String> = ports.iter().map(u16::to_string).collect();
-            format!("{{ {} }}", list.join(", "))
-        })
+        networks.sort();
+        networks.dedup();
+        networks
+    }
+
+    fn trusts_knockers(&self) -> bool {
+        self.limits.trust_seconds > 0
     }
 }
 
-/// The settings a base table is made with, as its comment lists them: a table whose comment
-/// differs was made from another config and is loaded again.
+/// `{ 1, 2 }` for nft.
+fn nft_list<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
+    let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
+    format!("{{ {} }}", items.join(", "))
+}
+
+/// The settings a base table is made with, as its `state` set's comment lists them: a table
+/// whose comment differs was made from another config or version and is loaded again.
 pub fn base_settings(p: &NftParams) -> String {
-    let public: Vec<String> = p.public_ports.iter().map(u16::to_string).collect();
-    let with_public = |public: &str| {
-        format!(
-            "{BASE_COMMENT_PREFIX} v2 port={} open={} seq={} rate={}/{} ban={} wrong={}/{} drop={} public={public}",
-            p.port,
-            p.open_seconds,
-            p.seq_timeout,
-            p.rate_per_minute,
-            p.burst,
-            p.ban_seconds,
-            p.wrong_per_hour,
-            p.wrong_burst,
-            p.drop_knock_range,
-        )
-    };
-    let listed = with_public(&public.join(","));
-    if listed.len() <= NFT_COMMENT_MAX {
-        listed
-    } else {
-        with_public(&format!(
-            "{} ports #{}",
-            public.len(),
-            name_hash(&public.join(","))
-        ))
-    }
+    let every_setting = format!("{p:?}");
+    format!(
+        "{BASE_COMMENT_PREFIX} v3 port={} open={} seq={} #{}",
+        p.port,
+        p.open_seconds,
+        p.seq_timeout,
+        name_hash(&every_setting)
+    )
 }
-
-/// The longest comment nft takes.
-const NFT_COMMENT_MAX: usize = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NftDoor {
@@ -227,16 +329,18 @@ pub struct NftDoor {
 
 impl NftDoor {
     /// A door is rendered only if A != B, both are knock ports other than the
-    /// protected port, and its time interval is non-empty. Others are skipped
-    /// (an A == B door would be opened by repeating one port).
+    /// protected port and the public ports, and its time interval is non-empty.
+    /// Others are skipped (an A == B door would be opened by repeating one port;
+    /// a public port is knocked by every client of its service).
     pub fn is_renderable(&self, p: &NftParams) -> bool {
         let [a, b] = self.ports;
+        let public = p.public_knock_ports();
         a != b
-            && KNOCK_RANGE.contains(&a)
-            && KNOCK_RANGE.contains(&b)
-            && a != p.port
-            && b != p.port
+            && [a, b]
+                .iter()
+                .all(|x| KNOCK_RANGE.contains(x) && *x != p.port && !public.contains(x))
             && self.valid_from < self.valid_until
+            && u32::try_from(self.counter).is_ok()
     }
 
     pub fn comment(&self) -> String {
@@ -305,15 +409,225 @@ fn door_set_defs(p: &NftParams, c: u64) -> [(String, String); 5] {
     ]
 }
 
+/// Every chain of the base table, in the order they are declared. The door
+/// chains (`doors`, `clear4`, `clear6`) are filled by [`doors_transaction`].
+fn base_chains(p: &NftParams) -> Vec<String> {
+    let mut chains: Vec<String> = [
+        "input",
+        "knock",
+        "trusted",
+        "wrong",
+        "budget",
+        "attacked",
+        "untracked",
+    ]
+    .map(String::from)
+    .to_vec();
+    for family in Family::BOTH {
+        for &len in p.prefixes(family) {
+            chains.push(level_set("ban", family, len));
+        }
+        chains.push(format!("opened{}", family.digit()));
+        chains.push(format!("cancel{}", family.digit()));
+    }
+    chains
+}
+
+const DOOR_CHAINS: [&str; 3] = ["doors", "clear4", "clear6"];
+
+/// The rules of every base chain, as `add rule` commands.
+fn base_rules(p: &NftParams) -> String {
+    let t = &p.table;
+    let l = &p.limits;
+    let (lo, hi) = (KNOCK_RANGE.start(), KNOCK_RANGE.end());
+    let port = p.port;
+    let mut s = String::new();
+    let mut rule = |chain: &str, text: String| {
+        let _ = writeln!(s, "add rule inet {t} {chain} {text}");
+    };
+    let public = p.public_knock_ports();
+
+    rule(
+        "input",
+        format!("tcp dport {port} ct state established,related accept"),
+    );
+    rule(
+        "input",
+        format!("tcp dport {port} ip saddr @allowed4 accept"),
+    );
+    rule(
+        "input",
+        format!("tcp dport {port} ip6 saddr @allowed6 accept"),
+    );
+    rule(
+        "input",
+        format!("tcp dport {port} counter name {COUNTER_DENIED} drop"),
+    );
+    rule(
+        "input",
+        format!("tcp dport {lo}-{hi} tcp flags & (syn | ack) == syn jump knock"),
+    );
+    if l.drop_knock_range {
+        rule(
+            "input",
+            format!("tcp dport {lo}-{hi} ct state established,related accept"),
+        );
+        if public.is_empty() {
+            rule("input", format!("tcp dport {lo}-{hi} drop"));
+        } else {
+            rule(
+                "input",
+                format!(
+                    "tcp dport {lo}-{hi} tcp dport != {} drop",
+                    nft_list(&public)
+                ),
+            );
+        }
+    }
+
+    // knock: public ports, the count, trust, bans, the attack gate, the rate meter.
+    if !public.is_empty() {
+        rule("knock", format!("tcp dport {} return", nft_list(&public)));
+    }
+    rule("knock", format!("counter name {COUNTER_KNOCKS}"));
+    let trust_checks = trust_checks(p);
+    for check in &trust_checks {
+        rule("knock", format!("{check} goto trusted"));
+    }
+    for family in Family::BOTH {
+        for &len in p.prefixes(family) {
+            rule(
+                "knock",
+                format!(
+                    "{} @{} counter name {COUNTER_BANNED} drop",
+                    family.key(len),
+                    level_set("banned", family, len)
+                ),
+            );
+        }
+    }
+    rule("knock", format!("meta l4proto @{ATTACK_SET} goto attacked"));
+    let rate = format!(
+        "limit rate over {}/minute burst {} packets",
+        l.rate_per_minute, l.burst
+    );
+    for family in Family::BOTH {
+        let (d, key) = (family.digit(), p.source_key(family));
+        let ban = level_set("ban", family, p.prefixes(family)[0]);
+        rule(
+            "knock",
+            format!(
+                "meta nfproto {} update @rate{d} {{ {key} {rate} }} goto {ban}",
+                family.nfproto()
+            ),
+        );
+        rule("knock", format!("{key} != @rate{d} goto untracked"));
+    }
+    rule("knock", "goto doors".into());
+
+    // trusted: metered, never banned, through while under attack.
+    for family in Family::BOTH {
+        let (d, key) = (family.digit(), p.source_key(family));
+        rule(
+            "trusted",
+            format!(
+                "meta nfproto {} update @trate{d} {{ {key} {rate} }} counter name {COUNTER_LIMITED} drop",
+                family.nfproto()
+            ),
+        );
+        rule(
+            "trusted",
+            format!("{key} != @trate{d} counter name {COUNTER_UNTRACKED} drop"),
+        );
+    }
+    rule("trusted", "goto doors".into());
+
+    // wrong: meters at every prefix level, then the global budget.
+    for check in &trust_checks {
+        rule("wrong", format!("{check} goto budget"));
+    }
+    for family in Family::BOTH {
+        for (level, &len) in p.prefixes(family).iter().enumerate() {
+            let (per_hour, burst) = p.wrong_budget(level);
+            let (key, meter) = (family.key(len), level_set("wrong", family, len));
+            rule(
+                "wrong",
+                format!(
+                    "meta nfproto {} update @{meter} {{ {key} limit rate over {per_hour}/hour burst {burst} packets }} goto {}",
+                    family.nfproto(),
+                    level_set("ban", family, len)
+                ),
+            );
+            rule("wrong", format!("{key} != @{meter} goto untracked"));
+        }
+    }
+    rule("wrong", "goto budget".into());
+    rule(
+        "budget",
+        format!("limit name {GLOBAL_LIMIT} update @{ATTACK_SET} {{ meta l4proto }}"),
+    );
+    rule(
+        "attacked",
+        format!("limit name {GLOBAL_LIMIT} update @{ATTACK_SET} {{ meta l4proto }}"),
+    );
+    rule("attacked", format!("counter name {COUNTER_ATTACKED} drop"));
+    rule(
+        "untracked",
+        format!("update @{ATTACK_SET} {{ meta l4proto }} counter name {COUNTER_UNTRACKED} drop"),
+    );
+    for family in Family::BOTH {
+        let d = family.digit();
+        for &len in p.prefixes(family) {
+            let chain = level_set("ban", family, len);
+            rule(
+                &chain,
+                format!(
+                    "add @{} {{ {} }} counter name {COUNTER_BANS} drop",
+                    level_set("banned", family, len),
+                    family.key(len)
+                ),
+            );
+            // The ban set is full: drop all the same, and say so.
+            rule(&chain, "goto untracked".into());
+        }
+        if p.trusts_knockers() {
+            rule(
+                &format!("opened{d}"),
+                format!("update @trusted{d} {{ {} }}", p.source_key(family)),
+            );
+        }
+        rule(&format!("opened{d}"), format!("goto clear{d}"));
+        rule(
+            &format!("cancel{d}"),
+            format!("counter name {COUNTER_CANCELLED} goto clear{d}"),
+        );
+    }
+    s
+}
+
+/// The matches that make a source trusted: it opened a door recently, or it is in `never_ban`.
+fn trust_checks(p: &NftParams) -> Vec<String> {
+    let mut checks = Vec::new();
+    for family in Family::BOTH {
+        let d = family.digit();
+        if p.trusts_knockers() {
+            checks.push(format!("{} @trusted{d}", p.source_key(family)));
+        }
+        if !p.never_ban(family).is_empty() {
+            checks.push(format!("{} @never_ban{d}", family.saddr()));
+        }
+    }
+    checks
+}
+
 /// Full base table. Wipes and recreates the table (`add table` + `delete
 /// table` + definition), so loading it is idempotent; it also empties
-/// `allowed*`/`banned*` (established connections survive through conntrack).
-/// Load it at daemon start or when `NftParams` change; per-window updates use
-/// [`doors_transaction`].
+/// `allowed*`, `banned*` and `trusted*` (established connections survive
+/// through conntrack). Load it at daemon start or when `NftParams` change;
+/// per-window updates use [`doors_transaction`].
 pub fn base_ruleset(p: &NftParams) -> String {
     let t = &p.table;
-    let (lo, hi) = (KNOCK_RANGE.start(), KNOCK_RANGE.end());
-    let m = V6_PREFIX_MASK;
+    let l = &p.limits;
     let mut s = String::new();
     let _ = writeln!(s, "add table inet {t}");
     let _ = writeln!(s, "delete table inet {t}");
@@ -321,107 +635,72 @@ pub fn base_ruleset(p: &NftParams) -> String {
     for c in COUNTERS {
         let _ = writeln!(s, "\tcounter {c} {{ }}");
     }
-    let dyn_set = |s: &mut String, name: &str, ty: &str, timeout: u64| {
-        let _ = writeln!(
-            s,
-            "\tset {name} {{ type {ty}; size {SET_SIZE}; flags dynamic,timeout; timeout {timeout}s; }}"
-        );
-    };
-    dyn_set(&mut s, "allowed4", "ipv4_addr", p.open_seconds);
-    dyn_set(&mut s, "allowed6", "ipv6_addr", p.open_seconds);
-    dyn_set(&mut s, "banned4", "ipv4_addr", p.ban_seconds);
-    dyn_set(&mut s, "banned6", "ipv6_addr", p.ban_seconds); // keys are /64 prefixes
-    dyn_set(&mut s, "rate4", "ipv4_addr", p.rate_set_timeout());
-    dyn_set(&mut s, "rate6", "ipv6_addr", p.rate_set_timeout()); // keys are /64 prefixes
-    dyn_set(&mut s, "wrong4", "ipv4_addr", p.wrong_set_timeout());
-    dyn_set(&mut s, "wrong6", "ipv6_addr", p.wrong_set_timeout()); // keys are /64 prefixes
-
-    let port = p.port;
-    s.push_str("\tchain input {\n");
-    s.push_str("\t\ttype filter hook input priority filter - 10; policy accept;\n");
     let _ = writeln!(
         s,
-        "\t\ttcp dport {port} ct state established,related accept"
+        "\tlimit {GLOBAL_LIMIT} {{ rate over {}/hour burst {} packets }}",
+        l.global_wrong_knocks_per_hour, l.global_wrong_knock_burst
     );
-    let _ = writeln!(s, "\t\ttcp dport {port} ip saddr @allowed4 accept");
-    let _ = writeln!(s, "\t\ttcp dport {port} ip6 saddr @allowed6 accept");
-    let _ = writeln!(s, "\t\ttcp dport {port} counter name {COUNTER_DENIED} drop");
     let _ = writeln!(
         s,
-        "\t\ttcp dport {lo}-{hi} tcp flags & (syn | ack) == syn jump knock"
-    );
-    if p.drop_knock_range {
-        let _ = writeln!(
-            s,
-            "\t\ttcp dport {lo}-{hi} ct state established,related accept"
-        );
-        match p.public_knock_ports() {
-            None => {
-                let _ = writeln!(s, "\t\ttcp dport {lo}-{hi} drop");
-            }
-            Some(public) => {
-                let _ = writeln!(s, "\t\ttcp dport {lo}-{hi} tcp dport != {public} drop");
-            }
-        }
-    }
-    s.push_str("\t}\n");
-
-    let rate = format!(
-        "limit rate over {}/minute burst {} packets",
-        p.rate_per_minute, p.burst
-    );
-    s.push_str("\tchain knock {\n");
-    let public = p.public_knock_ports();
-    if let Some(public) = &public {
-        let _ = writeln!(s, "\t\ttcp dport {public} ip saddr @banned4 return");
-        let _ = writeln!(s, "\t\ttcp dport {public} ip6 saddr & {m} @banned6 return");
-    }
-    s.push_str("\t\tip saddr @banned4 drop\n");
-    let _ = writeln!(s, "\t\tip6 saddr & {m} @banned6 drop");
-    if let Some(public) = &public {
-        let _ = writeln!(s, "\t\ttcp dport {public} goto doors");
-    }
-    let _ = writeln!(
-        s,
-        "\t\tcounter name {COUNTER_KNOCKS} comment \"{}\"",
+        "\tset {STATE_SET} {{ type mark; size 16; comment \"{}\"; }}",
         base_settings(p)
     );
     let _ = writeln!(
         s,
-        "\t\tmeta nfproto ipv4 update @rate4 {{ ip saddr {rate} }} add @banned4 {{ ip saddr }} counter name {COUNTER_BANS} drop"
+        "\tset {ATTACK_SET} {{ type inet_proto; size 1; flags dynamic,timeout; timeout {}s; }}",
+        l.attack_seconds
     );
-    let _ = writeln!(
-        s,
-        "\t\tmeta nfproto ipv6 update @rate6 {{ ip6 saddr & {m} {rate} }} add @banned6 {{ ip6 saddr & {m} }} counter name {COUNTER_BANS} drop"
-    );
-    s.push_str("\t\tjump doors\n");
-    s.push_str("\t}\n");
-    s.push_str("\tchain doors {\n\t}\n");
-    let wrong = format!(
-        "limit rate over {}/hour burst {} packets",
-        p.wrong_per_hour, p.wrong_burst
-    );
-    s.push_str("\tchain wrong {\n");
-    let _ = writeln!(
-        s,
-        "\t\tmeta nfproto ipv4 update @wrong4 {{ ip saddr {wrong} }} add @banned4 {{ ip saddr }} counter name {COUNTER_BANS} drop"
-    );
-    let _ = writeln!(
-        s,
-        "\t\tmeta nfproto ipv6 update @wrong6 {{ ip6 saddr & {m} {wrong} }} add @banned6 {{ ip6 saddr & {m} }} counter name {COUNTER_BANS} drop"
-    );
-    s.push_str("\t}\n");
-    let _ = writeln!(
-        s,
-        "\tchain cancel4 {{\n\t\tcounter name {COUNTER_CANCELLED} goto clear4\n\t}}"
-    );
-    let _ = writeln!(
-        s,
-        "\tchain cancel6 {{\n\t\tcounter name {COUNTER_CANCELLED} goto clear6\n\t}}"
-    );
-    s.push_str("\tchain clear4 {\n\t}\n");
-    s.push_str("\tchain clear6 {\n\t}\n");
+    let dyn_set = |s: &mut String, name: &str, family: Family, timeout: u64| {
+        let _ = writeln!(
+            s,
+            "\tset {name} {{ type {}; size {SET_SIZE}; flags dynamic,timeout; timeout {timeout}s; }}",
+            family.addr_type()
+        );
+    };
+    for family in Family::BOTH {
+        let d = family.digit();
+        dyn_set(&mut s, &format!("allowed{d}"), family, p.open_seconds);
+        for &len in p.prefixes(family) {
+            dyn_set(
+                &mut s,
+                &level_set("banned", family, len),
+                family,
+                l.ban_seconds,
+            );
+            dyn_set(
+                &mut s,
+                &level_set("wrong", family, len),
+                family,
+                p.wrong_set_timeout(),
+            );
+        }
+        dyn_set(&mut s, &format!("rate{d}"), family, p.rate_set_timeout());
+        dyn_set(&mut s, &format!("trate{d}"), family, p.rate_set_timeout());
+        if p.trusts_knockers() {
+            dyn_set(&mut s, &format!("trusted{d}"), family, l.trust_seconds);
+        }
+        let never_ban = p.never_ban(family);
+        if !never_ban.is_empty() {
+            let _ = writeln!(
+                s,
+                "\tset never_ban{d} {{ type {}; flags interval; auto-merge; elements = {}; }}",
+                family.addr_type(),
+                nft_list(&never_ban)
+            );
+        }
+    }
+    let hook = "\t\ttype filter hook input priority filter - 10; policy accept;\n";
+    for chain in base_chains(p).iter().map(String::as_str).chain(DOOR_CHAINS) {
+        let _ = writeln!(
+            s,
+            "\tchain {chain} {{\n{}\t}}",
+            if chain == "input" { hook } else { "" }
+        );
+    }
     s.push_str("}\n");
+    s.push_str(&base_rules(p));
+    // No doors yet: every knock is a wrong one.
+    let _ = writeln!(s, "add rule inet {t} doors goto wrong");
     s
 }
 
@@ -436,9 +715,9 @@ pub fn effective_doors(p: &NftParams, doors: &[NftDoor]) -> Vec<NftDoor> {
         .collect()
 }
 
-fn flush_door_chains(s: &mut String, t: &str) {
-    for ch in ["doors", "clear4", "clear6"] {
-        let _ = writeln!(s, "flush chain inet {t} {ch}");
+fn flush_chains<'a>(s: &mut String, t: &str, chains: impl IntoIterator<Item = &'a str>) {
+    for chain in chains {
+        let _ = writeln!(s, "flush chain inet {t} {chain}");
     }
 }
 
@@ -455,16 +734,31 @@ fn delete_door_sets(s: &mut String, p: &NftParams, gone: impl Iterator<Item = u6
     }
 }
 
-/// One `nft -f` transaction replacing only the door rules. Per-door sets are
-/// created with `add set` (no-op when present, so stages and owners of doors
-/// that stay survive); sets of counters in `previous` but not in `doors` are
-/// deleted. `allowed*`, `banned*`, `rate*` and counters are untouched.
-/// Doors that are not [`NftDoor::is_renderable`] are skipped.
+/// The `state` set's elements: the windows whose doors are in place.
+fn record_windows(s: &mut String, t: &str, counters: &[u64]) {
+    let _ = writeln!(s, "flush set inet {t} {STATE_SET}");
+    if !counters.is_empty() {
+        let _ = writeln!(s, "add element inet {t} {STATE_SET} {}", nft_list(counters));
+    }
+}
+
+/// One `nft -f` transaction that re-asserts every base chain's rules and
+/// replaces the door rules. Per-door sets are created with `add set` (no-op
+/// when present, so stages and owners of doors that stay survive); sets of
+/// counters in `previous` but not in `doors` are deleted. The contents of
+/// every other set and the counters are untouched. Doors that are not
+/// [`NftDoor::is_renderable`] are skipped.
 pub fn doors_transaction(p: &NftParams, doors: &[NftDoor], previous: &[u64]) -> String {
     let t = &p.table;
     let doors = effective_doors(p, doors);
     let mut s = String::new();
-    flush_door_chains(&mut s, t);
+    let chains = base_chains(p);
+    flush_chains(
+        &mut s,
+        t,
+        chains.iter().map(String::as_str).chain(DOOR_CHAINS),
+    );
+    s.push_str(&base_rules(p));
     for d in &doors {
         for (name, def) in door_set_defs(p, d.counter) {
             let _ = writeln!(s, "add set inet {t} {name} {def}");
@@ -489,7 +783,7 @@ pub fn doors_transaction(p: &NftParams, doors: &[NftDoor], previous: &[u64]) -> 
         let of = owner_fam_set(c);
         let _ = writeln!(
             s,
-            "add rule inet {t} doors {tm} tcp dport {b} ip saddr @{s4} add @{of} {{ meta nfproto }} add @{o4} {{ ip saddr }} update @allowed4 {{ ip saddr timeout {open}s }} counter name {COUNTER_OPENED} goto clear4 comment \"{cm}\""
+            "add rule inet {t} doors {tm} tcp dport {b} ip saddr @{s4} add @{of} {{ meta nfproto }} add @{o4} {{ ip saddr }} update @allowed4 {{ ip saddr timeout {open}s }} counter name {COUNTER_OPENED} goto opened4 comment \"{cm}\""
         );
         let _ = writeln!(
             s,
@@ -497,7 +791,7 @@ pub fn doors_transaction(p: &NftParams, doors: &[NftDoor], previous: &[u64]) -> 
         );
         let _ = writeln!(
             s,
-            "add rule inet {t} doors {tm} tcp dport {b} ip6 saddr @{s6} add @{of} {{ meta nfproto }} add @{o6} {{ ip6 saddr }} update @allowed6 {{ ip6 saddr timeout {open}s }} counter name {COUNTER_OPENED} goto clear6 comment \"{cm}\""
+            "add rule inet {t} doors {tm} tcp dport {b} ip6 saddr @{s6} add @{of} {{ meta nfproto }} add @{o6} {{ ip6 saddr }} update @allowed6 {{ ip6 saddr timeout {open}s }} counter name {COUNTER_OPENED} goto opened6 comment \"{cm}\""
         );
         let _ = writeln!(
             s,
@@ -541,9 +835,6 @@ pub fn doors_transaction(p: &NftParams, doors: &[NftDoor], previous: &[u64]) -> 
             d.ports[0]
         );
     }
-    if let Some(public) = p.public_knock_ports() {
-        let _ = writeln!(s, "add rule inet {t} doors tcp dport {public} return");
-    }
     let _ = writeln!(s, "add rule inet {t} doors goto wrong");
     for d in &doors {
         let c = d.counter;
@@ -565,6 +856,7 @@ pub fn doors_transaction(p: &NftParams, doors: &[NftDoor], previous: &[u64]) -> 
         .filter(|c| !keep.contains(c))
         .collect();
     delete_door_sets(&mut s, p, gone.into_iter());
+    record_windows(&mut s, t, &keep.into_iter().collect::<Vec<_>>());
     s
 }
 
@@ -573,9 +865,11 @@ pub fn doors_transaction(p: &NftParams, doors: &[NftDoor], previous: &[u64]) -> 
 /// protected-port drop stay (fail closed).
 pub fn remove_doors_transaction(p: &NftParams, previous: &[u64]) -> String {
     let mut s = String::new();
-    flush_door_chains(&mut s, &p.table);
+    flush_chains(&mut s, &p.table, DOOR_CHAINS);
+    let _ = writeln!(s, "add rule inet {} doors goto wrong", p.table);
     let gone: BTreeSet<u64> = previous.iter().copied().collect();
     delete_door_sets(&mut s, p, gone.into_iter());
+    record_windows(&mut s, &p.table, &[]);
     s
 }
 
@@ -599,67 +893,192 @@ mod tests {
             valid_until: c * 30 + 30,
         }
     }
+    /// The rules of `chain` in a rendered text, in order.
+    fn rules<'a>(text: &'a str, chain: &str) -> Vec<&'a str> {
+        let prefix = format!("add rule inet knock_totp_web {chain} ");
+        text.lines()
+            .filter_map(|line| line.strip_prefix(prefix.as_str()))
+            .collect()
+    }
+    fn position(rules: &[&str], needle: &str) -> usize {
+        rules
+            .iter()
+            .position(|r| r.contains(needle))
+            .unwrap_or_else(|| panic!("no rule with {needle:?} in {rules:#?}"))
+    }
 
     #[test]
     fn base_settings_fit_an_nft_comment_and_tell_configs_apart() {
         let mut p = params();
         let plain = base_settings(&p);
-        assert!(plain.starts_with(BASE_COMMENT_PREFIX) && plain.len() <= NFT_COMMENT_MAX);
+        assert!(plain.starts_with(BASE_COMMENT_PREFIX) && plain.len() <= 128);
         assert!(base_ruleset(&p).contains(&format!("comment \"{plain}\"")));
-        p.wrong_burst += 1;
+        p.limits.wrong_knock_burst += 1;
         assert_ne!(base_settings(&p), plain);
-        p.public_ports = (1000..1100).collect();
-        let many = base_settings(&p);
-        assert!(
-            many.len() <= NFT_COMMENT_MAX && many.contains("public=100 ports #"),
-            "{many}"
-        );
-        p.public_ports.pop();
-        assert_ne!(base_settings(&p), many);
+        let mut q = params();
+        q.limits.public_ports = (1000..1100).collect();
+        assert!(base_settings(&q).len() <= 128);
+        assert_ne!(base_settings(&q), plain);
+        let mut r = params();
+        r.limits.never_ban = vec!["192.0.2.0/24".into()];
+        assert_ne!(base_settings(&r), plain);
     }
 
     #[test]
-    fn public_ports_skip_the_meters_and_a_wrong_knock_is_metered() {
+    fn public_ports_return_before_anything_and_no_door_uses_them() {
         let mut p = params();
-        p.public_ports = vec![8080, 22, 2222];
+        p.limits.public_ports = vec![8080, 22, 2222];
         let base = base_ruleset(&p);
+        let knock = rules(&base, "knock");
         // 22 is outside the knock range and 2222 the protected port: neither is a knock.
-        assert!(
-            base.contains("\t\ttcp dport { 8080 } ip saddr @banned4 return\n"),
-            "{base}"
-        );
-        let goto = base.find("tcp dport { 8080 } goto doors").unwrap();
-        assert!(goto < base.find("counter name knocks").unwrap());
-        assert!(goto > base.find("ip saddr @banned4 drop").unwrap());
-        let doors = [NftDoor {
-            counter: 7,
-            ports: [4000, 4180],
-            valid_from: 100,
-            valid_until: 190,
-        }];
-        let tx = doors_transaction(&p, &doors, &[]);
-        let start = tx
-            .find("tcp dport 4000 meta nfproto ipv4 add @stage_7_4")
-            .unwrap();
-        let started = tx
-            .find("doors meta time >= 100 meta time < 190 tcp dport 4000 return")
-            .unwrap();
-        let public = tx.find("doors tcp dport { 8080 } return").unwrap();
-        let meter = tx
-            .find("add rule inet knock_totp_web doors goto wrong")
-            .unwrap();
-        assert!(
-            start < started && started < public && public < meter,
-            "{tx}"
-        );
-        assert!(base.contains(
-            "\tchain wrong {\n\t\tmeta nfproto ipv4 update @wrong4 { ip saddr limit rate over \
-             20/hour burst 40 packets } add @banned4 { ip saddr } counter name bans drop\n"
-        ));
+        assert_eq!(knock[0], "tcp dport { 8080 } return", "{knock:#?}");
+        assert_eq!(knock[1], "counter name knocks");
+        assert!(!door(7, 8080, 4180).is_renderable(&p));
+        assert!(!door(7, 4180, 8080).is_renderable(&p));
+        assert!(door(7, 4180, 8081).is_renderable(&p));
+        let tx = doors_transaction(&p, &[door(7, 4000, 8080)], &[]);
+        assert!(!tx.contains("stage_7_4"));
     }
 
     #[test]
-    fn validate_rejects_bad_names() {
+    fn every_meter_is_followed_by_its_fail_closed_check() {
+        let text = base_ruleset(&params());
+        for chain in ["knock", "wrong", "trusted"] {
+            let chain_rules = rules(&text, chain);
+            for (i, rule) in chain_rules.iter().enumerate() {
+                let Some(rest) = rule.split(" update @").nth(1) else {
+                    continue;
+                };
+                let set = rest.split_whitespace().next().unwrap();
+                let next = chain_rules[i + 1];
+                assert!(
+                    next.contains(&format!("!= @{set} ")) && next.ends_with("drop")
+                        || next.ends_with("goto untracked"),
+                    "{chain}: {rule} is followed by {next}"
+                );
+            }
+        }
+        for family in Family::BOTH {
+            for &len in params().prefixes(family) {
+                let ban = rules(&text, &level_set("ban", family, len));
+                assert_eq!(ban.len(), 2);
+                assert!(ban[0].starts_with(&format!("add @{} ", level_set("banned", family, len))));
+                assert_eq!(ban[1], "goto untracked", "a full ban set still drops");
+            }
+        }
+        let untracked = rules(&text, "untracked");
+        assert_eq!(
+            untracked,
+            ["update @attack { meta l4proto } counter name untracked drop"]
+        );
+    }
+
+    #[test]
+    fn untrusted_knocks_meet_bans_at_every_level_then_the_attack_gate_then_the_rate() {
+        let text = base_ruleset(&params());
+        let knock = rules(&text, "knock");
+        let trusted = position(&knock, "@trusted4 goto trusted");
+        let bans = [
+            "ip saddr @banned_4_32 counter name banned drop",
+            "ip saddr & 255.255.255.0 @banned_4_24 counter name banned drop",
+            "ip saddr & 255.255.0.0 @banned_4_16 counter name banned drop",
+            "ip6 saddr & ffff:ffff:ffff:ffff:: @banned_6_64 counter name banned drop",
+            "ip6 saddr & ffff:ffff:ffff:: @banned_6_48 counter name banned drop",
+            "ip6 saddr & ffff:ffff:: @banned_6_32 counter name banned drop",
+        ];
+        let gate = position(&knock, "meta l4proto @attack goto attacked");
+        for ban in bans {
+            let at = position(&knock, ban);
+            assert!(trusted < at && at < gate, "{ban}");
+        }
+        let rate = position(
+            &knock,
+            "meta nfproto ipv4 update @rate4 { ip saddr limit rate over 60/minute burst 40 packets } goto ban_4_32",
+        );
+        assert!(gate < rate);
+        assert_eq!(knock.last(), Some(&"goto doors"));
+        assert!(text.contains("limit global_wrong { rate over 240/hour burst 480 packets }"));
+        assert_eq!(
+            rules(&text, "attacked"),
+            [
+                "limit name global_wrong update @attack { meta l4proto }",
+                "counter name attacked drop"
+            ]
+        );
+    }
+
+    #[test]
+    fn broader_prefixes_get_twice_the_wrong_budget_of_the_level_before() {
+        let text = base_ruleset(&params());
+        let wrong = rules(&text, "wrong");
+        for (key, set, budget) in [
+            ("ip saddr", "wrong_4_32", "20/hour burst 40"),
+            ("ip saddr & 255.255.255.0", "wrong_4_24", "40/hour burst 80"),
+            ("ip saddr & 255.255.0.0", "wrong_4_16", "80/hour burst 160"),
+            (
+                "ip6 saddr & ffff:ffff:ffff:ffff::",
+                "wrong_6_64",
+                "20/hour burst 40",
+            ),
+            ("ip6 saddr & ffff:ffff::", "wrong_6_32", "80/hour burst 160"),
+        ] {
+            let level = set.rsplit('_').next().unwrap();
+            let meter = format!(
+                "update @{set} {{ {key} limit rate over {budget} packets }} goto ban_{}_{level}",
+                &set[6..7]
+            );
+            position(&wrong, &meter);
+        }
+        // Trusted sources spend only the global budget.
+        assert!(wrong[0].ends_with("@trusted4 goto budget"), "{wrong:#?}");
+        assert_eq!(wrong.last(), Some(&"goto budget"));
+    }
+
+    #[test]
+    fn trust_comes_from_an_opened_door_or_never_ban_and_can_be_off() {
+        let mut p = params();
+        p.limits.never_ban = vec!["192.0.2.7/24".into(), "2001:db8::1/48".into()];
+        let text = base_ruleset(&p);
+        assert!(text.contains("set never_ban4 { type ipv4_addr; flags interval; auto-merge; elements = { 192.0.2.0/24 }; }"));
+        assert!(text.contains("elements = { 2001:db8::/48 }"));
+        let knock = rules(&text, "knock");
+        position(&knock, "ip saddr @never_ban4 goto trusted");
+        position(
+            &knock,
+            "ip6 saddr & ffff:ffff:ffff:ffff:: @trusted6 goto trusted",
+        );
+        assert_eq!(
+            rules(&text, "opened4"),
+            ["update @trusted4 { ip saddr }", "goto clear4"]
+        );
+        assert!(text.contains(
+            "set trusted4 { type ipv4_addr; size 65536; flags dynamic,timeout; timeout 604800s; }"
+        ));
+        p.limits.trust_seconds = 0;
+        p.limits.never_ban.clear();
+        let off = base_ruleset(&p);
+        assert!(!off.contains("trusted4") && !off.contains("goto trusted"));
+        assert_eq!(rules(&off, "opened4"), ["goto clear4"]);
+    }
+
+    #[test]
+    fn prefix_lists_choose_the_levels() {
+        let mut p = params();
+        p.limits.ipv4_prefixes = vec![32];
+        p.limits.ipv6_prefixes = vec![128, 56];
+        let text = base_ruleset(&p);
+        assert!(!text.contains("banned_4_24") && text.contains("banned_6_56"));
+        assert!(text.contains("update @rate6 { ip6 saddr limit rate"));
+        assert!(text.contains("ip6 saddr & ffff:ffff:ffff:ff00:: @banned_6_56"));
+        assert_eq!(
+            parse_level_set("banned_6_56"),
+            Some(("banned", Family::V6, 56))
+        );
+        assert_eq!(parse_level_set("allowed4"), None);
+    }
+
+    #[test]
+    fn validate_rejects_bad_names_and_limits() {
         assert!(params().validate().is_ok());
         for bad in ["", "1abc", "a b", "a;b", "a\"b", "a}"] {
             let mut p = params();
@@ -667,46 +1086,78 @@ mod tests {
             assert!(p.validate().is_err(), "{bad}");
         }
         let mut p = params();
-        p.burst = 0;
+        p.limits.burst = 0;
         assert!(p.validate().is_err());
+        for prefixes in [vec![], vec![24, 32], vec![33], vec![0], vec![32, 32]] {
+            let mut p = params();
+            p.limits.ipv4_prefixes = prefixes.clone();
+            assert!(p.validate().is_err(), "{prefixes:?}");
+        }
+        let mut p = params();
+        p.limits.never_ban = vec!["10.0.0.0/33".into()];
+        assert!(p.validate().unwrap_err().contains("never_ban"));
     }
 
     #[test]
     fn base_has_protected_port_before_knocks() {
         let s = base_ruleset(&params());
         assert!(s.starts_with("add table inet knock_totp_web\ndelete table inet knock_totp_web\n"));
-        let drop = s.find("tcp dport 2222 counter name denied drop").unwrap();
-        let est = s
-            .find("tcp dport 2222 ct state established,related accept")
-            .unwrap();
-        let knock = s.find("jump knock").unwrap();
+        let input = rules(&s, "input");
+        let est = position(&input, "tcp dport 2222 ct state established,related accept");
+        let drop = position(&input, "tcp dport 2222 counter name denied drop");
+        let knock = position(&input, "jump knock");
         assert!(est < drop && drop < knock);
         assert!(s.contains("priority filter - 10"));
-        assert!(s.contains("limit rate over 60/minute burst 40 packets"));
-        assert!(s.contains("ip6 saddr & ffff:ffff:ffff:ffff:: @banned6 drop"));
         assert!(s.contains(
-            "set allowed4 { type ipv4_addr; size 65535; flags dynamic,timeout; timeout 30s; }"
+            "set allowed4 { type ipv4_addr; size 65536; flags dynamic,timeout; timeout 30s; }"
         ));
         for c in COUNTERS {
             assert!(s.contains(&format!("counter {c} {{ }}")));
         }
         assert!(!s.contains("tcp dport 1000-9999 drop"));
-        // balanced braces
+        assert_eq!(rules(&s, "doors"), ["goto wrong"]);
         assert_eq!(s.matches('{').count(), s.matches('}').count());
     }
 
     #[test]
     fn drop_knock_range_excludes_public_ports() {
         let mut p = params();
-        p.drop_knock_range = true;
-        p.public_ports = vec![8443, 8080, 443, 2222, 8080];
+        p.limits.drop_knock_range = true;
+        p.limits.public_ports = vec![8443, 8080, 443, 2222, 8080];
         let s = base_ruleset(&p);
-        assert!(s.contains("tcp dport 1000-9999 tcp dport != { 8080, 8443 } drop"));
-        let knock = s.find("jump knock").unwrap();
-        let drop = s.find("tcp dport != { 8080").unwrap();
+        let input = rules(&s, "input");
+        let knock = position(&input, "jump knock");
+        let drop = position(
+            &input,
+            "tcp dport 1000-9999 tcp dport != { 8080, 8443 } drop",
+        );
         assert!(knock < drop);
-        p.public_ports.clear();
-        assert!(base_ruleset(&p).contains("\t\ttcp dport 1000-9999 drop\n"));
+        p.limits.public_ports.clear();
+        assert!(base_ruleset(&p).contains("input tcp dport 1000-9999 drop\n"));
+    }
+
+    #[test]
+    fn a_doors_transaction_reasserts_every_chain_and_records_its_windows() {
+        let p = params();
+        let base = base_ruleset(&p);
+        let tx = doors_transaction(&p, &[door(10, 1111, 2345)], &[]);
+        for chain in base_chains(&p)
+            .iter()
+            .map(String::as_str)
+            .chain(DOOR_CHAINS)
+        {
+            let flush = tx
+                .find(&format!("flush chain inet knock_totp_web {chain}\n"))
+                .unwrap_or_else(|| panic!("{chain} is not flushed"));
+            assert!(flush < tx.find("add rule").unwrap());
+            if !DOOR_CHAINS.contains(&chain) {
+                assert_eq!(rules(&tx, chain), rules(&base, chain), "{chain}");
+            }
+        }
+        assert!(tx.ends_with(
+            "flush set inet knock_totp_web state\nadd element inet knock_totp_web state { 10 }\n"
+        ));
+        assert!(!tx.contains("delete table") && !tx.contains("flush set inet knock_totp_web rate"));
     }
 
     #[test]
@@ -714,27 +1165,29 @@ mod tests {
         let p = params();
         let ds = [door(10, 1111, 2345), door(11, 3333, 4444)];
         let s = doors_transaction(&p, &ds, &[]);
-        assert!(s.starts_with("flush chain inet knock_totp_web doors\n"));
         assert!(s.contains(
-            "add set inet knock_totp_web stage_10_4 { type ipv4_addr; size 65535; flags dynamic,timeout; timeout 10s; }"
+            "add set inet knock_totp_web stage_10_4 { type ipv4_addr; size 65536; flags dynamic,timeout; timeout 10s; }"
         ));
         assert!(s.contains(
             "add set inet knock_totp_web owner_11_6 { type ipv6_addr; size 1; flags dynamic; }"
         ));
-        assert!(s.contains("meta time >= 300 meta time < 330 tcp dport 2345 ip saddr @stage_10_4 add @owner_10_f { meta nfproto } add @owner_10_4 { ip saddr } update @allowed4 { ip saddr timeout 30s } counter name opened goto clear4"));
+        assert!(s.contains("meta time >= 300 meta time < 330 tcp dport 2345 ip saddr @stage_10_4 add @owner_10_f { meta nfproto } add @owner_10_4 { ip saddr } update @allowed4 { ip saddr timeout 30s } counter name opened goto opened4"));
         assert!(s.contains(
             "ip6 saddr @stage_11_6 add @owner_11_f { meta nfproto } add @owner_11_6 { ip6 saddr }"
         ));
-        assert!(s.contains(
-            "add set inet knock_totp_web owner_11_f { type nf_proto; size 1; flags dynamic; }"
-        ));
-        let last_completion = s.rfind("counter name refused").unwrap();
-        let first_cancel = s.find("jump cancel").unwrap();
-        let last_cancel = s.rfind("jump cancel").unwrap();
-        let first_start = s
-            .find("tcp dport 1111 meta nfproto ipv4 add @stage_10_4")
+        let doors = rules(&s, "doors");
+        let last_completion = doors
+            .iter()
+            .rposition(|r| r.contains("counter name refused"))
             .unwrap();
+        let first_cancel = position(&doors, "jump cancel");
+        let last_cancel = doors
+            .iter()
+            .rposition(|r| r.contains("jump cancel"))
+            .unwrap();
+        let first_start = position(&doors, "tcp dport 1111 meta nfproto ipv4 add @stage_10_4");
         assert!(last_completion < first_cancel && last_cancel < first_start);
+        assert_eq!(doors.last(), Some(&"goto wrong"));
         assert!(s.contains("add rule inet knock_totp_web clear6 delete @stage_11_6 { ip6 saddr }"));
         assert!(!s.contains("delete set"));
     }
@@ -795,7 +1248,9 @@ mod tests {
         let s = remove_doors_transaction(&params(), &[7, 8]);
         assert!(!s.contains("delete table") && !s.contains("allowed"));
         assert!(s.contains("flush chain inet knock_totp_web doors"));
+        assert!(s.contains("add rule inet knock_totp_web doors goto wrong"));
         assert!(s.contains("delete set inet knock_totp_web owner_8_6"));
+        assert!(s.ends_with("flush set inet knock_totp_web state\n"));
         assert_eq!(s.matches("delete set").count(), 10);
     }
 
@@ -817,8 +1272,9 @@ mod tests {
     }
 
     #[test]
-    fn rate_timeout_covers_refill() {
+    fn meter_timeouts_cover_the_refill() {
         let p = params();
         assert_eq!(p.rate_set_timeout(), 60 + 40);
+        assert_eq!(p.wrong_set_timeout(), 60 + 7200);
     }
 }

@@ -8,8 +8,9 @@
 //! `counters` is filled).
 
 use super::ruleset::{
-    NftDoor, BASE_COMMENT_PREFIX, COUNTER_BANS, COUNTER_CANCELLED, COUNTER_DENIED, COUNTER_KNOCKS,
-    COUNTER_OPENED, COUNTER_REFUSED,
+    parse_level_set, NftDoor, ATTACK_SET, COUNTER_ATTACKED, COUNTER_BANNED, COUNTER_BANS,
+    COUNTER_CANCELLED, COUNTER_DENIED, COUNTER_KNOCKS, COUNTER_LIMITED, COUNTER_OPENED,
+    COUNTER_REFUSED, COUNTER_UNTRACKED, STATE_SET,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -43,6 +44,14 @@ pub struct Counters {
     pub bans: u64,
     /// SYNs to the protected port dropped.
     pub denied: u64,
+    /// Knocks dropped because their source or its network was banned.
+    pub banned: u64,
+    /// Untrusted knocks dropped while the server was under attack.
+    pub attacked: u64,
+    /// Knocks dropped because a full set could not track their source.
+    pub untracked: u64,
+    /// Trusted sources' knocks dropped over the rate.
+    pub limited: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,7 +59,12 @@ pub struct NftStatus {
     /// Sorted by counter.
     pub doors: Vec<DoorStatus>,
     pub allowed: Vec<TimedSource>,
+    /// Banned sources and networks (`prefix_len` says which).
     pub banned: Vec<TimedSource>,
+    /// Sources that opened a door recently (never banned, through while under attack).
+    pub trusted: Vec<TimedSource>,
+    /// `Some(seconds left)` while the server is under attack.
+    pub attack_seconds_left: Option<u64>,
     pub counters: Counters,
     /// The settings the base table was made with (its `knock-totp base` comment).
     pub base_settings: Option<String>,
@@ -94,6 +108,10 @@ pub fn parse_status_value(v: &Value) -> Result<NftStatus, String> {
                 COUNTER_CANCELLED => &mut st.counters.cancelled,
                 COUNTER_BANS => &mut st.counters.bans,
                 COUNTER_DENIED => &mut st.counters.denied,
+                COUNTER_BANNED => &mut st.counters.banned,
+                COUNTER_ATTACKED => &mut st.counters.attacked,
+                COUNTER_UNTRACKED => &mut st.counters.untracked,
+                COUNTER_LIMITED => &mut st.counters.limited,
                 _ => continue,
             };
             *slot = packets;
@@ -101,6 +119,23 @@ pub fn parse_status_value(v: &Value) -> Result<NftStatus, String> {
             let Some(name) = s.get("name").and_then(Value::as_str) else {
                 continue;
             };
+            if name == STATE_SET {
+                st.base_settings = s.get("comment").and_then(Value::as_str).map(str::to_owned);
+                continue;
+            }
+            if name == ATTACK_SET {
+                st.attack_seconds_left = s
+                    .get("elem")
+                    .and_then(Value::as_array)
+                    .and_then(|elems| elems.first())
+                    .map(|e| {
+                        e.get("elem")
+                            .and_then(|e| e.get("expires"))
+                            .and_then(Value::as_u64)
+                            .unwrap_or(0)
+                    });
+                continue;
+            }
             let elems = match s.get("elem").and_then(Value::as_array) {
                 Some(a) => a.iter().filter_map(parse_elem).collect(),
                 None => Vec::new(),
@@ -110,8 +145,6 @@ pub fn parse_status_value(v: &Value) -> Result<NftStatus, String> {
             let comment = r.get("comment").and_then(Value::as_str).unwrap_or("");
             if let Some(d) = NftDoor::parse_comment(comment) {
                 doors.entry(d.counter).or_insert(d);
-            } else if comment.starts_with(BASE_COMMENT_PREFIX) {
-                st.base_settings = Some(comment.to_owned());
             }
         }
     }
@@ -119,12 +152,22 @@ pub fn parse_status_value(v: &Value) -> Result<NftStatus, String> {
         |sets: &mut BTreeMap<String, Vec<TimedSource>>, n: &str| sets.remove(n).unwrap_or_default();
     st.allowed = take(&mut sets, "allowed4");
     st.allowed.extend(take(&mut sets, "allowed6"));
-    st.banned = take(&mut sets, "banned4");
-    st.banned
-        .extend(take(&mut sets, "banned6").into_iter().map(|mut s| {
-            s.prefix_len = 64;
-            s
-        }));
+    let levels: Vec<(String, u8)> = sets
+        .keys()
+        .filter_map(|name| match parse_level_set(name) {
+            Some(("banned", _, len)) => Some((name.clone(), len)),
+            _ => None,
+        })
+        .collect();
+    for (name, len) in levels {
+        st.banned
+            .extend(take(&mut sets, &name).into_iter().map(|mut s| {
+                s.prefix_len = len;
+                s
+            }));
+    }
+    st.trusted = take(&mut sets, "trusted4");
+    st.trusted.extend(take(&mut sets, "trusted6"));
     for (c, door) in doors {
         let mut staged = take(&mut sets, &format!("stage_{c}_4"));
         staged.extend(take(&mut sets, &format!("stage_{c}_6")));
@@ -140,6 +183,46 @@ pub fn parse_status_value(v: &Value) -> Result<NftStatus, String> {
         });
     }
     Ok(st)
+}
+
+/// What `nft -j list set` shows of one set: its comment and its elements.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetListing {
+    pub comment: Option<String>,
+    /// Numeric elements (the `state` set's windows).
+    pub numbers: Vec<u64>,
+    /// How many elements it holds.
+    pub len: usize,
+}
+
+impl SetListing {
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The first set of a `nft -j list set` answer.
+pub fn set_elements(value: &Value) -> SetListing {
+    let set = value
+        .get("nftables")
+        .and_then(Value::as_array)
+        .and_then(|items| items.iter().find_map(|item| item.get("set")));
+    let Some(set) = set else {
+        return SetListing::default();
+    };
+    let elems = set
+        .get("elem")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    SetListing {
+        comment: set
+            .get("comment")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        numbers: elems.iter().filter_map(Value::as_u64).collect(),
+        len: elems.len(),
+    }
 }
 
 /// `"10.0.0.1"` or `{"elem": {"val": "10.0.0.1", "expires": 25, "timeout": 30}}`.
@@ -183,8 +266,8 @@ mod tests {
 {"counter":{"family":"inet","name":"denied","table":"knock_totp_lab","handle":13,"packets":0,"bytes":0}},
 {"set":{"family":"inet","name":"allowed4","table":"knock_totp_lab","type":"ipv4_addr","handle":14,"size":65535,"flags":["timeout"],"timeout":30,"elem":[{"elem":{"val":"10.213.0.33","expires":29}}]}},
 {"set":{"family":"inet","name":"allowed6","table":"knock_totp_lab","type":"ipv6_addr","handle":15,"size":65535,"flags":["timeout"],"timeout":30,"elem":[{"elem":{"val":"fd13:213:0:4::10","expires":29}}]}},
-{"set":{"family":"inet","name":"banned4","table":"knock_totp_lab","type":"ipv4_addr","handle":16,"size":65535,"flags":["timeout"],"timeout":3600,"elem":[{"elem":{"val":"10.213.0.34","expires":3599}}]}},
-{"set":{"family":"inet","name":"banned6","table":"knock_totp_lab","type":"ipv6_addr","handle":17,"size":65535,"flags":["timeout"],"timeout":3600,"elem":[{"elem":{"val":"fd13:213:0:5::","expires":3599}}]}},
+{"set":{"family":"inet","name":"banned_4_32","table":"knock_totp_lab","type":"ipv4_addr","handle":16,"size":65535,"flags":["timeout"],"timeout":3600,"elem":[{"elem":{"val":"10.213.0.34","expires":3599}}]}},
+{"set":{"family":"inet","name":"banned_6_64","table":"knock_totp_lab","type":"ipv6_addr","handle":17,"size":65535,"flags":["timeout"],"timeout":3600,"elem":[{"elem":{"val":"fd13:213:0:5::","expires":3599}}]}},
 {"set":{"family":"inet","name":"rate4","table":"knock_totp_lab","type":"ipv4_addr","handle":18,"size":65535,"flags":["timeout"],"timeout":100,"elem":[{"elem":{"val":"10.213.0.33","expires":99,"limit":{"rate":60,"burst":40,"per":"minute","inv":true}}},{"elem":{"val":"10.213.0.34","expires":99,"limit":{"rate":60,"burst":40,"per":"minute","inv":true}}},{"elem":{"val":"10.213.0.35","expires":99,"limit":{"rate":60,"burst":40,"per":"minute","inv":true}}}]}},
 {"set":{"family":"inet","name":"rate6","table":"knock_totp_lab","type":"ipv6_addr","handle":19,"size":65535,"flags":["timeout"],"timeout":100,"elem":[{"elem":{"val":"fd13:213:0:4::","expires":99,"limit":{"rate":60,"burst":40,"per":"minute","inv":true}}},{"elem":{"val":"fd13:213:0:5::","expires":99,"limit":{"rate":60,"burst":40,"per":"minute","inv":true}}}]}},
 {"set":{"family":"inet","name":"stage_900_4","table":"knock_totp_lab","type":"ipv4_addr","handle":33,"size":65535,"flags":["timeout"],"timeout":10,"elem":[{"elem":{"val":"10.213.0.35","expires":9}}]}},
@@ -202,6 +285,10 @@ mod tests {
 {"set":{"family":"inet","name":"owner_902_f","table":"knock_totp_lab","type":"nf_proto","handle":45,"size":1,"elem":["ipv6"]}},
 {"set":{"family":"inet","name":"owner_902_4","table":"knock_totp_lab","type":"ipv4_addr","handle":46,"size":1}},
 {"set":{"family":"inet","name":"owner_902_6","table":"knock_totp_lab","type":"ipv6_addr","handle":47,"size":1,"elem":["fd13:213:0:4::10"]}},
+{"set":{"family":"inet","name":"banned_4_16","table":"knock_totp_lab","type":"ipv4_addr","handle":80,"size":65536,"flags":["timeout"],"timeout":3600,"elem":[{"elem":{"val":"10.9.0.0","expires":3000}}]}},
+{"set":{"family":"inet","name":"trusted4","table":"knock_totp_lab","type":"ipv4_addr","handle":81,"size":65536,"flags":["timeout"],"timeout":604800,"elem":[{"elem":{"val":"10.213.0.33","expires":604790}}]}},
+{"set":{"family":"inet","name":"state","table":"knock_totp_lab","type":"mark","handle":82,"comment":"knock-totp base v3 port=2222 open=30 seq=10 #abcdef","size":16,"elem":[900,901,902]}},
+{"set":{"family":"inet","name":"attack","table":"knock_totp_lab","type":"inet_proto","handle":83,"size":1,"flags":["timeout"],"timeout":300,"elem":[{"elem":{"val":"tcp","expires":120}}]}},
 {"chain":{"family":"inet","table":"knock_totp_lab","name":"input","handle":1,"type":"filter","hook":"input","prio":-10,"policy":"accept"}},
 {"chain":{"family":"inet","table":"knock_totp_lab","name":"knock","handle":2}},
 {"chain":{"family":"inet","table":"knock_totp_lab","name":"doors","handle":3}},
@@ -280,12 +367,19 @@ mod tests {
             .collect();
         assert_eq!(
             banned,
-            vec![("10.213.0.34".into(), 32), ("fd13:213:0:5::".into(), 64)]
+            vec![
+                ("10.9.0.0".into(), 16),
+                ("10.213.0.34".into(), 32),
+                ("fd13:213:0:5::".into(), 64)
+            ]
         );
+        assert_eq!(st.trusted.len(), 1);
+        assert_eq!(st.attack_seconds_left, Some(120));
+        assert!(st.base_settings.as_deref().unwrap().ends_with("#abcdef"));
         assert!(st
             .banned
             .iter()
-            .all(|s| s.seconds_left.unwrap() <= 3600 && s.seconds_left.unwrap() > 3000));
+            .all(|s| s.seconds_left.unwrap() <= 3600 && s.seconds_left.unwrap() >= 3000));
         assert_eq!(st.counters.opened, 2);
         assert_eq!(st.counters.bans, 2);
         assert!(st.counters.knocks >= 2 * 41 + 5);
@@ -301,7 +395,7 @@ mod tests {
             {"counter": {"family": "inet", "name": "knocks", "table": "t", "handle": 1, "packets": 7, "bytes": 420}},
             {"counter": {"family": "inet", "name": "bans", "table": "t", "handle": 2, "packets": 1, "bytes": 60}},
             {"set": {"family": "inet", "name": "allowed4", "table": "t", "type": "ipv4_addr", "handle": 3, "size": 65535, "flags": ["timeout", "dynamic"], "timeout": 30}},
-            {"set": {"family": "inet", "name": "banned4", "table": "t", "type": "ipv4_addr", "handle": 4, "flags": ["timeout", "dynamic"], "elem": [{"elem": {"val": "192.0.2.1", "timeout": 60, "expires": 59}}, "192.0.2.9"]}}]}"#;
+            {"set": {"family": "inet", "name": "banned_4_32", "table": "t", "type": "ipv4_addr", "handle": 4, "flags": ["timeout", "dynamic"], "elem": [{"elem": {"val": "192.0.2.1", "timeout": 60, "expires": 59}}, "192.0.2.9"]}}]}"#;
         let st = parse_status(j).unwrap();
         assert_eq!(
             st.counters,
@@ -315,6 +409,19 @@ mod tests {
         assert_eq!(st.banned.len(), 2);
         assert_eq!(st.banned[0].seconds_left, Some(59));
         assert_eq!(st.banned[1].seconds_left, None);
+    }
+
+    #[test]
+    fn a_set_listing_gives_its_comment_and_numbers() {
+        let listing: Value = serde_json::from_str(
+            r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"set": {"family": "inet", "name": "state", "table": "T", "type": "mark", "handle": 1, "comment": "knock-totp base v3 #abc", "size": 16, "elem": [58000431, 58000432]}}]}"#,
+        )
+        .unwrap();
+        let set = set_elements(&listing);
+        assert_eq!(set.comment.as_deref(), Some("knock-totp base v3 #abc"));
+        assert_eq!(set.numbers, [58_000_431, 58_000_432]);
+        assert!(!set.is_empty());
+        assert!(set_elements(&serde_json::json!({})).is_empty());
     }
 
     #[test]
