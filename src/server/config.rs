@@ -588,25 +588,25 @@ fn missing_table(table: &'static str) -> (&'static str, String) {
 impl NftSettings {
     /// Checks every limit; the error names the key.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if !(1..=6_000).contains(&self.rate_per_minute) {
+        if !(1..=1_000_000).contains(&self.rate_per_minute) {
             return Err((
                 "rate_per_minute",
-                "rate_per_minute must be between 1 and 6000".into(),
+                "rate_per_minute must be between 1 and 1000000".into(),
             ));
         }
-        if !(1..=1_000).contains(&self.burst) {
-            return Err(("burst", "burst must be between 1 and 1000".into()));
+        if !(1..=1_000_000).contains(&self.burst) {
+            return Err(("burst", "burst must be between 1 and 1000000".into()));
         }
-        if !(1..=3_600).contains(&self.wrong_knocks_per_hour) {
+        if !(1..=1_000_000).contains(&self.wrong_knocks_per_hour) {
             return Err((
                 "wrong_knocks_per_hour",
-                "wrong_knocks_per_hour must be between 1 and 3600".into(),
+                "wrong_knocks_per_hour must be between 1 and 1000000".into(),
             ));
         }
-        if !(1..=1_000).contains(&self.wrong_knock_burst) {
+        if !(1..=1_000_000).contains(&self.wrong_knock_burst) {
             return Err((
                 "wrong_knock_burst",
-                "wrong_knock_burst must be between 1 and 1000".into(),
+                "wrong_knock_burst must be between 1 and 1000000".into(),
             ));
         }
         if !(1..=604_800).contains(&self.ban_seconds) {
@@ -617,16 +617,16 @@ impl NftSettings {
         }
         check_prefixes("ipv4_prefixes", &self.ipv4_prefixes, 32)?;
         check_prefixes("ipv6_prefixes", &self.ipv6_prefixes, 128)?;
-        if !(1..=100_000).contains(&self.global_wrong_knocks_per_hour) {
+        if !(1..=10_000_000).contains(&self.global_wrong_knocks_per_hour) {
             return Err((
                 "global_wrong_knocks_per_hour",
-                "global_wrong_knocks_per_hour must be between 1 and 100000".into(),
+                "global_wrong_knocks_per_hour must be between 1 and 10000000".into(),
             ));
         }
-        if !(1..=100_000).contains(&self.global_wrong_knock_burst) {
+        if !(1..=10_000_000).contains(&self.global_wrong_knock_burst) {
             return Err((
                 "global_wrong_knock_burst",
-                "global_wrong_knock_burst must be between 1 and 100000".into(),
+                "global_wrong_knock_burst must be between 1 and 10000000".into(),
             ));
         }
         if !(1..=86_400).contains(&self.attack_seconds) {
