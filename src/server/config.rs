@@ -166,6 +166,11 @@ pub struct NftSettings {
     /// the server is under attack (0: nobody is trusted for having knocked).
     #[serde(default = "NftSettings::default_trust")]
     pub trust_seconds: u64,
+    /// Sources (or networks) each meter, ban, trust and stage set holds. A full set fails
+    /// closed (its untracked sources are dropped and the server is under attack), so this is
+    /// a capacity: each element with a meter takes ~210 bytes of kernel memory.
+    #[serde(default = "NftSettings::default_tracked_sources")]
+    pub tracked_sources: u32,
     /// Networks (CIDRs such as `192.0.2.0/24` or `2001:db8::/48`) never banned and always
     /// trusted, like fail2ban's `ignoreip`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -213,6 +218,9 @@ impl NftSettings {
     fn default_trust() -> u64 {
         7 * 86_400
     }
+    fn default_tracked_sources() -> u32 {
+        65_536
+    }
 }
 
 impl Default for NftSettings {
@@ -229,6 +237,7 @@ impl Default for NftSettings {
             global_wrong_knock_burst: Self::default_global_wrong_burst(),
             attack_seconds: Self::default_attack(),
             trust_seconds: Self::default_trust(),
+            tracked_sources: Self::default_tracked_sources(),
             never_ban: Vec::new(),
             drop_knock_range: false,
             public_ports: Vec::new(),
@@ -639,6 +648,12 @@ impl NftSettings {
             return Err((
                 "trust_seconds",
                 "trust_seconds must be at most 7776000 (90 days; 0 trusts nobody)".into(),
+            ));
+        }
+        if !(1_024..=1_048_576).contains(&self.tracked_sources) {
+            return Err((
+                "tracked_sources",
+                "tracked_sources must be between 1024 and 1048576".into(),
             ));
         }
         for network in &self.never_ban {

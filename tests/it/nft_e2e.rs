@@ -6,6 +6,8 @@
 //! small Python script run in the client namespace: a non-blocking `connect` sends exactly
 //! one SYN, `close` drops the socket before any answer. Every wait and loop is bounded.
 
+mod attack;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::ops::RangeInclusive;
 use std::os::unix::fs::PermissionsExt;

@@ -9,7 +9,7 @@ Modes (SOURCES is a CIDR; source i is the network address plus i << STEP, STEP 0
 hosts, 64 for IPv6 /64s):
     fill SOURCES STEP COUNT            one SYN from each of COUNT sources, random knock ports
     flood SOURCES STEP COUNT TOTAL     TOTAL SYNs from random ones of COUNT sources
-    from SRC PORT TOTAL                TOTAL SYNs from one address to PORT
+    from SRC PORT TOTAL                TOTAL SYNs from one address to PORT (0: random knock ports)
     guess SRC TOTAL_PAIRS              random pairs from one address
     pairs SOURCES STEP COUNT PER REAL_A REAL_B POSITION
                                        PER random pairs from each of COUNT sources, source by
@@ -89,7 +89,7 @@ def main(argv):
         elif mode == "from":
             src, port, total = ipaddress.ip_address(rest[0]), int(rest[1]), int(rest[2])
             for _ in range(total):
-                yield src, port, False
+                yield src, port or knock(), False
         elif mode == "guess":
             src, pairs = ipaddress.ip_address(rest[0]), int(rest[1])
             for _ in range(pairs):

@@ -68,13 +68,6 @@ pub const KNOCK_RANGE: RangeInclusive<u16> = MIN_KNOCK_PORT..=MAX_KNOCK_PORT;
 /// strings, which is ambiguous).
 pub const DOOR_COMMENT_PREFIX: &str = "knock-totp door";
 
-/// Upper bound of every dynamic set. A full set fails closed, so this is a
-/// capacity, not a security parameter: 65,536 elements with a `limit`
-/// expression take ~14 MB of kernel memory (measured), which bounds the worst
-/// case of all meter sets together to ~150 MB, and a legitimate server never
-/// tracks that many sources at once.
-pub const SET_SIZE: u32 = 65536;
-
 /// Set `state`: its comment lists the settings, its elements the installed windows.
 pub const STATE_SET: &str = "state";
 /// Set `attack`: holds `tcp` while the server is under attack.
@@ -395,8 +388,8 @@ fn owner_fam_set(c: u64) -> String {
 fn door_set_defs(p: &NftParams, c: u64) -> [(String, String); 5] {
     let stage = |ty: &str| {
         format!(
-            "{{ type {ty}; size {SET_SIZE}; flags dynamic,timeout; timeout {}s; }}",
-            p.seq_timeout
+            "{{ type {ty}; size {}; flags dynamic,timeout; timeout {}s; }}",
+            p.limits.tracked_sources, p.seq_timeout
         )
     };
     let owner = |ty: &str| format!("{{ type {ty}; size 1; flags dynamic; }}");
@@ -653,8 +646,9 @@ pub fn base_ruleset(p: &NftParams) -> String {
     let dyn_set = |s: &mut String, name: &str, family: Family, timeout: u64| {
         let _ = writeln!(
             s,
-            "\tset {name} {{ type {}; size {SET_SIZE}; flags dynamic,timeout; timeout {timeout}s; }}",
-            family.addr_type()
+            "\tset {name} {{ type {}; size {}; flags dynamic,timeout; timeout {timeout}s; }}",
+            family.addr_type(),
+            l.tracked_sources
         );
     };
     for family in Family::BOTH {
