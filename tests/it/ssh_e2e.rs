@@ -108,6 +108,51 @@ fn start_sshd(lab: &mut Lab, client_key: &Path) -> PathBuf {
     log
 }
 
+/// A user's side: the profile, the README's ssh_config recipe with their key and a private
+/// known_hosts, and `knock-totp` on PATH, as the recipe names it.
+struct SshClient {
+    ssh_config: PathBuf,
+    path: String,
+}
+
+impl SshClient {
+    fn new(lab: &Lab, env: &Env, client_key: &Path) -> Self {
+        let server = lab.server_ip.to_string();
+        env.add_file_host_with(NAME, &server, RFC_SECRET, &["--user", "root"]);
+        let known_hosts = env.path().join("known_hosts");
+        let ssh_config = env.path().join("ssh_config");
+        std::fs::write(
+            &ssh_config,
+            format!(
+                "{}Host *\n    User root\n    IdentityFile {}\n    IdentitiesOnly yes\n    \
+                 UserKnownHostsFile {}\n    StrictHostKeyChecking accept-new\n    BatchMode yes\n",
+                readme_recipe(&server),
+                client_key.display(),
+                known_hosts.display()
+            ),
+        )
+        .unwrap();
+        let bin_dir = Path::new(env!("CARGO_BIN_EXE_knock-totp"))
+            .parent()
+            .unwrap();
+        let path = format!(
+            "{}:{}",
+            bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Self { ssh_config, path }
+    }
+
+    /// `program` in the client namespace, as the user runs it.
+    fn cmd(&self, lab: &Lab, env: &Env, program: &str) -> Command {
+        let mut cmd = lab.client_cmd(program);
+        cmd.env("PATH", &self.path)
+            .env("KNOCK_TOTP_CONFIG", env.config())
+            .env("HOME", env.home());
+        cmd
+    }
+}
+
 /// The README's ssh_config recipe, pointed at `address`.
 fn readme_recipe(address: &str) -> String {
     let readme =
@@ -137,45 +182,16 @@ fn sshd_sees_one_connection_per_login_through_ssh_proxy_and_scp() {
     let env = Env::new();
     let client_key = env.path().join("id_ed25519");
     let sshd_log = start_sshd(&mut lab, &client_key);
-    let server = lab.server_ip.to_string();
-    env.add_file_host_with(NAME, &server, RFC_SECRET, &["--user", "root"]);
-
-    // The user's ssh_config: the README's recipe, then their key and a private known_hosts.
+    let client = SshClient::new(&lab, &env, &client_key);
+    let ssh_config = &client.ssh_config;
     let known_hosts = env.path().join("known_hosts");
-    let ssh_config = env.path().join("ssh_config");
-    std::fs::write(
-        &ssh_config,
-        format!(
-            "{}Host *\n    User root\n    IdentityFile {}\n    IdentitiesOnly yes\n    \
-             UserKnownHostsFile {}\n    StrictHostKeyChecking accept-new\n    BatchMode yes\n",
-            readme_recipe(&server),
-            client_key.display(),
-            known_hosts.display()
-        ),
-    )
-    .unwrap();
-    // `knock-totp` on PATH, as the recipe names it.
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_knock-totp"))
-        .parent()
-        .unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let in_client = |program: &str| {
-        let mut cmd = lab.client_cmd(program);
-        cmd.env("PATH", &path)
-            .env("KNOCK_TOTP_CONFIG", env.config())
-            .env("HOME", env.home());
-        cmd
-    };
+    let in_client = |program: &str| client.cmd(&lab, &env, program);
     let door_closes = || std::thread::sleep(Duration::from_secs(OPEN_SECONDS + 1));
 
     // 1. knock-totp ssh.
     let out = in_client("knock-totp")
         .args(["ssh", NAME, "--", "-F"])
-        .arg(&ssh_config)
+        .arg(ssh_config)
         .args(["echo", "in-through-knock-totp-ssh"])
         .output()
         .unwrap();
@@ -196,7 +212,7 @@ fn sshd_sees_one_connection_per_login_through_ssh_proxy_and_scp() {
     // 2. ssh through the README's ProxyCommand.
     let out = in_client("ssh")
         .arg("-F")
-        .arg(&ssh_config)
+        .arg(ssh_config)
         .args([NAME, "echo", "in-through-the-proxy-command"])
         .output()
         .unwrap();
@@ -211,7 +227,7 @@ fn sshd_sees_one_connection_per_login_through_ssh_proxy_and_scp() {
     let copy = lab.dir.path().join("copied");
     let out = in_client("scp")
         .arg("-F")
-        .arg(&ssh_config)
+        .arg(ssh_config)
         .arg(&source)
         .arg(format!("{NAME}:{}", copy.display()))
         .output()
@@ -243,4 +259,53 @@ fn sshd_sees_one_connection_per_login_through_ssh_proxy_and_scp() {
     assert!(!log.contains("kex_exchange_identification"), "{log}");
     assert_eq!(log.matches("Connection from ").count(), 3, "{log}");
     assert_eq!(log.matches("Accepted publickey").count(), 3, "{log}");
+}
+
+#[test]
+fn ten_ssh_logins_a_minute_through_the_proxy_command_are_never_banned() {
+    if !sshd_lab_available() {
+        return;
+    }
+    const LOGINS: u32 = 10;
+    let mut lab = Lab::new("sshten");
+    protected_server(&mut lab);
+    let env = Env::new();
+    let client_key = env.path().join("id_ed25519");
+    start_sshd(&mut lab, &client_key);
+    let client = SshClient::new(&lab, &env, &client_key);
+    let started = std::time::Instant::now();
+    for login in 0..LOGINS {
+        // One login every 6 s: ten a minute, each finding the door closed again.
+        let due = Duration::from_secs(6) * login;
+        std::thread::sleep(due.saturating_sub(started.elapsed()));
+        let out = client
+            .cmd(&lab, &env, "ssh")
+            .arg("-F")
+            .arg(&client.ssh_config)
+            .args([NAME, "echo", "in"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "login {login}: {}", stderr_of(&out));
+        assert_eq!(stdout_of(&out), "in\n");
+    }
+    let config = lab.dir.path().join("setup").join("web.toml");
+    let out = run_ok(
+        lab.server_cmd(env!("CARGO_BIN_EXE_knock-totp"))
+            .args(["server", "--config"])
+            .arg(&config)
+            .args(["--status", "--json"]),
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!(
+        "ten logins a minute: {LOGINS} in {:.1?}; counters {}",
+        started.elapsed(),
+        status["counters"]
+    );
+    assert_eq!(status["banned"], serde_json::json!([]), "{status}");
+    assert_eq!(status["counters"]["bans"], 0, "{status}");
+    assert_eq!(status["counters"]["limited"], 0, "{status}");
+    assert!(
+        status["counters"]["opened"].as_u64().unwrap() >= u64::from(LOGINS),
+        "{status}"
+    );
 }
