@@ -82,9 +82,9 @@ fn render_lab(
     ban: u64,
 ) -> Result<(), String> {
     let mut p = params(table, port);
-    p.rate_per_minute = rate;
-    p.burst = burst;
-    p.ban_seconds = ban;
+    p.limits.rate_per_minute = rate;
+    p.limits.burst = burst;
+    p.limits.ban_seconds = ban;
     p.validate()?;
     let t = now();
     let door = NftDoor {
