@@ -292,7 +292,7 @@ impl NftEngine {
     }
 
     /// Replaces the doors in the kernel with `doors` (one transaction); returns how many were
-    /// put in place (doors that knock the protected port itself are skipped).
+    /// put in place (doors that knock the protected port or a public port are skipped).
     fn load_doors(&mut self, doors: Vec<NftDoor>) -> anyhow::Result<usize> {
         self.nft
             .load(&doors_transaction(&self.params, &doors, &self.installed))?;
@@ -356,7 +356,7 @@ impl Engine for NftEngine {
             in_place,
             self.params.table,
             if skipped > 0 {
-                format!(" ({skipped} skipped: a knock port is the protected port)")
+                format!(" ({skipped} skipped: a knock port is the protected port or a public one)")
             } else {
                 String::new()
             },
