@@ -6,7 +6,8 @@
 # commands measured in the same run of this script.
 #
 #   benches/run.sh           full suite (a few minutes; the namespace lab needs root)
-#   benches/run.sh --quick   few iterations, no root-only parts (CI; < 60 s after the build)
+#   benches/run.sh --quick   few iterations, no root-only parts (CI; < 60 s after the build;
+#                            as root, engines.sh, ssh.sh and flood.sh follow; flood.sh ~2 min)
 #
 # KNOCK_TOTP_BENCH_BASELINE=PATH adds the `code NAME` rows of another knock-totp binary (an
 # older release build) measured in the same rounds, for before/after comparisons.
@@ -19,7 +20,7 @@ quick=0
 case "${1:-}" in
     --quick) quick=1 ;;
     "") ;;
-    -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "usage: benches/run.sh [--quick]" >&2; exit 2 ;;
 esac
 is_root=0
@@ -305,3 +306,4 @@ python3 benches/report.py render "$rows" "$work/header.md" | tee "$target_dir/be
 say "written to $target_dir/bench-report.md"
 benches/engines.sh "$@" || say "warning: benches/engines.sh failed; the report above is complete without it"
 benches/ssh.sh "$@" || say "warning: benches/ssh.sh failed; the report above is complete without it"
+benches/flood.sh "$@" || say "warning: benches/flood.sh failed; the report above is complete without it"
