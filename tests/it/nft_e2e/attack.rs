@@ -373,3 +373,94 @@ fn nft_a_spoofed_flood_to_a_public_port_cancels_no_knock() {
     assert_eq!(got_in, KNOCKS, "{}", rig.report());
     assert_eq!(counter(&status, "cancelled"), 0, "{status}");
 }
+
+/// What an attacker can grow (the meter sets) must cost the daemon nothing: with rate4 and
+/// wrong_4_32 full, every `nft` the daemon runs over a few rotations and repair checks is a
+/// load or a read of its small `state`/`attack` sets, never the table or a meter set.
+#[test]
+fn nft_the_daemon_never_reads_the_meter_sets() {
+    if !nft_lab_available(false) {
+        return;
+    }
+    let mut rig = Rig::setup("nftreads", 5, 30);
+    rig.install_base();
+    let real_nft = stdout_of(
+        &std::process::Command::new("sh")
+            .args(["-c", "command -v nft"])
+            .output()
+            .unwrap(),
+    )
+    .trim()
+    .to_owned();
+    let bin = rig.lab.dir.path().join("bin");
+    let calls = rig.lab.dir.path().join("nft-calls.log");
+    std::fs::create_dir(&bin).unwrap();
+    let wrapper = bin.join("nft");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{real_nft}' \"$@\"\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!("PATH={}:/usr/sbin:/usr/bin:/sbin:/bin", bin.display());
+    rig.start_daemon_via(&["env", &path]);
+
+    let full = 65_536;
+    let mut fill = String::new();
+    for set in ["rate4", "wrong_4_32"] {
+        for chunk in (0..full).collect::<Vec<u32>>().chunks(8192) {
+            let elements: Vec<String> = chunk
+                .iter()
+                .map(|i| format!("{} timeout 1h", Ipv4Addr::from(0x0ad5_0000 + i)))
+                .collect();
+            fill.push_str(&format!(
+                "add element inet {TABLE} {set} {{ {} }}\n",
+                elements.join(", ")
+            ));
+        }
+    }
+    let script = rig.lab.dir.path().join("fill.nft");
+    std::fs::write(&script, fill).unwrap();
+    rig.lab
+        .server_exec(&["nft", "-f", &script.to_string_lossy()]);
+    let before = std::fs::read_to_string(&calls).unwrap().lines().count();
+    let first = rig.rotations().into_iter().max().unwrap();
+    rig.wait_rotation(first + 2, Duration::from_secs(20));
+
+    let listed = rig
+        .lab
+        .server_exec(&["nft", "-j", "list", "set", "inet", TABLE, "rate4"]);
+    let elements = serde_json::from_slice::<Value>(&listed.stdout).unwrap()["nftables"][1]["set"]
+        ["elem"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert_eq!(elements, full as usize, "rate4 is not full");
+    let log = std::fs::read_to_string(&calls).unwrap();
+    let after: Vec<&str> = log.lines().skip(before).collect();
+    assert!(
+        after.iter().filter(|c| c.starts_with("-f")).count() >= 2,
+        "no rotation went through nft: {after:?}"
+    );
+    assert!(
+        after.iter().any(|c| c.contains(" list set ")),
+        "no repair check read the state set: {after:?}"
+    );
+    let cheap = |call: &&str| {
+        *call == "-f -"
+            || ["state", "attack"]
+                .iter()
+                .any(|set| *call == format!("-j list set inet {TABLE} {set}"))
+    };
+    let costly: Vec<&&str> = after.iter().filter(|c| !cheap(c)).collect();
+    assert!(
+        costly.is_empty(),
+        "the daemon read more than it needs: {costly:?}"
+    );
+}
