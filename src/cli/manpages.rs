@@ -43,6 +43,17 @@ Manager (Windows) under service \fBknock\-totp\fR, account = host name.
 .TP
 \fI/etc/knock\-totp/\fR
 Server side: the server configuration and its 0600 secret file written by \fBsetup\fR.
+.TP
+\fI/var/lib/knock\-totp/NAME.window\fR
+Server side (in \fB$STATE_DIRECTORY\fR when systemd sets it, as the unit's
+\fBStateDirectory=knock\-totp\fR does): one line \fBwindow=N\fR, the newest TOTP window whose
+door \fBserver\fR put in the firewall, written (0600, atomically) before that door goes in.
+A daemon started with its clock behind that window serves no door until the clock passes
+it, so a knock captured before is never accepted again. Even with the clock right, a
+restarted daemon serves only windows after that one: knocks may fail for up to two windows
+after a restart. A damaged file, a symbolic link or one others may write stops
+the daemon. If the clock was wrong when the file was written and is right now, remove the
+file.
 "#;
 
 const ENVIRONMENT: &str = r#".SH ENVIRONMENT

@@ -1,6 +1,7 @@
 //! The server: the doors of each window go to a knock engine, which opens the protected port
 //! through the host firewall or the cloud's. `config` is the daemon's file, `artifacts` what
-//! `setup` writes, `doors` what a window needs, `rotation` the loop that follows the clock,
+//! `setup` writes, `doors` what a window needs, `rotation` the loop that follows the clock, `state`
+//! the newest window served (kept across restarts),
 //! `engine/` the knock engines, `firewall/` the backends a door's grant runs through, and
 //! `cloud/` the cloud CLIs.
 
@@ -12,6 +13,7 @@ pub mod engine;
 pub mod firewall;
 pub mod rotation;
 pub mod schedule;
+pub mod state;
 pub mod systemd;
 
 use std::path::Path;

@@ -11,6 +11,7 @@ use crate::log::Log;
 use crate::server::doors::active_doors;
 use crate::server::engine::Engine;
 use crate::server::schedule::{clock_jump, next_step, ClockJump, Step};
+use crate::server::state::{hold_back, newest, starts_behind, ServedState, StateFileError};
 
 /// SIGTERM and SIGINT, turned into a channel the loop can sleep on.
 pub struct StopSignal {
@@ -127,6 +128,13 @@ pub struct Rotation {
     pub engine: Box<dyn Engine>,
     pub log: Log,
     pub dry_run: bool,
+    /// Where the newest window served is kept across restarts (`None`: nowhere).
+    pub served: Option<ServedState>,
+    /// The newest window whose door was in the firewall before this start: no door of a
+    /// window up to it goes in again.
+    floor: Option<u64>,
+    /// The newest window recorded in the state file.
+    recorded: Option<u64>,
 }
 
 impl Rotation {
@@ -136,6 +144,32 @@ impl Rotation {
             engine,
             log,
             dry_run,
+            served: None,
+            floor: None,
+            recorded: None,
+        }
+    }
+
+    /// Keeps the newest window served in `state` (read at start, written before each new
+    /// door goes in place; a dry run only reads it).
+    pub fn remembering(mut self, state: ServedState) -> Self {
+        self.served = Some(state);
+        self
+    }
+
+    /// The newest window served before this start, from the state file. A dry run goes on
+    /// without it when it cannot be read (it changes nothing; a real start would stop).
+    fn read_served(&mut self) -> anyhow::Result<Option<u64>> {
+        let Some(state) = &self.served else {
+            return Ok(None);
+        };
+        match state.read() {
+            Ok(found) => Ok(found),
+            Err(e) if self.dry_run => {
+                self.log.alarm(format!("{e} (dry run: going on)"));
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -150,8 +184,39 @@ impl Rotation {
         // Doors go in place `lead` ahead of their window: the schedule runs on a clock that
         // is that much ahead.
         let lead = self.engine.rotation_lead();
-        let mut window = Window::at((wall_clock()? + lead).as_secs(), self.totp.period());
-        if let Err(e) = self.rotate(window, stop, true) {
+        let clock = Window::at((wall_clock()? + lead).as_secs(), self.totp.period());
+        self.floor = self.read_served()?;
+        self.recorded = self.floor;
+        let mut window = clock;
+        let mut behind = false;
+        let started = match self.floor {
+            Some(floor) if starts_behind(clock, self.floor) => {
+                // The window served before this start (the newest door is the next one's).
+                window = Window {
+                    counter: floor - 1,
+                    ..clock
+                };
+                self.log.alarm(format!(
+                    "the clock is in window {}, behind window {} already served before this \
+                     start ({} records doors up to window {floor}): no older window is served \
+                     again; no door goes in before the clock reaches window {floor} (if the \
+                     clock was wrong before and is right now, remove that file and restart)",
+                    clock.counter,
+                    window.counter,
+                    self.served
+                        .as_ref()
+                        .map_or_else(String::new, |s| s.path().display().to_string()),
+                ));
+                behind = true;
+                if self.dry_run {
+                    self.engine.dry_run(clock, &[])
+                } else {
+                    self.engine.start_without_doors(clock, stop)
+                }
+            }
+            _ => self.rotate(window, stop, true),
+        };
+        if let Err(e) = started {
             if let Some(signal) = stop.received() {
                 // Interrupted while retrying: a stop, not a failure.
                 self.log
@@ -163,7 +228,6 @@ impl Rotation {
         if once {
             return Ok(());
         }
-        let mut behind = false;
         while stop.received().is_none() {
             let wall_before = wall_clock()?;
             let mono_before = Instant::now();
@@ -185,7 +249,7 @@ impl Rotation {
                     }
                     window = next;
                     if let Err(e) = self.rotate(window, stop, false) {
-                        if self.engine.is_fatal(&e) {
+                        if self.engine.is_fatal(&e) || e.is::<StateFileError>() {
                             return Err(self.cleanup_after(e));
                         }
                         self.log.alarm(format!(
@@ -201,9 +265,14 @@ impl Rotation {
                         self.log.alarm(format!(
                             "the clock went back to window {}, before window {} already served: \
                              no older window is served again; the doors stay as they are until \
-                             the clock catches up (restart the daemon if the clock was wrong \
-                             before)",
-                            current.counter, window.counter
+                             the clock catches up (if the clock was wrong before, stop the \
+                             daemon, remove {} and start it)",
+                            current.counter,
+                            window.counter,
+                            self.served.as_ref().map_or_else(
+                                || "its state file".into(),
+                                |s| s.path().display().to_string()
+                            )
                         ));
                         behind = true;
                     }
@@ -260,11 +329,31 @@ impl Rotation {
         error
     }
 
-    /// Puts the doors for `window` in place (or prints what that would do, in a dry run).
+    /// Puts the doors for `window` in place (or prints what that would do, in a dry run),
+    /// except those of windows served before this start. The newest window among them is
+    /// recorded first: once a door is in the firewall, its window is never forgotten.
     fn rotate(&mut self, window: Window, stop: &mut StopSignal, first: bool) -> anyhow::Result<()> {
-        let doors = active_doors(&self.totp, window);
+        let mut doors = active_doors(&self.totp, window);
+        let held = hold_back(&mut doors, self.floor);
+        if held > 0 {
+            self.log.note(format!(
+                "window {}: {held} doors held back: their windows (up to {}) had doors before \
+                 this start, and no window is served twice",
+                window.counter,
+                self.floor.unwrap_or_default()
+            ));
+        }
         if self.dry_run {
             return self.engine.dry_run(window, &doors);
+        }
+        if let (Some(state), Some(newest)) = (&self.served, newest(&doors)) {
+            if self.recorded.is_none_or(|recorded| newest > recorded) {
+                state.record(newest)?;
+                self.recorded = Some(newest);
+            }
+        }
+        if first && doors.is_empty() {
+            return self.engine.start_without_doors(window, stop);
         }
         self.engine.apply(window, &doors, stop, first)
     }

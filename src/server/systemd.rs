@@ -6,6 +6,7 @@ use crate::core::ports::knock_range_text;
 use crate::server::config::{EngineKind, ServerConfig, SECRET_CREDENTIAL, SERVER_DIR};
 use crate::server::engine::{design, AtBoot, UnitRole};
 use crate::server::firewall::{Firewall, Iptables};
+use crate::server::state::DEFAULT_STATE_DIR;
 
 /// A hardened systemd unit running `knock-totp server` with this config at `config_path`.
 pub fn unit(config: &ServerConfig, config_path: &Path, executable: &Path) -> String {
@@ -42,6 +43,10 @@ pub fn unit(config: &ServerConfig, config_path: &Path, executable: &Path) -> Str
          # The secret reaches the daemon as $CREDENTIALS_DIRECTORY/{SECRET_CREDENTIAL}, readable by it alone.\n\
          LoadCredential={SECRET_CREDENTIAL}:{secret}\n\
          UMask=0077\n\
+         # The newest window served ({state_dir}/{name}.window): a restart with the clock\n\
+         # behind never serves an old window again. Writable under ProtectSystem=strict.\n\
+         StateDirectory={state}\n\
+         StateDirectoryMode=0700\n\
          NoNewPrivileges=yes\n\
          ProtectSystem=strict\n\
          {writable}\
@@ -77,8 +82,14 @@ pub fn unit(config: &ServerConfig, config_path: &Path, executable: &Path) -> Str
         executable = exec_word(&executable.to_string_lossy()),
         config = config_path.display(),
         secret = config.secret_file.display(),
+        state = STATE_DIRECTORY,
+        state_dir = DEFAULT_STATE_DIR,
     )
 }
+
+/// The unit's `StateDirectory=`: systemd makes `/var/lib/knock-totp` (0700, even under
+/// `ProtectSystem=strict`) and passes it as `$STATE_DIRECTORY`.
+pub const STATE_DIRECTORY: &str = "knock-totp";
 
 /// The packaged template unit `knock-totp-server@.service`: instance NAME runs
 /// `/etc/knock-totp/NAME.toml` with the secret `/etc/knock-totp/NAME.secret`.
@@ -209,6 +220,8 @@ mod tests {
             "ProtectSystem=strict",
             "ReadWritePaths=/etc/knock-totp/knockd",
             "PrivateTmp=yes",
+            "StateDirectory=knock-totp",
+            "StateDirectoryMode=0700",
         ] {
             assert!(unit.lines().any(|l| l == line), "{line} missing:\n{unit}");
         }

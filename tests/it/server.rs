@@ -69,6 +69,7 @@ impl ServerDir {
         let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("knock-totp"));
         cmd.env("HOME", self.env.home())
             .env("KNOCK_TOTP_CONFIG", self.env.config())
+            .env("STATE_DIRECTORY", self.env.state_dir())
             .args(["-v", "server", "--config"])
             .arg(config);
         for (k, v) in envs {

@@ -12,6 +12,7 @@ use crate::server::engine;
 use crate::server::engine::nftables::{self, report};
 use crate::server::load_secret_file;
 use crate::server::rotation::{Rotation, StopSignal};
+use crate::server::state::ServedState;
 
 pub fn run(ctx: &Context, args: ServerArgs) -> anyhow::Result<()> {
     let config = ServerConfig::load(&args.config)?;
@@ -24,8 +25,9 @@ pub fn run(ctx: &Context, args: ServerArgs) -> anyhow::Result<()> {
         .map_err(|e| UserError::usage(format!("{}: {e}", args.config.display())))?;
     drop(secret);
 
+    let state = ServedState::for_server(&config.name);
     let engine = engine::build(config, ctx.log)?;
-    let mut server = Rotation::new(totp, engine, ctx.log, args.dry_run);
+    let mut server = Rotation::new(totp, engine, ctx.log, args.dry_run).remembering(state);
     server.preflight()?;
     let mut stop = StopSignal::install()?;
     server.run(args.once, &mut stop)

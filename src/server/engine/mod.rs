@@ -34,6 +34,17 @@ pub trait Engine {
         first: bool,
     ) -> anyhow::Result<()>;
 
+    /// The daemon's first rotation when every door of `window` was in the firewall before
+    /// this start (the clock is behind the windows served, or a restart within the window):
+    /// reconciles like a first `apply`, removes any door an earlier run left, and leaves the
+    /// protected port closed with no door at all. Both engines fail closed with no door: the
+    /// nftables table's `doors` chain is then only `goto wrong` (the port's drop is in `input`),
+    /// and knockd gets a knockd.conf without a sequence (the firewall script keeps the port
+    /// closed).
+    fn start_without_doors(&mut self, window: Window, stop: &mut StopSignal) -> anyhow::Result<()> {
+        self.apply(window, &[], stop, true)
+    }
+
     /// Prints what `apply` would do, changing nothing.
     fn dry_run(&mut self, window: Window, doors: &[ActiveDoor]) -> anyhow::Result<()>;
 

@@ -109,9 +109,17 @@ impl Lab {
         lab
     }
 
-    /// A command run inside the server namespace.
+    /// A command run inside the server namespace. A daemon started with it keeps its state
+    /// file (the newest window served) in the lab, as systemd's StateDirectory= would.
     pub fn server_cmd(&self, program: impl AsRef<OsStr>) -> Command {
-        netns_cmd(&self.server_ns, program.as_ref())
+        let mut cmd = netns_cmd(&self.server_ns, program.as_ref());
+        cmd.env("STATE_DIRECTORY", self.state_dir());
+        cmd
+    }
+
+    /// Where daemons in the server namespace keep their state file (`NAME.window`).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
     }
 
     /// A command run inside the client namespace.

@@ -38,12 +38,19 @@ impl Env {
         self.dir.path()
     }
 
+    /// Where a server run with this environment keeps its state file (`NAME.window`), as
+    /// systemd's StateDirectory= would pass it: never the host's /var/lib/knock-totp.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
     /// `knock-totp` with this environment; no session bus unless the caller adds one.
     pub fn cmd(&self) -> Command {
         let mut cmd = Command::cargo_bin("knock-totp").expect("binary built");
         std::fs::create_dir_all(self.home()).ok();
         cmd.env("KNOCK_TOTP_CONFIG", self.config())
             .env("HOME", self.home())
+            .env("STATE_DIRECTORY", self.state_dir())
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("KNOCK_TOTP_SSH");
         cmd
@@ -63,6 +70,7 @@ impl Env {
         std::fs::create_dir_all(self.home()).ok();
         cmd.env("KNOCK_TOTP_CONFIG", self.config())
             .env("HOME", self.home())
+            .env("STATE_DIRECTORY", self.state_dir())
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("KNOCK_TOTP_SSH");
         cmd

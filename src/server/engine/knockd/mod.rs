@@ -304,11 +304,18 @@ impl Engine for KnockdEngine {
             }
         }
 
+        let which = match (doors.first(), doors.last()) {
+            (Some(first), Some(last)) => {
+                format!(
+                    "doors for {}..={}",
+                    first.window.counter, last.window.counter
+                )
+            }
+            _ => "no doors".to_owned(),
+        };
         self.log.note(format!(
-            "window {}: doors for {}..={}, {} ms{}",
+            "window {}: {which}, {} ms{}",
             window.counter,
-            doors.first().map_or(window.counter, |d| d.window.counter),
-            doors.last().map_or(window.counter, |d| d.window.counter),
             started.elapsed().as_millis(),
             if cloud_trouble.is_some() {
                 " (cloud firewall not swept, retrying next window)"
