@@ -9,4 +9,7 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && ! scripts/test-deps.sh --check; then
     scripts/test-deps.sh
 fi
+# A target directory of its own: a `cargo build` (without the feature) in the same checkout
+# while the tests run cannot replace the binary under test.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/test-clock}"
 scripts/with-keyring.sh cargo test --all-targets --features test-clock "$@"

@@ -88,6 +88,32 @@ impl Rig {
         assert_eq!(status["protected"], Value::Bool(true), "{what}: {status}");
     }
 
+    /// Fails unless the binary under test moves its clock by `offset` (a dry run prints the
+    /// window it plans): a binary built without the feature, e.g. replaced by a `cargo build`
+    /// in the same checkout while the tests run, would make the test prove nothing.
+    fn assert_binary_moves_its_clock(&self, offset: i64) {
+        let out = self
+            .lab
+            .server_cmd(env!("CARGO_BIN_EXE_knock-totp"))
+            .env(OFFSET_VAR, offset.to_string())
+            .args(["server", "--config", &self.config, "--dry-run", "--once"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "dry run: {}", stderr_of(&out));
+        let planned: u64 = stdout_of(&out)
+            .lines()
+            .find_map(|l| l.strip_prefix("# dry run: window ")?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no planned window: {}", stdout_of(&out)));
+        let expected = self.counter_at(unix_now().as_secs_f64() + offset as f64);
+        assert!(
+            planned.abs_diff(expected) <= 1,
+            "{} planned window {planned}, not {expected}: it ignores {OFFSET_VAR}, so it was \
+             built without --features test-clock (another cargo build in this checkout?)",
+            env!("CARGO_BIN_EXE_knock-totp")
+        );
+    }
+
     /// The current window by the real clock.
     fn real_window(&self) -> u64 {
         self.counter_at(unix_now().as_secs_f64())
@@ -130,6 +156,7 @@ fn a_restart_behind_the_clock_never_serves_an_older_window_again() {
     );
 
     // The clock 300 s (60 windows) back: the daemon would serve windows long gone.
+    rig.assert_binary_moves_its_clock(-300);
     rig.start_daemon_at(-300, ALARM);
     let log = rig.log_text();
     let alarm = log.lines().find(|l| l.contains(ALARM)).unwrap().to_owned();
