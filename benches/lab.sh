@@ -21,6 +21,9 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# The daemons started here keep their state file (NAME.window) in the scratch directory,
+# never in the host's /var/lib/knock-totp, so no run sees another run's windows.
+export STATE_DIRECTORY="$work/state"
 
 have() { command -v "$1" >/dev/null; }
 
