@@ -392,10 +392,11 @@ pub struct SetupArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(subcommand_negates_reqs = true, disable_help_subcommand = true)]
 pub struct ServerArgs {
     /// Server configuration file (written by `setup`)
-    #[arg(long, short = 'c', value_name = "FILE")]
-    pub config: PathBuf,
+    #[arg(long, short = 'c', value_name = "FILE", required = true)]
+    pub config: Option<PathBuf>,
 
     /// Do one rotation and exit
     #[arg(long)]
@@ -412,6 +413,34 @@ pub struct ServerArgs {
     /// With --status: print JSON
     #[arg(long, requires = "status")]
     pub json: bool,
+
+    #[command(subcommand)]
+    pub action: Option<ServerAction>,
+}
+
+/// What `server` does instead of running the daemon.
+#[derive(Debug, Subcommand)]
+pub enum ServerAction {
+    /// Lift the nftables engine's ban of an address (and of the networks around it that are
+    /// banned), and forget its wrong knocks so that its next knock is not banned again
+    ///
+    /// ADDRESS is one IPv4 or IPv6 address, as a client knocks from: every ban level whose
+    /// network holds it is lifted (its own /32, its /24 and /16 with the default prefixes; an
+    /// IPv6 address's /64, /48 and /32), with the wrong-knock and rate meters of those
+    /// networks, in one nft transaction. Lifting a network's ban lifts it for the whole
+    /// network: any address inside a network `--status` lists will do. Run as root.
+    Unban(UnbanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UnbanArgs {
+    /// The address to unban (IPv4 or IPv6, no prefix length)
+    #[arg(value_name = "ADDRESS")]
+    pub address: String,
+
+    /// Server configuration file (written by `setup`), here or before `unban`
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
