@@ -98,10 +98,9 @@ fn descriptions_name_the_nftables_engine() {
             .find(&format!("\n{key} = "))
             .unwrap_or_else(|| panic!("Cargo.toml has no {key}"));
         let rest = &cargo[start + key.len() + 4..];
-        let end = if rest.starts_with("\"\"\"") {
-            rest[3..].find("\"\"\"").unwrap() + 6
-        } else {
-            rest.find('\n').unwrap()
+        let end = match rest.strip_prefix("\"\"\"") {
+            Some(long) => long.find("\"\"\"").unwrap() + 6,
+            None => rest.find('\n').unwrap(),
         };
         rest[..end].replace("\\\n", "").replace('\n', " ")
     };
