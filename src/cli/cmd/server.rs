@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::cli::args::{ServerAction, ServerArgs};
+use crate::cli::args::{ServerAction, ServerArgs, UnbanArgs};
 use crate::cli::term::now;
 use crate::cli::Context;
 use crate::core::totp::Totp;
@@ -16,31 +16,7 @@ use crate::server::state::ServedState;
 
 pub fn run(ctx: &Context, args: ServerArgs) -> anyhow::Result<()> {
     if let Some(ServerAction::Unban(unban_args)) = &args.action {
-        if args.status || args.once || args.dry_run || args.json {
-            return Err(UserError::usage(
-                "server unban does not take --status, --json, --once or --dry-run",
-            )
-            .with_hint("run `knock-totp server unban --config FILE ADDRESS` on its own")
-            .into());
-        }
-        let path =
-            match (&unban_args.config, &args.config) {
-                (Some(a), Some(b)) if a != b => {
-                    return Err(
-                        UserError::usage("server unban got two different --config files")
-                            .with_hint("give --config FILE once")
-                            .into(),
-                    )
-                }
-                (Some(path), _) | (None, Some(path)) => path.clone(),
-                (None, None) => return Err(UserError::usage(
-                    "server unban needs the server's configuration",
-                )
-                .with_hint("knock-totp server unban --config /etc/knock-totp/NAME.toml ADDRESS")
-                .into()),
-            };
-        let config = ServerConfig::load(&path)?;
-        return unban(ctx, &config, &unban_args.address);
+        return unban(ctx, &args, unban_args);
     }
     let Some(config_path) = args.config.as_ref() else {
         return Err(UserError::usage("server needs --config FILE")
@@ -110,8 +86,33 @@ fn status(ctx: &Context, config: &ServerConfig, as_json: bool) -> anyhow::Result
 
 /// `server unban ADDRESS`: lifts the address's bans (and its networks') and forgets its
 /// wrong knocks, in one nft transaction.
-fn unban(ctx: &Context, config: &ServerConfig, address: &str) -> anyhow::Result<()> {
-    let addr = nftables::unban::parse_address(address)?;
+fn unban(ctx: &Context, args: &ServerArgs, unban_args: &UnbanArgs) -> anyhow::Result<()> {
+    if args.status || args.once || args.dry_run || args.json {
+        return Err(UserError::usage(
+            "server unban does not take --status, --json, --once or --dry-run",
+        )
+        .with_hint("run `knock-totp server unban --config FILE ADDRESS` on its own")
+        .into());
+    }
+    let addr = nftables::unban::parse_address(&unban_args.address)?;
+    let path = match (&unban_args.config, &args.config) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(
+                UserError::usage("server unban got two different --config files")
+                    .with_hint("give --config FILE once")
+                    .into(),
+            )
+        }
+        (Some(path), _) | (None, Some(path)) => path,
+        (None, None) => {
+            return Err(
+                UserError::usage("server unban needs the server's configuration")
+                    .with_hint("knock-totp server unban --config /etc/knock-totp/NAME.toml ADDRESS")
+                    .into(),
+            )
+        }
+    };
+    let config = &ServerConfig::load(path)?;
     if config.engine != EngineKind::Nftables {
         return Err(UserError::usage(format!(
             "server unban lifts the nftables engine's bans; this server runs engine = \"{}\", \
@@ -156,8 +157,12 @@ fn unban(ctx: &Context, config: &ServerConfig, address: &str) -> anyhow::Result<
         .map(|f| f.entry.network())
         .collect();
     if !meters.is_empty() {
-        let mut networks = meters;
-        networks.dedup();
+        let mut networks: Vec<String> = Vec::new();
+        for network in meters {
+            if !networks.contains(&network) {
+                networks.push(network);
+            }
+        }
         println!(
             "forgot the knocks counted against {}: its next knock starts afresh",
             networks.join(", ")
