@@ -38,7 +38,7 @@ Register-ArgumentCompleter -Native -CommandName 'knock-totp' -ScriptBlock {
             [CompletionResult]::new('knock', 'knock', [CompletionResultType]::ParameterValue, 'Knock a host''s port sequence')
             [CompletionResult]::new('ssh', 'ssh', [CompletionResultType]::ParameterValue, 'Run ssh through a ProxyCommand that knocks, waits for the port and hands ssh that connection')
             [CompletionResult]::new('proxy', 'proxy', [CompletionResultType]::ParameterValue, 'Knock, connect and relay stdin/stdout (for ssh''s ProxyCommand)')
-            [CompletionResult]::new('setup', 'setup', [CompletionResultType]::ParameterValue, 'Enroll a server: secret, QR code, knockd, firewall, server and systemd configs')
+            [CompletionResult]::new('setup', 'setup', [CompletionResultType]::ParameterValue, 'Enroll a server: secret, QR code, the nftables base table (or knockd.conf), firewall, server and systemd configs')
             [CompletionResult]::new('server', 'server', [CompletionResultType]::ParameterValue, 'Run the rotation daemon that keeps the doors following the code')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -218,8 +218,20 @@ Register-ArgumentCompleter -Native -CommandName 'knock-totp' -ScriptBlock {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Server configuration file (written by `setup`)')
             [CompletionResult]::new('--once', '--once', [CompletionResultType]::ParameterName, 'Do one rotation and exit')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print the actions instead of doing them, window after window (it never exits: add --once for one pass)')
-            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Print the engine''s state (doors, allowed and banned sources, counters) and exit')
+            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Print the engine''s state (doors, allowed and banned sources, counters) and exit; with -v, the door ports too')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'With --status: print JSON')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more on stderr (repeat for more detail); never shows secrets')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more on stderr (repeat for more detail); never shows secrets')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only results and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only results and errors')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('unban', 'unban', [CompletionResultType]::ParameterValue, 'Lift the nftables engine''s bans of an address and forget its wrong knocks')
+            break
+        }
+        'knock-totp;server;unban' {
+            [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'Server configuration file (written by `setup`), here or before `unban`')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Server configuration file (written by `setup`), here or before `unban`')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Say more on stderr (repeat for more detail); never shows secrets')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Say more on stderr (repeat for more detail); never shows secrets')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only results and errors')
@@ -247,7 +259,7 @@ Register-ArgumentCompleter -Native -CommandName 'knock-totp' -ScriptBlock {
             [CompletionResult]::new('knock', 'knock', [CompletionResultType]::ParameterValue, 'Knock a host''s port sequence')
             [CompletionResult]::new('ssh', 'ssh', [CompletionResultType]::ParameterValue, 'Run ssh through a ProxyCommand that knocks, waits for the port and hands ssh that connection')
             [CompletionResult]::new('proxy', 'proxy', [CompletionResultType]::ParameterValue, 'Knock, connect and relay stdin/stdout (for ssh''s ProxyCommand)')
-            [CompletionResult]::new('setup', 'setup', [CompletionResultType]::ParameterValue, 'Enroll a server: secret, QR code, knockd, firewall, server and systemd configs')
+            [CompletionResult]::new('setup', 'setup', [CompletionResultType]::ParameterValue, 'Enroll a server: secret, QR code, the nftables base table (or knockd.conf), firewall, server and systemd configs')
             [CompletionResult]::new('server', 'server', [CompletionResultType]::ParameterValue, 'Run the rotation daemon that keeps the doors following the code')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -284,6 +296,10 @@ Register-ArgumentCompleter -Native -CommandName 'knock-totp' -ScriptBlock {
             break
         }
         'knock-totp;help;server' {
+            [CompletionResult]::new('unban', 'unban', [CompletionResultType]::ParameterValue, 'Lift the nftables engine''s bans of an address and forget its wrong knocks')
+            break
+        }
+        'knock-totp;help;server;unban' {
             break
         }
         'knock-totp;help;completions' {

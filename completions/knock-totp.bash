@@ -94,6 +94,12 @@ _knock__totp() {
             knock__totp__subcmd__help,ssh)
                 cmd="knock__totp__subcmd__help__subcmd__ssh"
                 ;;
+            knock__totp__subcmd__help__subcmd__server,unban)
+                cmd="knock__totp__subcmd__help__subcmd__server__subcmd__unban"
+                ;;
+            knock__totp__subcmd__server,unban)
+                cmd="knock__totp__subcmd__server__subcmd__unban"
+                ;;
             *)
                 ;;
         esac
@@ -353,8 +359,22 @@ _knock__totp() {
             return 0
             ;;
         knock__totp__subcmd__help__subcmd__server)
-            opts=""
+            opts="unban"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        knock__totp__subcmd__help__subcmd__server__subcmd__unban)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -535,8 +555,30 @@ _knock__totp() {
             return 0
             ;;
         knock__totp__subcmd__server)
-            opts="-c -v -q -h --config --once --dry-run --status --json --verbose --quiet --help"
+            opts="-c -v -q -h --config --once --dry-run --status --json --verbose --quiet --help unban"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        knock__totp__subcmd__server__subcmd__unban)
+            opts="-c -v -q -h --config --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -35,7 +35,7 @@ set edit:completion:arg-completer[knock-totp] = {|@words|
             cand knock 'Knock a host''s port sequence'
             cand ssh 'Run ssh through a ProxyCommand that knocks, waits for the port and hands ssh that connection'
             cand proxy 'Knock, connect and relay stdin/stdout (for ssh''s ProxyCommand)'
-            cand setup 'Enroll a server: secret, QR code, knockd, firewall, server and systemd configs'
+            cand setup 'Enroll a server: secret, QR code, the nftables base table (or knockd.conf), firewall, server and systemd configs'
             cand server 'Run the rotation daemon that keeps the doors following the code'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -204,8 +204,19 @@ set edit:completion:arg-completer[knock-totp] = {|@words|
             cand --config 'Server configuration file (written by `setup`)'
             cand --once 'Do one rotation and exit'
             cand --dry-run 'Print the actions instead of doing them, window after window (it never exits: add --once for one pass)'
-            cand --status 'Print the engine''s state (doors, allowed and banned sources, counters) and exit'
+            cand --status 'Print the engine''s state (doors, allowed and banned sources, counters) and exit; with -v, the door ports too'
             cand --json 'With --status: print JSON'
+            cand -v 'Say more on stderr (repeat for more detail); never shows secrets'
+            cand --verbose 'Say more on stderr (repeat for more detail); never shows secrets'
+            cand -q 'Print only results and errors'
+            cand --quiet 'Print only results and errors'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand unban 'Lift the nftables engine''s bans of an address and forget its wrong knocks'
+        }
+        &'knock-totp;server;unban'= {
+            cand -c 'Server configuration file (written by `setup`), here or before `unban`'
+            cand --config 'Server configuration file (written by `setup`), here or before `unban`'
             cand -v 'Say more on stderr (repeat for more detail); never shows secrets'
             cand --verbose 'Say more on stderr (repeat for more detail); never shows secrets'
             cand -q 'Print only results and errors'
@@ -231,7 +242,7 @@ set edit:completion:arg-completer[knock-totp] = {|@words|
             cand knock 'Knock a host''s port sequence'
             cand ssh 'Run ssh through a ProxyCommand that knocks, waits for the port and hands ssh that connection'
             cand proxy 'Knock, connect and relay stdin/stdout (for ssh''s ProxyCommand)'
-            cand setup 'Enroll a server: secret, QR code, knockd, firewall, server and systemd configs'
+            cand setup 'Enroll a server: secret, QR code, the nftables base table (or knockd.conf), firewall, server and systemd configs'
             cand server 'Run the rotation daemon that keeps the doors following the code'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -257,6 +268,9 @@ set edit:completion:arg-completer[knock-totp] = {|@words|
         &'knock-totp;help;setup'= {
         }
         &'knock-totp;help;server'= {
+            cand unban 'Lift the nftables engine''s bans of an address and forget its wrong knocks'
+        }
+        &'knock-totp;help;server;unban'= {
         }
         &'knock-totp;help;completions'= {
         }

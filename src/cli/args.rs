@@ -15,12 +15,14 @@ use crate::server::firewall::FirewallKind;
 #[command(
     name = "knock-totp",
     version,
-    about = "Time-based port knocking: TOTP codes turned into knock sequences for knockd",
+    about = "Time-based port knocking: TOTP codes turned into knocks, doors in nftables or knockd",
     long_about = "Time-based port knocking. Every 30 seconds a host's shared secret gives a \
                   six-digit TOTP code (the one Google Authenticator shows); its first and last \
                   four digits are the two ports to knock. knock-totp knocks them, connects and \
-                  runs ssh for the user, and enrolls servers and rotates knockd's sequence for \
-                  the administrator."
+                  runs ssh for the user; for the administrator it enrolls servers and runs the \
+                  server that opens the doors: its nftables engine (the default) keeps them in \
+                  the kernel, single use, rate limited and banning guessers; its knockd engine \
+                  (for compatibility with knockd servers) rotates knockd's sequence instead."
 )]
 pub struct Cli {
     /// Say more on stderr (repeat for more detail); never shows secrets
@@ -55,7 +57,7 @@ pub enum Command {
     Ssh(SshArgs),
     /// Knock, connect and relay stdin/stdout (for ssh's ProxyCommand)
     Proxy(ProxyArgs),
-    /// Enroll a server: secret, QR code, knockd, firewall, server and systemd configs
+    /// Enroll a server: secret, QR code, the nftables base table (or knockd.conf), firewall, server and systemd configs
     ///
     /// The daemon's systemd unit runs this very binary (`ExecStart` is its canonical path):
     /// run setup with the knock-totp the server will use, installed as root (setup warns when
@@ -70,6 +72,12 @@ pub enum Command {
     /// (`systemctl reload knockd.service`); without systemd, set `knockd_pid_file` instead
     /// (knockd writes a pid file only when run with -d and PidFile): the daemon then sends
     /// knockd SIGHUP itself and restarts it if a reload kills it.
+    ///
+    /// For the operator of the nftables engine: `--status` reads the kernel's table (the doors
+    /// and their owners, allowed, banned and trusted sources with the level of each ban and the
+    /// time left, the counters; `--json` adds RFC 3339 times) and starts with a WARNING line when
+    /// no door covers the current moment (the daemon is not running or not rotating);
+    /// `server unban --config FILE ADDRESS` lifts an address's bans. Run them as root.
     Server(ServerArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
@@ -392,10 +400,11 @@ pub struct SetupArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(subcommand_negates_reqs = true, disable_help_subcommand = true)]
 pub struct ServerArgs {
     /// Server configuration file (written by `setup`)
-    #[arg(long, short = 'c', value_name = "FILE")]
-    pub config: PathBuf,
+    #[arg(long, short = 'c', value_name = "FILE", required = true)]
+    pub config: Option<PathBuf>,
 
     /// Do one rotation and exit
     #[arg(long)]
@@ -405,13 +414,42 @@ pub struct ServerArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Print the engine's state (doors, allowed and banned sources, counters) and exit
+    /// Print the engine's state (doors, allowed and banned sources, counters) and exit; with
+    /// -v, the door ports too
     #[arg(long, conflicts_with_all = ["once", "dry_run"])]
     pub status: bool,
 
     /// With --status: print JSON
     #[arg(long, requires = "status")]
     pub json: bool,
+
+    #[command(subcommand)]
+    pub action: Option<ServerAction>,
+}
+
+/// What `server` does instead of running the daemon.
+#[derive(Debug, Subcommand)]
+pub enum ServerAction {
+    /// Lift the nftables engine's bans of an address and forget its wrong knocks
+    ///
+    /// Its next knock is then not banned again.
+    /// ADDRESS is one IPv4 or IPv6 address, as a client knocks from: every ban level whose
+    /// network holds it is lifted (its own /32, its /24 and /16 with the default prefixes; an
+    /// IPv6 address's /64, /48 and /32), with the wrong-knock and rate meters of those
+    /// networks, in one nft transaction. Lifting a network's ban lifts it for the whole
+    /// network: any address inside a network `--status` lists will do. Run as root.
+    Unban(UnbanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UnbanArgs {
+    /// The address to unban (IPv4 or IPv6, no prefix length)
+    #[arg(value_name = "ADDRESS")]
+    pub address: String,
+
+    /// Server configuration file (written by `setup`), here or before `unban`
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -94,7 +94,8 @@ Turn a code read off a phone into ports, on a machine without the secret:
     knock\-totp ports \-\-from\-code 970113
 .fi
 .PP
-Enroll a server (prints the QR code, knockd.conf, firewall, server and systemd files):
+Enroll a server (prints the QR code; writes the nftables base table, firewall, server and
+systemd files):
 .PP
 .nf
     knock\-totp setup web \-\-address web.example.com \-\-out /etc/knock\-totp
@@ -104,9 +105,13 @@ Enroll a server (prints the QR code, knockd.conf, firewall, server and systemd f
 const SECURITY: &str = r#".SH SECURITY
 The knock keeps the protected port closed to scanners and to anyone without the secret, and
 a sequence expires with its 30 second window, so an old capture cannot be replayed later.
-It does not protect against an observer on the network path: a captured knock can be
-replayed from elsewhere within the same window (and the neighbouring windows the server
-accepts for clock skew). TOTP knocking is not single packet authorization; keep the
+With the nftables engine (the default) a door is single use: it opens for the first address
+that completes it and, for the rest of its life, for that address only, so a knock captured
+on the network path and replayed from elsewhere is refused (\fBserver \-\-status\fR counts
+it under replays refused). The knockd engine does not refuse it: with knockd a captured knock
+can be replayed from elsewhere within the same window (and the neighbouring windows the
+server accepts for clock skew). An observer on the path who can send from the knocker's own
+address is not stopped by either. TOTP knocking is not single packet authorization; keep the
 protected service's own authentication strong. Secrets are never printed, logged or passed
 in the argument list of programs knock\-totp starts, unless asked for with
 \fBshow \-\-secret\fR, \fBshow \-\-qr\fR or \fBsetup\fR.
@@ -122,6 +127,10 @@ pub fn pages() -> Vec<(String, String)> {
     let mut pages = vec![render(cmd.clone(), true)];
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         pages.push(render(sub.clone(), false));
+        // `server unban` and the like: a page of their own.
+        for nested in sub.get_subcommands().filter(|s| !s.is_hide_set()) {
+            pages.push(render(nested.clone(), false));
+        }
     }
     pages
 }
@@ -176,6 +185,7 @@ mod tests {
         let names: Vec<_> = pages.iter().map(|(n, _)| n.as_str()).collect();
         assert!(names.contains(&"knock-totp.1"));
         assert!(names.contains(&"knock-totp-ssh.1"));
+        assert!(names.contains(&"knock-totp-server-unban.1"), "{names:?}");
         for (name, text) in &pages {
             assert!(text.contains(".SH \"EXIT STATUS\""), "{name}");
         }

@@ -385,8 +385,13 @@ impl ServerConfig {
     /// Reads and parses the file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            UserError::usage(format!("cannot read {}: {e}", path.display()))
-                .with_hint("`knock-totp setup NAME --out DIR` writes one")
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                "run the server as root (sudo), or through its systemd unit \
+                 (systemctl start knock-totp-NAME)"
+            } else {
+                "`knock-totp setup NAME --out DIR` writes one"
+            };
+            UserError::usage(format!("cannot read {}: {e}", path.display())).with_hint(hint)
         })?;
         Ok(Self::parse(&text, path)?)
     }

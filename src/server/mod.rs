@@ -43,6 +43,15 @@ pub fn load_secret_file(path: &Path) -> anyhow::Result<SecretKey> {
                 "point secret_file at the file itself, or replace the link with it: \
                      install -m 600 -o root TARGET {shown}"
             ))
+        } else if e == rustix::io::Errno::ACCESS || e == rustix::io::Errno::PERM {
+            UserError::usage(format!(
+                "cannot read the secret file {shown}: {}",
+                std::io::Error::from(e)
+            ))
+            .with_hint(
+                "run the server as root (sudo), or start it through its systemd unit \
+                 (systemctl start knock-totp-NAME), which hands it the secret",
+            )
         } else {
             UserError::usage(format!(
                 "cannot read the secret file {shown}: {}",

@@ -78,6 +78,76 @@ fn man_pages_are_current() {
     check_dir(&root().join("man"), &knock_totp::cli::manpages::pages());
 }
 
+/// The top-level help, the man page and the package descriptions name the default engine
+/// (nftables) and knockd as the compatible one, and do not call the tool a knockd rotation
+/// server; the man page says which engine refuses a replayed knock.
+#[test]
+fn descriptions_name_the_nftables_engine() {
+    let help = stdout_of(&Env::new().cmd().arg("--help").output().unwrap());
+    let short_help = stdout_of(&Env::new().cmd().arg("-h").output().unwrap());
+    let pages = knock_totp::cli::manpages::pages();
+    let man = &pages
+        .iter()
+        .find(|(name, _)| name == "knock-totp.1")
+        .expect("knock-totp.1")
+        .1;
+    let man = man.replace("\\-", "-");
+    let cargo = fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let field = |key: &str| -> String {
+        let start = cargo
+            .find(&format!("\n{key} = "))
+            .unwrap_or_else(|| panic!("Cargo.toml has no {key}"));
+        let rest = &cargo[start + key.len() + 4..];
+        let end = match rest.strip_prefix("\"\"\"") {
+            Some(long) => long.find("\"\"\"").unwrap() + 6,
+            None => rest.find('\n').unwrap(),
+        };
+        rest[..end].replace("\\\n", "").replace('\n', " ")
+    };
+    let texts = [
+        ("--help", help),
+        ("-h", short_help),
+        ("man page", man.clone()),
+        ("Cargo.toml description", field("description")),
+        ("Debian extended-description", field("extended-description")),
+    ];
+    for (what, text) in &texts {
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            flat.contains("nftables"),
+            "{what} does not name nftables:\n{flat}"
+        );
+        assert!(
+            flat.contains("knockd"),
+            "{what} does not name knockd:\n{flat}"
+        );
+        for stale in [
+            "knockd rotation server",
+            "knock sequences for knockd",
+            "rotates knockd's sequence for the administrator",
+        ] {
+            assert!(
+                !flat.contains(stale),
+                "{what} still says {stale:?}:\n{flat}"
+            );
+        }
+    }
+    let security = man
+        .split(".SH SECURITY")
+        .nth(1)
+        .expect("a SECURITY section");
+    let security = security.split(".SH").next().unwrap();
+    let flat = security.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("replayed from elsewhere is refused"),
+        "{flat}"
+    );
+    assert!(
+        flat.contains("The knockd engine does not refuse it"),
+        "{flat}"
+    );
+}
+
 #[test]
 fn man_pages_render_without_warnings() {
     if !can_run(

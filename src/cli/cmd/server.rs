@@ -2,27 +2,35 @@
 
 use std::path::PathBuf;
 
-use crate::cli::args::ServerArgs;
+use crate::cli::args::{ServerAction, ServerArgs, UnbanArgs};
 use crate::cli::term::now;
 use crate::cli::Context;
 use crate::core::totp::Totp;
 use crate::error::UserError;
 use crate::server::config::{EngineKind, ServerConfig};
 use crate::server::engine;
-use crate::server::engine::nftables::{self, report};
+use crate::server::engine::nftables::{self, report, unban::EntryKind};
 use crate::server::load_secret_file;
 use crate::server::rotation::{Rotation, StopSignal};
 use crate::server::state::ServedState;
 
 pub fn run(ctx: &Context, args: ServerArgs) -> anyhow::Result<()> {
-    let config = ServerConfig::load(&args.config)?;
+    if let Some(ServerAction::Unban(unban_args)) = &args.action {
+        return unban(ctx, &args, unban_args);
+    }
+    let Some(config_path) = args.config.as_ref() else {
+        return Err(UserError::usage("server needs --config FILE")
+            .with_hint("knock-totp server --config /etc/knock-totp/NAME.toml")
+            .into());
+    };
+    let config = ServerConfig::load(config_path)?;
     if args.status {
         return status(ctx, &config, args.json);
     }
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
     let secret = load_secret_file(&config.secret_path(credentials.as_deref()))?;
     let totp = Totp::new(&secret, config.algorithm, config.period)
-        .map_err(|e| UserError::usage(format!("{}: {e}", args.config.display())))?;
+        .map_err(|e| UserError::usage(format!("{}: {e}", config_path.display())))?;
     drop(secret);
 
     let state = ServedState::for_server(&config.name);
@@ -56,6 +64,11 @@ fn status(ctx: &Context, config: &ServerConfig, as_json: bool) -> anyhow::Result
     let now = now()?;
     let show_ports = ctx.log.verbose > 0;
     if as_json {
+        if let Some(warning) = report::doorless_warning(&state, now) {
+            // The JSON carries it; say it on stderr too, where a person sees it.
+            ctx.log
+                .alarm(warning.trim_start_matches("WARNING: ").to_string());
+        }
         let mut value = report::json(&table, &state, now, show_ports);
         value["protected"] = protected.into();
         println!("{value}");
@@ -66,6 +79,101 @@ fn status(ctx: &Context, config: &ServerConfig, as_json: bool) -> anyhow::Result
                 "WARNING: the table does not drop port {}: the port is NOT protected",
                 config.port
             );
+        }
+    }
+    Ok(())
+}
+
+/// `server unban ADDRESS`: lifts the address's bans (and its networks') and forgets its
+/// wrong knocks, in one nft transaction.
+fn unban(ctx: &Context, args: &ServerArgs, unban_args: &UnbanArgs) -> anyhow::Result<()> {
+    if args.status || args.once || args.dry_run || args.json {
+        return Err(UserError::usage(
+            "server unban does not take --status, --json, --once or --dry-run",
+        )
+        .with_hint("run `knock-totp server unban --config FILE ADDRESS` on its own")
+        .into());
+    }
+    let addr = nftables::unban::parse_address(&unban_args.address)?;
+    let path = match (&unban_args.config, &args.config) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(
+                UserError::usage("server unban got two different --config files")
+                    .with_hint("give --config FILE once")
+                    .into(),
+            )
+        }
+        (Some(path), _) | (None, Some(path)) => path,
+        (None, None) => {
+            return Err(
+                UserError::usage("server unban needs the server's configuration")
+                    .with_hint("knock-totp server unban --config /etc/knock-totp/NAME.toml ADDRESS")
+                    .into(),
+            )
+        }
+    };
+    let config = &ServerConfig::load(path)?;
+    if config.engine != EngineKind::Nftables {
+        return Err(UserError::usage(format!(
+            "server unban lifts the nftables engine's bans; this server runs engine = \"{}\", \
+             and knockd bans nobody: there is no ban to lift",
+            config.engine.as_str()
+        ))
+        .with_hint("a knockd client that cannot get in should check its clock and secret")
+        .into());
+    }
+    let params = nftables::params(config);
+    let nft = nftables::Nft::on_path();
+    let Some(removed) = nft.unban(&params, addr)? else {
+        return Err(UserError::runtime(format!(
+            "table inet {} is not in the kernel: nothing is banned, and port {} is NOT protected",
+            params.table, config.port
+        ))
+        .with_hint("start the daemon, or load the base table (firewall-setup.sh)")
+        .into());
+    };
+    let bans: Vec<_> = removed
+        .iter()
+        .filter(|f| f.entry.kind == EntryKind::Ban)
+        .collect();
+    for found in &bans {
+        let left = found
+            .seconds_left
+            .map(|t| format!(", {} left", report::human_duration(t)))
+            .unwrap_or_default();
+        let what = if found.entry.prefix_len >= found.entry.family.full_len() {
+            "the address itself".to_string()
+        } else {
+            format!("its /{} {}", found.entry.prefix_len, found.entry.network())
+        };
+        println!("unbanned {addr} ({what} was banned{left})");
+    }
+    if bans.is_empty() {
+        println!("{addr} is not banned");
+    }
+    let meters: Vec<String> = removed
+        .iter()
+        .filter(|f| f.entry.kind != EntryKind::Ban)
+        .map(|f| f.entry.network())
+        .collect();
+    if !meters.is_empty() {
+        let mut networks: Vec<String> = Vec::new();
+        for network in meters {
+            if !networks.contains(&network) {
+                networks.push(network);
+            }
+        }
+        println!(
+            "forgot the knocks counted against {}: its next knock starts afresh",
+            networks.join(", ")
+        );
+    }
+    if ctx.log.verbose > 0 {
+        for found in &removed {
+            ctx.log.detail(format!(
+                "removed {} from set {}",
+                found.entry.key, found.entry.set
+            ));
         }
     }
     Ok(())

@@ -8,6 +8,7 @@ pub mod design;
 pub mod report;
 pub mod ruleset;
 pub mod status;
+pub mod unban;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -125,7 +126,46 @@ impl Nft {
         // nft echoes the offending line, which holds door ports: keep only its first line.
         let stderr = String::from_utf8_lossy(&output.stderr);
         let first = stderr.lines().next().unwrap_or("").trim();
-        Err(UserError::runtime(format!("nft refused the ruleset: {first}")).into())
+        Err(not_root(
+            UserError::runtime(format!("nft refused the ruleset: {first}")),
+            &stderr,
+        )
+        .into())
+    }
+
+    /// Lifts `addr`'s bans and forgets its debts in the meters (every prefix level of
+    /// `params`), in one transaction; returns what it removed, or `None` when the table is not
+    /// in the kernel. Reads only the few sets concerned; an element that expired (or a source
+    /// that knocked again) between the reading and the transaction makes nft refuse it: then
+    /// it reads them again, at most three times in all.
+    pub fn unban(
+        &self,
+        params: &NftParams,
+        addr: std::net::IpAddr,
+    ) -> anyhow::Result<Option<Vec<unban::Found>>> {
+        const ATTEMPTS: usize = 3;
+        let entries = unban::entries(params, addr);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            if self.list_set(&params.table, STATE_SET)?.is_none() {
+                return Ok(None);
+            }
+            let mut found = Vec::new();
+            for entry in &entries {
+                if let Some(listing) = self.list_set(&params.table, &entry.set)? {
+                    found.extend(unban::find(entry, &listing));
+                }
+            }
+            if found.is_empty() {
+                return Ok(Some(found));
+            }
+            match self.load(&unban::transaction(&params.table, &found)) {
+                Ok(()) => return Ok(Some(found)),
+                Err(_) if attempt < ATTEMPTS => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The table as nft's JSON, or `None` when there is no such table.
@@ -161,10 +201,13 @@ impl Nft {
         if stderr.contains("No such file or directory") {
             return Ok(None);
         }
-        Err(UserError::runtime(format!(
-            "nft cannot list table {table}: {}",
-            stderr.lines().next().unwrap_or("").trim()
-        ))
+        Err(not_root(
+            UserError::runtime(format!(
+                "nft cannot list table {table}: {}",
+                stderr.lines().next().unwrap_or("").trim()
+            )),
+            &stderr,
+        )
         .into())
     }
 
@@ -192,6 +235,18 @@ impl Nft {
         UserError::runtime(format!("cannot run {}: {error}", self.program.display()))
             .with_hint("install nftables (apt-get install nftables) and run as root")
             .into()
+    }
+}
+
+/// `error` with a hint to run as root when nft said it was not allowed.
+fn not_root(error: UserError, stderr: &str) -> UserError {
+    if stderr.contains("Operation not permitted") {
+        error.with_hint(
+            "run as root (sudo knock-totp server ...): only root may read or change the \
+             firewall; the daemon itself runs as root through its systemd unit",
+        )
+    } else {
+        error
     }
 }
 

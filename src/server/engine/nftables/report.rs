@@ -16,20 +16,92 @@ fn source(s: &TimedSource) -> String {
     }
 }
 
+/// A duration as people read it: `42 s`, `9 min 12 s`, `2 h 5 min`, `6 d 23 h`.
+pub fn human_duration(seconds: u64) -> String {
+    let (d, h, m, s) = (
+        seconds / 86_400,
+        seconds / 3600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+    );
+    match seconds {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{m} min {s} s"),
+        3600..=86_399 => format!("{h} h {m} min"),
+        _ => format!("{d} d {h} h"),
+    }
+}
+
+/// Unix seconds as RFC 3339 (`2026-12-06T23:10:00Z`).
+pub fn rfc3339(unix: u64) -> String {
+    i64::try_from(unix)
+        .ok()
+        .and_then(|t| jiff::Timestamp::from_second(t).ok())
+        .map_or_else(|| unix.to_string(), |t| t.to_string())
+}
+
+/// Unix seconds as a UTC clock reading for text (`2026-12-06 23:10:00 UTC`).
+pub fn clock(unix: u64) -> String {
+    rfc3339(unix).replace('T', " ").replace('Z', " UTC")
+}
+
 fn left(s: &TimedSource) -> String {
-    s.seconds_left
-        .map_or_else(|| "no timeout".into(), |t| format!("{t} s left"))
+    s.seconds_left.map_or_else(
+        || "no timeout".into(),
+        |t| format!("{} left", human_duration(t)),
+    )
+}
+
+/// Which level of the ban holds: the address itself or a network around it.
+pub fn ban_level(s: &TimedSource) -> String {
+    if s.prefix_len == 32 || s.prefix_len == 128 {
+        "the address itself".into()
+    } else if s.addr.is_ipv6() && s.prefix_len == 64 {
+        "its /64 (one IPv6 subscriber)".into()
+    } else {
+        format!("its whole /{} network", s.prefix_len)
+    }
+}
+
+/// The loud line for a table without a door for the current window (no knock can open the
+/// port), if it has none. The signal is the doors' own time bounds (read from their rules),
+/// not the daemon's process: a table whose doors all lie outside `now` opens for nobody,
+/// whether the daemon never ran (the bare base table of `firewall-setup.sh`), stopped and
+/// removed them, or died or hangs and they expired.
+pub fn doorless_warning(status: &NftStatus, now: u64) -> Option<String> {
+    if status.active_doors(now).next().is_some() {
+        return None;
+    }
+    let why = match (status.windows.first(), status.windows.last()) {
+        (Some(first), Some(last)) if !status.doors.is_empty() => format!(
+            "the doors in the kernel (windows {first}..{last}) have expired: the daemon is not \
+             rotating (it died, hangs, or its clock is wrong)"
+        ),
+        _ if !status.doors.is_empty() => {
+            "the doors in the kernel have expired: the daemon is not rotating".into()
+        }
+        _ => "the table is the bare base table (no door at all): the daemon is not running".into(),
+    };
+    Some(format!(
+        "WARNING: no door for the current window, nobody can knock the port open: {why}; \
+         start the daemon (systemctl start knock-totp-NAME, or knock-totp server --config FILE)"
+    ))
 }
 
 /// The status as lines of text.
 pub fn text(table: &str, status: &NftStatus, now: u64, show_ports: bool) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "table inet {table}");
+    let _ = writeln!(out, "table inet {table} at {}", clock(now));
+    if let Some(warning) = doorless_warning(status, now) {
+        let _ = writeln!(out, "{warning}");
+    }
     if let Some(left) = status.attack_seconds_left {
         let _ = writeln!(
             out,
-            "UNDER ATTACK ({left} s left unless it goes on): wrong knocks over the global budget \
-             or more sources than the sets hold; only trusted sources reach a door"
+            "UNDER ATTACK ({} left unless it goes on, until {}): wrong knocks over the global \
+             budget or more sources than the sets hold; only trusted sources reach a door",
+            human_duration(left),
+            clock(now + left)
         );
     }
     let active: Vec<_> = status.active_doors(now).collect();
@@ -37,11 +109,10 @@ pub fn text(table: &str, status: &NftStatus, now: u64, show_ports: bool) -> Stri
     for door in &active {
         let _ = write!(
             out,
-            "  window {}: valid {}..{} ({} s left), {}",
+            "  window {}: valid until {} ({} left), {}",
             door.door.counter,
-            door.door.valid_from,
-            door.door.valid_until,
-            door.door.valid_until.saturating_sub(now),
+            clock(door.door.valid_until),
+            human_duration(door.door.valid_until.saturating_sub(now)),
             match door.owner {
                 Some(owner) => format!("owned by {owner}"),
                 None => "not used yet".into(),
@@ -49,18 +120,32 @@ pub fn text(table: &str, status: &NftStatus, now: u64, show_ports: bool) -> Stri
         );
         if show_ports {
             let _ = write!(out, ", knock {} {}", door.door.ports[0], door.door.ports[1]);
+            let staged: Vec<String> = door
+                .staged
+                .iter()
+                .map(|s| format!("{} ({})", source(s), left(s)))
+                .collect();
+            if !staged.is_empty() {
+                let _ = write!(out, ", half-way: {}", staged.join(", "));
+            }
         }
         out.push('\n');
     }
-    for (title, sources) in [
-        ("allowed now", &status.allowed),
-        ("banned", &status.banned),
-        ("trusted", &status.trusted),
-    ] {
-        let _ = writeln!(out, "{title}: {}", sources.len());
-        for s in sources.iter() {
-            let _ = writeln!(out, "  {} ({})", source(s), left(s));
-        }
+    let _ = writeln!(out, "allowed now: {}", status.allowed.len());
+    for s in &status.allowed {
+        let _ = writeln!(out, "  {} ({})", source(s), left(s));
+    }
+    let _ = writeln!(out, "banned: {}", status.banned.len());
+    for s in &status.banned {
+        let until = s
+            .seconds_left
+            .map(|t| format!(", until {}", clock(now + t)))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  {}: {}, {}{until}", source(s), ban_level(s), left(s));
+    }
+    let _ = writeln!(out, "trusted: {}", status.trusted.len());
+    for s in &status.trusted {
+        let _ = writeln!(out, "  {} ({})", source(s), left(s));
     }
     let c = &status.counters;
     let _ = writeln!(
@@ -82,13 +167,28 @@ pub fn text(table: &str, status: &NftStatus, now: u64, show_ports: bool) -> Stri
     out
 }
 
-/// The status as JSON.
+/// The status as JSON: the seconds fields as before, and every moment in RFC 3339 beside them.
 pub fn json(table: &str, status: &NftStatus, now: u64, show_ports: bool) -> Value {
-    let sources = |list: &[TimedSource]| -> Vec<Value> {
-        list.iter()
-            .map(|s| json!({"source": source(s), "seconds_left": s.seconds_left}))
-            .collect()
+    let timed = |s: &TimedSource| {
+        json!({
+            "source": source(s),
+            "prefix_len": s.prefix_len,
+            "seconds_left": s.seconds_left,
+            "expires": s.seconds_left.map(|t| rfc3339(now + t)),
+        })
     };
+    let sources = |list: &[TimedSource]| -> Vec<Value> { list.iter().map(timed).collect() };
+    let banned: Vec<Value> = status
+        .banned
+        .iter()
+        .map(|s| {
+            let mut v = timed(s);
+            let full = s.prefix_len == 32 || s.prefix_len == 128;
+            v["level"] = json!(if full { "address" } else { "network" });
+            v["reason"] = json!(ban_level(s));
+            v
+        })
+        .collect();
     let doors: Vec<Value> = status
         .active_doors(now)
         .map(|d| {
@@ -96,23 +196,33 @@ pub fn json(table: &str, status: &NftStatus, now: u64, show_ports: bool) -> Valu
                 "window": d.door.counter,
                 "valid_from": d.door.valid_from,
                 "valid_until": d.door.valid_until,
+                "valid_from_time": rfc3339(d.door.valid_from),
+                "valid_until_time": rfc3339(d.door.valid_until),
+                "seconds_left": d.door.valid_until.saturating_sub(now),
                 "owner": d.owner.map(|o| o.to_string()),
             });
             if show_ports {
                 door["ports"] = json!(d.door.ports);
+                door["staged"] = json!(sources(&d.staged));
             }
             door
         })
         .collect();
+    let warning = doorless_warning(status, now);
     let c = &status.counters;
     json!({
         "table": table,
+        "checked_at": rfc3339(now),
+        "current_door": warning.is_none(),
+        "warnings": warning.into_iter().collect::<Vec<_>>(),
+        "installed_windows": status.windows,
         "doors": doors,
         "allowed": sources(&status.allowed),
-        "banned": sources(&status.banned),
+        "banned": banned,
         "trusted": sources(&status.trusted),
         "under_attack": status.attack_seconds_left.is_some(),
         "attack_seconds_left": status.attack_seconds_left,
+        "attack_until": status.attack_seconds_left.map(|t| rfc3339(now + t)),
         "counters": {
             "knocks": c.knocks,
             "opened": c.opened,
@@ -160,6 +270,7 @@ mod tests {
             attack_seconds_left: Some(42),
             counters: Default::default(),
             base_settings: None,
+            windows: vec![6, 7, 8],
         }
     }
 
@@ -183,5 +294,83 @@ mod tests {
         assert_eq!(value["under_attack"], true);
         // A door past its window is not active.
         assert!(text("t", &status(), 190, true).contains("doors: 0 active"));
+    }
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(human_duration(0), "0 s");
+        assert_eq!(human_duration(59), "59 s");
+        assert_eq!(human_duration(552), "9 min 12 s");
+        assert_eq!(human_duration(3600 + 300), "1 h 5 min");
+        assert_eq!(human_duration(604_790), "6 d 23 h");
+        assert_eq!(rfc3339(1_795_663_547), "2026-11-26T03:25:47Z");
+        assert_eq!(clock(1_795_663_547), "2026-11-26 03:25:47 UTC");
+    }
+
+    #[test]
+    fn bans_say_their_level_and_when_they_end() {
+        let mut st = status();
+        st.banned.push(TimedSource {
+            addr: "10.213.0.0".parse().unwrap(),
+            prefix_len: 24,
+            seconds_left: Some(552),
+        });
+        st.banned.push(TimedSource {
+            addr: "10.213.0.5".parse().unwrap(),
+            prefix_len: 32,
+            seconds_left: Some(41),
+        });
+        let t = text("t", &st, 150, false);
+        assert!(
+            t.contains("  10.213.0.0/24: its whole /24 network, 9 min 12 s left, until 1970-01-01 00:11:42 UTC"),
+            "{t}"
+        );
+        assert!(
+            t.contains("  10.213.0.5: the address itself, 41 s left"),
+            "{t}"
+        );
+        assert!(
+            t.contains("fd13:213:0:2::/64: its /64 (one IPv6 subscriber), 8 min 20 s left"),
+            "{t}"
+        );
+        assert!(
+            t.contains("valid until 1970-01-01 00:03:10 UTC (40 s left)"),
+            "{t}"
+        );
+        let v = json("t", &st, 150, false);
+        assert_eq!(v["banned"][1]["expires"], "1970-01-01T00:11:42Z");
+        assert_eq!(v["banned"][1]["level"], "network");
+        assert_eq!(v["banned"][2]["level"], "address");
+        assert_eq!(v["banned"][2]["seconds_left"], 41);
+        assert_eq!(v["doors"][0]["valid_until_time"], "1970-01-01T00:03:10Z");
+        assert_eq!(v["doors"][0]["valid_until"], 190);
+        assert_eq!(v["attack_until"], "1970-01-01T00:03:12Z");
+        assert_eq!(v["checked_at"], "1970-01-01T00:02:30Z");
+        assert_eq!(v["current_door"], true);
+        assert!(v["doors"][0].get("staged").is_none());
+    }
+
+    #[test]
+    fn a_table_without_a_current_door_says_so_loudly() {
+        let st = status();
+        assert_eq!(doorless_warning(&st, 150), None);
+        // The doors installed have expired: the daemon stopped rotating.
+        let expired = doorless_warning(&st, 190).unwrap();
+        assert!(
+            expired.starts_with("WARNING: no door for the current window"),
+            "{expired}"
+        );
+        assert!(
+            expired.contains("not rotating") && expired.contains("windows 6..8"),
+            "{expired}"
+        );
+        // The bare base table: no door, no window.
+        let bare = NftStatus::default();
+        let warning = doorless_warning(&bare, 150).unwrap();
+        assert!(warning.contains("bare base table"), "{warning}");
+        assert!(text("t", &bare, 150, false).contains(&warning));
+        let v = json("t", &bare, 150, false);
+        assert_eq!(v["current_door"], false);
+        assert_eq!(v["warnings"][0], warning.as_str());
     }
 }

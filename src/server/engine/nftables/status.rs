@@ -68,6 +68,9 @@ pub struct NftStatus {
     pub counters: Counters,
     /// The settings the base table was made with (its `knock-totp base` comment).
     pub base_settings: Option<String>,
+    /// The windows whose doors the daemon last put in place (the `state` set's elements;
+    /// empty in the bare base table and after the daemon removed its doors).
+    pub windows: Vec<u64>,
 }
 
 impl NftStatus {
@@ -121,6 +124,11 @@ pub fn parse_status_value(v: &Value) -> Result<NftStatus, String> {
             };
             if name == STATE_SET {
                 st.base_settings = s.get("comment").and_then(Value::as_str).map(str::to_owned);
+                st.windows = s
+                    .get("elem")
+                    .and_then(Value::as_array)
+                    .map(|elems| elems.iter().filter_map(Value::as_u64).collect())
+                    .unwrap_or_default();
                 continue;
             }
             if name == ATTACK_SET {
@@ -376,6 +384,7 @@ mod tests {
         assert_eq!(st.trusted.len(), 1);
         assert_eq!(st.attack_seconds_left, Some(120));
         assert!(st.base_settings.as_deref().unwrap().ends_with("#abcdef"));
+        assert_eq!(st.windows, [900, 901, 902]);
         assert!(st
             .banned
             .iter()
