@@ -13,7 +13,7 @@
 //!    the address is likely banned (`Banned`);
 //! 4. silence, and failed knocks in two or more windows within `BAN_SECONDS`: the code is
 //!    wrong every window, so the clock or the secret (`ClockOrSecret`);
-//! 5. silence, and the knock went out within `EDGE_SECONDS` of a window's start or end: a
+//! 5. silence, and the knock went out within `EDGE_SECONDS` (a tenth of short periods) of a window's start or end: a
 //!    server whose clock differs by a few seconds (or accepts the current window only) may
 //!    have served another window (`Edge`);
 //! 6. silence otherwise: the door did not open, once (`DoorShut`).
@@ -29,7 +29,8 @@ pub const BAN_SECONDS: u64 = 600;
 /// failed knock sends 4 to 8 SYNs (the pair, once more after 2.5 s, the next window's pair,
 /// and the new window's when the code changed), and the default burst is 40.
 pub const BAN_SUSPECT_FAILURES: usize = 5;
-/// A knock this close to a window's start or end may meet a server in another window.
+/// A knock this close to a window's start or end may meet a server in another window (at
+/// most a tenth of the period).
 pub const EDGE_SECONDS: f64 = 2.0;
 
 /// How the protected port answered while the client waited.
@@ -93,13 +94,14 @@ pub fn diagnose(
     let period_ms = period.max(1) * 1000;
     let into = (offset_ms % period_ms) as f64 / 1000.0;
     let left = period as f64 - into;
-    if into < EDGE_SECONDS {
+    let edge = EDGE_SECONDS.min(period as f64 / 10.0);
+    if into < edge {
         return Diagnosis::Edge {
             seconds: into,
             before_change: false,
         };
     }
-    if left < EDGE_SECONDS {
+    if left < edge {
         return Diagnosis::Edge {
             seconds: left,
             before_change: true,
