@@ -6,7 +6,7 @@
 //! The rules, first match wins:
 //! 1. the port refused a connection after the knock but not before: the door opened and
 //!    nothing listens there (`Refused`); refused before and after: nothing listens, or a
-//!    firewall rejects (`RefusedAlways`);
+//!    firewall rejects and the door did not open (`RefusedAlways`);
 //! 2. no route, host down, network unreachable: `Unreachable`;
 //! 3. silence (the door stayed shut), and `BAN_SUSPECT_FAILURES` or more failed knocks
 //!    within `BAN_SECONDS` (this one included): the server's wrong-knock budget is spent,
@@ -134,11 +134,11 @@ pub fn error_for(
         Diagnosis::RefusedAlways => (
             format!(
                 "{at} refused every connection, before and after knocking: nothing listens \
-                 there, or a firewall rejects"
+                 there, or a firewall rejects and the door did not open"
             ),
             format!(
-                "check which port the service listens on, and the profile's \
-                 (`knock-totp show {label}`)"
+                "check the profile's port (`knock-totp show {label}`) against the service's, \
+                 then the clock and the secret"
             ),
         ),
         Diagnosis::Unreachable(reason) => (

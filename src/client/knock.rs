@@ -139,8 +139,10 @@ pub fn knock_target(
                 Observed::Refused {
                     before_knock: false,
                 } => record.success(knocked_at.as_secs(), target.addr.ip()),
-                Observed::Silence => record.failure(knocked_at.as_secs()),
-                _ => {}
+                Observed::Silence | Observed::Refused { before_knock: true } => {
+                    record.failure(knocked_at.as_secs())
+                }
+                Observed::Unreachable(_) => {}
             }
             remember(log, target, &record);
             let now = wall_clock()?.as_secs();
