@@ -133,8 +133,8 @@ pub fn error_for(
         ),
         Diagnosis::RefusedAlways => (
             format!(
-                "{at} refused every connection, before and after knocking: nothing listens \
-                 there, or a firewall rejects and the door did not open"
+                "{at} refused every connection, before and after knocking: nothing listens, or \
+                 a firewall rejects and no door opened"
             ),
             format!(
                 "check the profile's port (`knock-totp show {label}`) against the service's, \

@@ -186,7 +186,7 @@ fn a_port_that_never_opens_exits_1_naming_the_causes() {
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 2, "{stderr}");
     assert!(
-        lines[0].ends_with("refused every connection, before and after knocking: nothing listens there, or a firewall rejects and the door did not open"),
+        lines[0].ends_with("refused every connection, before and after knocking: nothing listens, or a firewall rejects and no door opened"),
         "{stderr}"
     );
     assert!(
