@@ -410,3 +410,36 @@ fn knock_and_verify_over_ipv6_loopback() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("knocking ::1 "), "{stderr}");
 }
+
+/// Under ssh's ProxyCommand, a failed knock leaves ssh two lines on stderr (what happened,
+/// what to do) and nothing on stdout; the client's knock record is private.
+#[test]
+fn a_failed_proxy_knock_gives_ssh_two_lines() {
+    let env = Env::new();
+    loopback_host(&env, closed_port());
+    let out = env
+        .cmd()
+        .args(["proxy", "lo", "127.0.0.1", "22", "--timeout", "0.3"])
+        .args(["--margin", "0"])
+        .write_stdin("")
+        .timeout(Duration::from_secs(10))
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty(), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].starts_with("knock-totp: lo: port "), "{stderr}");
+    assert!(lines[1].starts_with("hint: "), "{stderr}");
+    let record = env.config().parent().unwrap().join("state/knocks.toml");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&record).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let text = std::fs::read_to_string(&record).unwrap();
+    assert!(
+        text.contains("[hosts.lo]") && text.contains("failures"),
+        "{text}"
+    );
+    assert!(!text.contains(RFC_SECRET), "{text}");
+}
