@@ -285,3 +285,94 @@ fn diagnosis_each_failure_says_what_happened_in_one_line() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// The address `knock-totp -vv knock` knocked last ("knocking IP on ports ...").
+fn knocked_address(stderr: &str) -> Option<String> {
+    stderr.lines().rev().find_map(|line| {
+        let rest = line.strip_prefix("knock-totp: knocking ")?;
+        Some(rest.split_once(" on ports ")?.0.to_owned())
+    })
+}
+
+/// A dual-stack name: a login over one family, then the name resolves to both with the other
+/// family first. The second login in the same window knocks and connects over the first one's
+/// address (the other would meet a door already used by it), and gets in without the
+/// next window's door.
+#[test]
+fn diagnosis_logins_in_a_row_keep_the_address_family_of_the_last_success() {
+    if !nft_lab_available(false) {
+        return;
+    }
+    if !can_run("needs getent (libc-bin)", crate::support::have("getent")) {
+        return;
+    }
+    let mut rig = Rig::setup("dgdual", 30, 30);
+    let (server6, _) = rig.lab.enable_ipv6();
+    rig.install_base();
+    rig.lab.start_echo_server(PROTECTED);
+    rig.lab.start_echo_server6(PROTECTED);
+    rig.start_daemon();
+    let server4 = rig.lab.server_ip.to_string();
+    let server6 = server6.to_string();
+    // Which family the resolver puts first for a name with both.
+    rig.lab
+        .client_hosts(&[("dual", server4.as_str()), ("dual", server6.as_str())]);
+    let hosts = std::path::Path::new("/etc/netns")
+        .join(&rig.lab.client_ns)
+        .join("hosts");
+    let both = std::fs::read_to_string(&hosts).unwrap();
+    let out = rig
+        .lab
+        .client_cmd("getent")
+        .args(["ahosts", "dual"])
+        .output()
+        .unwrap();
+    let preferred = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        preferred == server4 || preferred == server6,
+        "getent ahosts dual: {preferred:?}"
+    );
+    let other = if preferred == server4 {
+        &server6
+    } else {
+        &server4
+    };
+    // The first login: the name resolves to the other family only.
+    let only_other: String = both
+        .lines()
+        .filter(|l| !l.starts_with(&format!("{preferred} ")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&hosts, only_other).unwrap();
+    let env = Env::new();
+    let port = PROTECTED.to_string();
+    env.add_file_host_with("dual", "dual", SECRET, &["--port", &port]);
+    let login = || {
+        env.cmd_via(&rig.lab.client_prefix())
+            .args(["-vv", "knock", "dual", "--verify", "--timeout", "3"])
+            .args(["--margin", "1"])
+            .timeout(Duration::from_secs(30))
+            .output()
+            .unwrap()
+    };
+    wait_for_offset(30, 3.0, 15.0);
+    let first = login();
+    let stderr = stderr_of(&first);
+    assert!(first.status.success(), "{stderr}\n{}", rig.report());
+    assert_eq!(knocked_address(&stderr).as_ref(), Some(other), "{stderr}");
+    // Now both, the preferred family first: the second login keeps the first one's address.
+    std::fs::write(&hosts, &both).unwrap();
+    let second = login();
+    let stderr = stderr_of(&second);
+    assert!(second.status.success(), "{stderr}\n{}", rig.report());
+    assert_eq!(knocked_address(&stderr).as_ref(), Some(other), "{stderr}");
+    assert!(!stderr.contains("WARNING"), "{stderr}");
+    assert!(
+        stderr.contains("is open") && stderr.contains(other.as_str()),
+        "{stderr}"
+    );
+}
