@@ -333,6 +333,24 @@ mod tests {
     }
 
     #[test]
+    fn open_seconds_is_optional_and_bounded_like_the_servers() {
+        let parse = |extra: &str| {
+            HostsFile::parse(
+                &format!("[hosts.web]\naddress = \"x\"\n{extra}"),
+                Path::new("h.toml"),
+            )
+        };
+        assert_eq!(parse("").unwrap().hosts["web"].open_seconds, None);
+        let file = parse("open_seconds = 30\n").unwrap();
+        assert_eq!(file.hosts["web"].open_seconds, Some(30));
+        assert!(file.to_toml().unwrap().contains("open_seconds = 30"));
+        for bad in ["0", "301"] {
+            let err = parse(&format!("open_seconds = {bad}\n")).unwrap_err();
+            assert!(err.message.contains("open_seconds"), "{}", err.message);
+        }
+    }
+
+    #[test]
     fn parse_errors_name_file_and_line() {
         let err = HostsFile::parse(
             "[hosts.web]\naddress = \"x\"\nport = 70000\n",
