@@ -19,6 +19,9 @@ pub const DEFAULT_SSH_PORT: u16 = 22;
 /// on a path that spreads flows over several links, small enough that `knock-totp ssh` stays
 /// within 20 ms of plain ssh (benches/ssh.sh; the C knock client uses 0).
 pub const DEFAULT_DELAY_MS: u64 = 10;
+/// The longest grant a server gives (its `open_seconds` bound): a profile without
+/// `open_seconds` assumes a grant may live this long.
+pub const MAX_OPEN_SECONDS: u64 = 300;
 
 /// Where a host's secret is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +58,10 @@ pub struct HostProfile {
     pub period: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreKind>,
+    /// The server's `open_seconds`, when known (set by hand): how long a grant from a knock
+    /// stays live, so that a login soon after one is not taken for an unguarded port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_seconds: Option<u64>,
     /// Keys written by newer versions or by hand, kept as they are.
     #[serde(flatten)]
     pub extra: toml::Table,
@@ -77,6 +84,7 @@ impl HostProfile {
             algorithm: Algorithm::Sha1,
             period: DEFAULT_PERIOD,
             store: None,
+            open_seconds: None,
             extra: toml::Table::new(),
         }
     }
@@ -96,6 +104,13 @@ impl HostProfile {
             ));
         }
         validate_period(self.period).map_err(|e| format!("host {name}: {e}"))?;
+        if let Some(open) = self.open_seconds {
+            if !(1..=MAX_OPEN_SECONDS).contains(&open) {
+                return Err(format!(
+                    "host {name}: open_seconds {open} is outside 1-{MAX_OPEN_SECONDS}"
+                ));
+            }
+        }
         if let Some(user) = &self.user {
             validate_user(user).map_err(|e| format!("host {name}: {e}"))?;
         }
@@ -157,22 +172,34 @@ pub fn no_such_host(name: &str) -> UserError {
 #[derive(Debug, Clone)]
 pub struct ConfigPaths {
     pub hosts_file: PathBuf,
+    /// Where the client keeps what it remembers of its knocks (`knocks.toml`): beside
+    /// hosts.toml (`state/`) when `$KNOCK_TOTP_CONFIG` names it, else the platform state
+    /// directory (`~/.local/state/knock-totp`). `None` without a home directory.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl ConfigPaths {
     /// `$KNOCK_TOTP_CONFIG`, else the platform config dir (`~/.config/knock-totp/hosts.toml`).
     pub fn from_env() -> anyhow::Result<Self> {
         if let Some(path) = std::env::var_os(CONFIG_ENV).filter(|p| !p.is_empty()) {
-            return Ok(Self {
+            let mut paths = Self {
                 hosts_file: PathBuf::from(path),
-            });
+                state_dir: None,
+            };
+            paths.state_dir = Some(paths.config_dir().join("state"));
+            return Ok(paths);
         }
         let dirs = directories::ProjectDirs::from("", "", "knock-totp").ok_or_else(|| {
             UserError::runtime("cannot find a home directory for the configuration")
                 .with_hint(format!("set {CONFIG_ENV} to the path of hosts.toml"))
         })?;
+        let state_dir = dirs
+            .state_dir()
+            .unwrap_or(dirs.data_local_dir())
+            .to_path_buf();
         Ok(Self {
             hosts_file: dirs.config_dir().join("hosts.toml"),
+            state_dir: Some(state_dir),
         })
     }
 
@@ -303,6 +330,24 @@ mod tests {
         assert_eq!(again, file);
         assert_eq!(again.extra["future_key"].as_integer(), Some(1));
         assert_eq!(again.hosts["web"].extra["colour"].as_str(), Some("blue"));
+    }
+
+    #[test]
+    fn open_seconds_is_optional_and_bounded_like_the_servers() {
+        let parse = |extra: &str| {
+            HostsFile::parse(
+                &format!("[hosts.web]\naddress = \"x\"\n{extra}"),
+                Path::new("h.toml"),
+            )
+        };
+        assert_eq!(parse("").unwrap().hosts["web"].open_seconds, None);
+        let file = parse("open_seconds = 30\n").unwrap();
+        assert_eq!(file.hosts["web"].open_seconds, Some(30));
+        assert!(file.to_toml().unwrap().contains("open_seconds = 30"));
+        for bad in ["0", "301"] {
+            let err = parse(&format!("open_seconds = {bad}\n")).unwrap_err();
+            assert!(err.message.contains("open_seconds"), "{}", err.message);
+        }
     }
 
     #[test]

@@ -51,6 +51,18 @@ pub enum KnockError {
 /// address the system resolver prefers. Knocks and the later connection all use this one IP, so
 /// the server opens the port for the address we actually come from.
 pub fn resolve_once(address: &str, port: u16) -> Result<SocketAddr, KnockError> {
+    resolve_preferring(address, port, None)
+}
+
+/// Like [`resolve_once`], but when the name still resolves to `prefer` (the address of this
+/// host's last successful knock), that one: a dual-stack name whose resolver order changes
+/// between two logins would otherwise knock over IPv4 and then IPv6 within one window, and a
+/// single-use door already owned by the IPv4 address refuses the IPv6 one.
+pub fn resolve_preferring(
+    address: &str,
+    port: u16,
+    prefer: Option<IpAddr>,
+) -> Result<SocketAddr, KnockError> {
     let bare = address
         .strip_prefix('[')
         .and_then(|a| a.strip_suffix(']'))
@@ -58,15 +70,36 @@ pub fn resolve_once(address: &str, port: u16) -> Result<SocketAddr, KnockError> 
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
     }
-    let mut addrs = (bare, port)
+    let addrs: Vec<SocketAddr> = (bare, port)
         .to_socket_addrs()
         .map_err(|source| KnockError::Resolve {
             address: address.to_owned(),
             source,
-        })?;
-    addrs.next().ok_or_else(|| KnockError::NoAddress {
+        })?
+        .collect();
+    pick_address(&addrs, prefer).ok_or_else(|| KnockError::NoAddress {
         address: address.to_owned(),
     })
+}
+
+/// `prefer` if the resolver gave it, else the resolver's first choice.
+pub fn pick_address(addrs: &[SocketAddr], prefer: Option<IpAddr>) -> Option<SocketAddr> {
+    prefer
+        .and_then(|ip| addrs.iter().find(|a| a.ip() == ip))
+        .or_else(|| addrs.first())
+        .copied()
+}
+
+/// The local address this machine sends from to reach `addr` (a UDP socket's route lookup:
+/// nothing is sent). Behind NAT the server sees another.
+pub fn source_address(addr: SocketAddr) -> Option<IpAddr> {
+    let any: SocketAddr = match addr {
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = std::net::UdpSocket::bind(any).ok()?;
+    socket.connect(addr).ok()?;
+    Some(socket.local_addr().ok()?.ip())
 }
 
 /// Sends exactly one SYN to `addr`: a non-blocking connect, then the socket is closed at once.
@@ -201,6 +234,10 @@ pub struct DoorWatch {
     addr: SocketAddr,
     probe: Option<Attempt>,
     last_answer: PortAnswer,
+    refused_before_knock: bool,
+    refused_after_knock: bool,
+    /// A probe went out before the knock, so a refusal after it tells something.
+    probed: bool,
 }
 
 impl DoorWatch {
@@ -208,9 +245,10 @@ impl DoorWatch {
     /// port accepts connections without a knock. Call this right before the knock.
     pub fn probe_then_knock(addr: SocketAddr) -> Result<Self, KnockError> {
         let mut watch = Self::after_knock(addr);
+        watch.probed = true;
         match Attempt::start(addr, PROBE_LIFE)? {
             Ok(probe) => watch.probe = Some(probe),
-            Err(answer) => watch.last_answer = answer,
+            Err(answer) => watch.probe_answered(answer),
         }
         Ok(watch)
     }
@@ -221,7 +259,32 @@ impl DoorWatch {
             addr,
             probe: None,
             last_answer: PortAnswer::Silence,
+            refused_before_knock: false,
+            refused_after_knock: false,
+            probed: false,
         }
+    }
+
+    fn probe_answered(&mut self, answer: PortAnswer) {
+        self.last_answer = answer;
+        self.refused_before_knock |= answer == PortAnswer::Refused;
+    }
+
+    fn attempt_answered(&mut self, answer: PortAnswer) {
+        self.last_answer = answer;
+        self.refused_after_knock |= answer == PortAnswer::Refused;
+    }
+
+    /// The port refused a connection after the knock and did not before it: the door opened
+    /// and nothing listens there.
+    pub fn refused_into_nothing(&self) -> bool {
+        self.refused_after_knock && !self.refused_before_knock
+    }
+
+    /// The probe before the knock was refused (nothing guards the port, or a firewall
+    /// rejects rather than drops).
+    pub fn refused_before_knock(&self) -> bool {
+        self.refused_before_knock
     }
 
     /// How the port answered last (what a door that never opened looked like); silence when
@@ -250,13 +313,18 @@ impl DoorWatch {
             if attempt.as_ref().is_some_and(|a| now >= a.ends) {
                 attempt = None;
             }
+            // Refused after the knock, and the probe before it was not: the door opened onto
+            // a port where nothing listens, and waiting longer changes nothing.
+            if self.probed && self.probe.is_none() && self.refused_into_nothing() {
+                return Ok(None);
+            }
             if attempt.is_none() && now >= next_start && (now < deadline || !launched) {
                 life = lives.next().unwrap_or(life);
                 launched = true;
                 next_start = now + life;
                 match Attempt::start(self.addr, life)? {
                     Ok(started) => attempt = Some(started),
-                    Err(answer) => self.last_answer = answer,
+                    Err(answer) => self.attempt_answered(answer),
                 }
             }
             if now >= deadline && attempt.is_none() && self.probe.is_none() {
@@ -287,7 +355,7 @@ impl DoorWatch {
                             open_before_knock: true,
                         }))
                     }
-                    Err(answer) => self.last_answer = answer,
+                    Err(answer) => self.probe_answered(answer),
                 }
             }
             if attempt_ready {
@@ -300,7 +368,7 @@ impl DoorWatch {
                             open_before_knock: false,
                         }));
                     }
-                    Err(answer) => self.last_answer = answer,
+                    Err(answer) => self.attempt_answered(answer),
                 }
             }
         }
@@ -383,6 +451,53 @@ mod tests {
             resolve_once("::1", 22).unwrap(),
             SocketAddr::new(Ipv6Addr::LOCALHOST.into(), 22)
         );
+    }
+
+    #[test]
+    fn the_address_of_the_last_success_is_kept_while_the_name_resolves_to_it() {
+        let v4: SocketAddr = "192.0.2.7:22".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::7]:22".parse().unwrap();
+        assert_eq!(pick_address(&[v6, v4], None), Some(v6));
+        assert_eq!(pick_address(&[v6, v4], Some(v4.ip())), Some(v4));
+        assert_eq!(pick_address(&[v4, v6], Some(v6.ip())), Some(v6));
+        let gone: IpAddr = "192.0.2.8".parse().unwrap();
+        assert_eq!(pick_address(&[v6, v4], Some(gone)), Some(v6));
+        assert_eq!(pick_address(&[], Some(gone)), None);
+        // A literal is what it says, whatever was used before.
+        assert_eq!(
+            resolve_preferring("192.0.2.7", 22, Some(v6.ip())).unwrap(),
+            v4
+        );
+    }
+
+    #[test]
+    fn the_source_address_of_loopback_is_loopback() {
+        let to: SocketAddr = "127.0.0.1:22".parse().unwrap();
+        assert!(source_address(to).unwrap().is_loopback());
+    }
+
+    #[test]
+    fn a_port_that_refuses_after_a_silent_probe_ends_the_wait_at_once() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port);
+        // As after a probe that nothing answered.
+        let mut watch = DoorWatch::after_knock(addr);
+        watch.probed = true;
+        let started = Instant::now();
+        assert!(watch.wait(Duration::from_secs(3)).unwrap().is_none());
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(watch.refused_into_nothing());
+        // Refused before the knock as well: nothing says the door opened; wait it out.
+        let mut watch = DoorWatch::probe_then_knock(addr).unwrap();
+        let started = Instant::now();
+        assert!(watch.wait(Duration::from_millis(300)).unwrap().is_none());
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert!(watch.refused_before_knock());
+        assert!(!watch.refused_into_nothing());
     }
 
     #[test]

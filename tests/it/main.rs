@@ -7,6 +7,7 @@ mod cloud_aws;
 mod cloud_doors;
 mod cloud_sweep;
 mod dependencies;
+mod diagnosis;
 mod generated;
 mod hardening;
 mod hygiene;

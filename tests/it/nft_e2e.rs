@@ -28,11 +28,11 @@ use crate::support::{
 };
 use crate::support::{python3, unix_now};
 
-const SECRET: &str = RFC_SECRET;
+pub(crate) const SECRET: &str = RFC_SECRET;
 /// Inside the knock range on purpose: the protected port must never count as a knock.
-const PROTECTED: u16 = 2222;
+pub(crate) const PROTECTED: u16 = 2222;
 const NAME: &str = "web";
-const TABLE: &str = "knock_totp_web";
+pub(crate) const TABLE: &str = "knock_totp_web";
 
 /// One SYN per port: `seq SRC DST DELAY_MS PORT...`, `sweep SRC DST` (1000..=9999 up, then
 /// down), `guess SRC DST SECONDS` (random pairs), `paced SRC DST SECONDS PER_SECOND` (random
@@ -87,7 +87,7 @@ elif mode == "straddle":
 "#;
 
 /// Root, the lab's programs, nft, and (when `python` is set) Python for the raw SYNs.
-fn nft_lab_available(python: bool) -> bool {
+pub(crate) fn nft_lab_available(python: bool) -> bool {
     lab_available()
         && can_run("needs nft (apt-get install nftables)", have("nft"))
         && (!python || can_run("needs python3 for the raw SYNs", have(python3())))
@@ -123,12 +123,12 @@ fn last_knocked_ports(stderr: &str) -> Option<[u16; 2]> {
 }
 
 /// A server enrolled with `setup` in a lab: its files, and (once started) the daemon.
-struct Rig {
-    lab: Lab,
+pub(crate) struct Rig {
+    pub(crate) lab: Lab,
     /// setup's output directory.
     files: PathBuf,
     config: String,
-    period: u64,
+    pub(crate) period: u64,
     totp: Totp,
     /// The current daemon's stderr (the lab's log file).
     log: Option<PathBuf>,
@@ -138,7 +138,7 @@ struct Rig {
 impl Rig {
     /// Runs `setup` (secret on stdin) and points its files at the lab directory; starts
     /// nothing.
-    fn setup(tag: &str, period: u64, open_seconds: u64) -> Self {
+    pub(crate) fn setup(tag: &str, period: u64, open_seconds: u64) -> Self {
         let lab = Lab::new(tag);
         let files = lab.dir.path().join("setup");
         let period_arg = period.to_string();
@@ -195,7 +195,7 @@ impl Rig {
 
     /// setup's files, firewall-setup.sh run, echo server on the protected port, daemon
     /// running.
-    fn running(tag: &str, period: u64, open_seconds: u64) -> Self {
+    pub(crate) fn running(tag: &str, period: u64, open_seconds: u64) -> Self {
         let mut rig = Self::setup(tag, period, open_seconds);
         rig.install_base();
         rig.lab.start_echo_server(PROTECTED);
@@ -212,7 +212,7 @@ impl Rig {
     }
 
     /// Sets `key = value` in web.toml (the key's line must exist).
-    fn set(&self, key: &str, value: &str) {
+    pub(crate) fn set(&self, key: &str, value: &str) {
         let path = self.files.join("web.toml");
         let text = std::fs::read_to_string(&path).unwrap();
         let prefix = format!("{key} = ");
@@ -234,7 +234,7 @@ impl Rig {
     }
 
     /// What the administrator runs once: setup's firewall-setup.sh (loads web.nft).
-    fn install_base(&self) {
+    pub(crate) fn install_base(&self) {
         let out = self
             .lab
             .server_cmd("sh")
@@ -251,7 +251,7 @@ impl Rig {
 
     /// Starts `knock-totp server --config` in the server namespace; returns once it logged
     /// its first window.
-    fn start_daemon(&mut self) {
+    pub(crate) fn start_daemon(&mut self) {
         self.start_daemon_via(&[]);
     }
 
@@ -276,7 +276,7 @@ impl Rig {
         self.lab.state_dir().join(format!("{NAME}.window"))
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         self.log
             .as_ref()
             .and_then(|p| std::fs::read_to_string(p).ok())
@@ -357,7 +357,7 @@ impl Rig {
     }
 
     /// `server --status --json` (kernel state of the table).
-    fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         let out = self
             .lab
             .server_cmd(env!("CARGO_BIN_EXE_knock-totp"))
@@ -380,7 +380,7 @@ impl Rig {
     }
 
     /// The pair of window `counter`.
-    fn ports(&self, counter: u64) -> [u16; 2] {
+    pub(crate) fn ports(&self, counter: u64) -> [u16; 2] {
         self.totp
             .ports_for(Window {
                 counter,
@@ -390,7 +390,7 @@ impl Rig {
     }
 
     /// The window counter at unix time `t`.
-    fn counter_at(&self, t: f64) -> u64 {
+    pub(crate) fn counter_at(&self, t: f64) -> u64 {
         self.totp.window_at(t as u64).counter
     }
 
@@ -444,7 +444,7 @@ impl Rig {
     }
 
     /// One SYN per port from `src`, `delay_ms` apart (a knock by hand).
-    fn send(&self, src: IpAddr, ports: &[u16], delay_ms: u64) {
+    pub(crate) fn send(&self, src: IpAddr, ports: &[u16], delay_ms: u64) {
         let mut args = vec![
             "seq".to_owned(),
             src.to_string(),
@@ -461,7 +461,7 @@ impl Rig {
     }
 
     /// Everything for a failure message.
-    fn report(&self) -> String {
+    pub(crate) fn report(&self) -> String {
         format!(
             "daemon log:\n{}\nstatus: {}",
             self.log_text(),

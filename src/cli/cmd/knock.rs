@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::cli::args::{KnockArgs, KnockOptions};
 use crate::cli::term::read_stdin_value;
 use crate::cli::Context;
+use crate::client::history::History;
 use crate::client::hosts::{HostProfile, DEFAULT_DELAY_MS};
 use crate::client::knock::{knock_target, resolve, KnockPolicy, Target};
 use crate::core::secret::SecretKey;
@@ -36,9 +37,13 @@ pub fn run(ctx: &Context, args: KnockArgs) -> anyhow::Result<()> {
                 args.period.unwrap_or(DEFAULT_PERIOD),
             )
             .map_err(|e| UserError::usage(e.to_string()))?;
-            let addr = resolve(address, args.port)?;
+            // Remembered apart from profiles (whose names never start with `@`).
+            let history = history(ctx, &format!("@{address}"));
+            let prefer = history.as_ref().and_then(|h| h.load().last_address);
+            let addr = resolve(address, args.port, prefer)?;
             let delay = args.delay_ms.unwrap_or(DEFAULT_DELAY_MS);
-            (Target::new(address, addr, delay), totp)
+            let target = Target::new(address, addr, delay).remembering(history, None);
+            (target, totp)
         }
         _ => unreachable!("clap makes NAME and --address exclusive and requires one"),
     };
@@ -60,16 +65,29 @@ pub fn run(ctx: &Context, args: KnockArgs) -> anyhow::Result<()> {
 }
 
 /// Host `name`'s profile, its protected address (the profile's port unless `port` says
-/// otherwise) resolved once with the profile's knock delay, and its code generator.
+/// otherwise) resolved once with the profile's knock delay, and its code generator. A name
+/// that still resolves to the address of this host's last success resolves to that one, so
+/// that logins in a row knock (and connect) over one address family.
 pub fn target_for_host(
     ctx: &Context,
     name: &str,
     port: Option<u16>,
 ) -> anyhow::Result<(HostProfile, Target, Totp)> {
     let (profile, totp) = ctx.totp(name)?;
-    let addr = resolve(&profile.address, port.unwrap_or(profile.port))?;
-    let target = Target::new(name, addr, profile.delay_ms);
+    let history = history(ctx, name);
+    let prefer = history.as_ref().and_then(|h| h.load().last_address);
+    let addr = resolve(&profile.address, port.unwrap_or(profile.port), prefer)?;
+    let target =
+        Target::new(name, addr, profile.delay_ms).remembering(history, profile.open_seconds);
     Ok((profile, target, totp))
+}
+
+/// The record of `key`'s knocks, when there is a state directory.
+fn history(ctx: &Context, key: &str) -> Option<History> {
+    ctx.paths
+        .state_dir
+        .as_deref()
+        .map(|dir| History::new(dir, key))
 }
 
 /// The knock policy of the command line's options.
