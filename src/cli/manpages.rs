@@ -29,8 +29,14 @@ on standard error).
 const FILES: &str = r#".SH FILES
 .TP
 \fI~/.config/knock\-totp/hosts.toml\fR
-Host profiles (address, protected port, ssh user, knock delay, algorithm, period, store).
-Written atomically; unknown keys are kept.
+Host profiles (address, protected port, ssh user, knock delay, algorithm, period, store,
+and optionally the server's \fBopen_seconds\fR). Written atomically; unknown keys are kept.
+.TP
+\fI~/.local/state/knock\-totp/knocks.toml\fR
+What the client remembers of its knocks per host (mode 0600, written atomically): the last
+success and its address (reused while the name still resolves to it) and recent failures,
+from which a failed knock's message is chosen (a ban, the clock, a used door). Removing it
+only loses those hints.
 .TP
 \fI~/.config/knock\-totp/secrets/NAME\fR
 The file store: one Base32 secret per host, mode 0600 (a file others can read is refused),
