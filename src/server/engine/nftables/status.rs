@@ -234,7 +234,7 @@ pub fn set_elements(value: &Value) -> SetListing {
 }
 
 /// `"10.0.0.1"` or `{"elem": {"val": "10.0.0.1", "expires": 25, "timeout": 30}}`.
-fn parse_elem(e: &Value) -> Option<TimedSource> {
+pub(super) fn parse_elem(e: &Value) -> Option<TimedSource> {
     let (val, expires) = match e {
         Value::String(s) => (s.as_str(), None),
         Value::Object(o) => {

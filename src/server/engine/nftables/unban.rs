@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use super::ruleset::{level_set, Family, NftParams};
+use super::status::parse_elem;
 use crate::error::UserError;
 
 /// What an element of the table does to the address.
@@ -140,23 +141,15 @@ pub fn find(entry: &Entry, listing: &Value) -> Option<Found> {
         .as_array()?
         .iter()
         .find_map(|item| item.get("set"))?;
-    set.get("elem")?.as_array()?.iter().find_map(|e| {
-        let (val, expires) = match e {
-            Value::String(s) => (s.as_str(), None),
-            Value::Object(o) => {
-                let inner = o.get("elem")?;
-                (
-                    inner.get("val")?.as_str()?,
-                    inner.get("expires").and_then(Value::as_u64),
-                )
-            }
-            _ => return None,
-        };
-        (val.parse::<IpAddr>().ok()? == entry.key).then(|| Found {
+    set.get("elem")?
+        .as_array()?
+        .iter()
+        .filter_map(parse_elem)
+        .find(|source| source.addr == entry.key)
+        .map(|source| Found {
             entry: entry.clone(),
-            seconds_left: expires,
+            seconds_left: source.seconds_left,
         })
-    })
 }
 
 /// One transaction that deletes every found element (all of them or none).
