@@ -116,6 +116,22 @@ fn ports_from_code_needs_no_host() {
             .stdout(format!("{ports}\n"));
     }
     env.cmd()
+        .args(["ports", "--from-code", "970113"])
+        .assert()
+        .success()
+        .stderr("");
+    // 080808 -> 8080 8080: one port twice, as `ports NAME` warns.
+    for code in ["080808", "979797"] {
+        env.cmd()
+            .args(["ports", "--from-code", code])
+            .assert()
+            .success()
+            .stderr(
+                predicate::str::contains("one port twice or two adjacent ports")
+                    .and(predicate::str::contains("next code")),
+            );
+    }
+    env.cmd()
         .args(["ports", "--from-code", "12345"])
         .assert()
         .code(2)

@@ -16,6 +16,11 @@ pub fn run(ctx: &Context, args: PortsArgs) -> anyhow::Result<()> {
             .parse()
             .map_err(|e: crate::core::ports::CodeError| UserError::usage(e.to_string()))?;
         let ports = code.ports();
+        if ports.is_weak() {
+            ctx.log.note(format!(
+                "{WEAK_PAIR}: knock the next window's ports (wait for the next code in your app)"
+            ));
+        }
         if args.json {
             let value = serde_json::json!({"code": code.to_string(), "ports": ports.0});
             writeln!(out, "{value}")?;
