@@ -253,6 +253,52 @@ fn secret_sources() {
     let value: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(value["period"], 60);
 
+    // Another issuer's URI is added, with one WARNING line naming the issuer.
+    let out = env
+        .cmd()
+        .args([
+            "add",
+            "g",
+            "--address",
+            "10.0.0.1",
+            "--store",
+            "file",
+            "--uri",
+            "-",
+        ])
+        .write_stdin(format!(
+            "otpauth://totp/GitHub:alice?secret={RFC_SECRET}&issuer=GitHub"
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let warnings: Vec<_> = stderr.lines().filter(|l| l.contains("WARNING")).collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].contains("GitHub's, not knock-totp's"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(RFC_SECRET), "{stderr}");
+    // knock-totp's own URI (and one without an issuer, above) adds without a warning.
+    env.cmd()
+        .args([
+            "add",
+            "k",
+            "--address",
+            "10.0.0.1",
+            "--store",
+            "file",
+            "--uri",
+            "-",
+        ])
+        .write_stdin(format!(
+            "otpauth://totp/knock-totp:k?secret={RFC_SECRET}&issuer=knock-totp"
+        ))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("WARNING").not());
+
     // --secret VALUE works but warns about shell history.
     env.cmd()
         .args([

@@ -10,7 +10,7 @@ use crate::cli::Context;
 use crate::client::hosts::{HostProfile, StoreKind};
 use crate::client::store;
 use crate::core::names::{validate_address, validate_host_name};
-use crate::core::otpauth::OtpauthUri;
+use crate::core::otpauth::{OtpauthUri, ISSUER};
 use crate::core::secret::SecretKey;
 use crate::core::totp::{Algorithm, DEFAULT_PERIOD};
 use crate::error::UserError;
@@ -90,6 +90,14 @@ fn read_secret(
             Zeroizing::new(uri.clone())
         };
         let parsed = OtpauthUri::parse(&text).map_err(|e| UserError::usage(e.to_string()))?;
+        // Another service's QR code (GitHub, a bank...) gives codes no knock-totp server knows.
+        if let Some(issuer) = parsed.issuer.as_deref().filter(|i| *i != ISSUER) {
+            ctx.log.note(format_args!(
+                "WARNING: this URI is {issuer}'s, not knock-totp's (knock-totp:{}); \
+                 if it is not the one `knock-totp setup` printed, `knock-totp remove {}` it",
+                args.name, args.name
+            ));
+        }
         return Ok((parsed.secret, Some((parsed.algorithm, parsed.period))));
     }
     let text = match (&source.secret, &source.secret_file) {
