@@ -6,6 +6,50 @@ use std::path::{Path, PathBuf};
 
 use crate::error::UserError;
 
+/// Why [`open_owned_file`] refused a path.
+#[derive(Debug)]
+pub enum OwnedFileError {
+    /// It is a symbolic link (never followed).
+    Symlink,
+    /// It could not be opened (missing, not permitted, ...).
+    Open(std::io::Error),
+    /// The opened file could not be examined.
+    Stat(std::io::Error),
+    /// It is not a regular file (a directory, a FIFO, a device).
+    NotRegular,
+    /// It belongs to `uid`, neither root nor this process's user `me`.
+    Owner { uid: u32, me: u32 },
+}
+
+/// Opens `path` for reading without following a symlink and checks, through the opened
+/// descriptor (so what is checked is what is read), that it is a regular file owned by root
+/// or this process's user. Its mode is for the caller to judge.
+#[cfg(unix)]
+pub fn open_owned_file(path: &Path) -> Result<(File, fs::Metadata), OwnedFileError> {
+    use rustix::fs::{Mode, OFlags};
+    use std::os::unix::fs::MetadataExt;
+
+    // NONBLOCK: a FIFO put there must not hang the reader; a regular file reads the same.
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|e| match e {
+        rustix::io::Errno::LOOP => OwnedFileError::Symlink,
+        e => OwnedFileError::Open(e.into()),
+    })?;
+    let file = File::from(fd);
+    let meta = file.metadata().map_err(OwnedFileError::Stat)?;
+    if !meta.is_file() {
+        return Err(OwnedFileError::NotRegular);
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != me {
+        return Err(OwnedFileError::Owner {
+            uid: meta.uid(),
+            me,
+        });
+    }
+    Ok((file, meta))
+}
+
 /// `origin:line`, or `origin` alone when the line is unknown, to start a message about a file.
 pub fn file_place(origin: &Path, line: Option<usize>) -> String {
     match line {

@@ -22,66 +22,49 @@ use zeroize::Zeroizing;
 
 use crate::core::secret::SecretKey;
 use crate::error::UserError;
+use crate::fsutil::{open_owned_file, OwnedFileError};
 
 /// Reads the server's secret from a file that only root or this daemon's user owns and only
 /// its owner may read. The file is opened without following a symlink and checked through
 /// the opened descriptor, so what is checked is what is read.
 pub fn load_secret_file(path: &Path) -> anyhow::Result<SecretKey> {
-    use rustix::fs::{Mode, OFlags};
     use std::io::Read;
     use std::os::unix::fs::MetadataExt;
 
     let shown = path.display();
-    // NONBLOCK: a FIFO put there must not hang the daemon; a regular file reads the same.
-    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|e| {
-        if e == rustix::io::Errno::LOOP {
-            UserError::usage(format!(
-                "refusing the secret file {shown}: it is a symbolic link"
-            ))
-            .with_hint(format!(
-                "point secret_file at the file itself, or replace the link with it: \
-                     install -m 600 -o root TARGET {shown}"
-            ))
-        } else if e == rustix::io::Errno::ACCESS || e == rustix::io::Errno::PERM {
-            UserError::usage(format!(
-                "cannot read the secret file {shown}: {}",
-                std::io::Error::from(e)
-            ))
-            .with_hint(
+    let (mut file, meta) = open_owned_file(path).map_err(|e| match e {
+        OwnedFileError::Symlink => UserError::usage(format!(
+            "refusing the secret file {shown}: it is a symbolic link"
+        ))
+        .with_hint(format!(
+            "point secret_file at the file itself, or replace the link with it: \
+                 install -m 600 -o root TARGET {shown}"
+        )),
+        OwnedFileError::Open(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            UserError::usage(format!("cannot read the secret file {shown}: {e}")).with_hint(
                 "run the server as root (sudo), or start it through its systemd unit \
                  (systemctl start knock-totp-NAME), which hands it the secret",
             )
-        } else {
-            UserError::usage(format!(
-                "cannot read the secret file {shown}: {}",
-                std::io::Error::from(e)
-            ))
-            .with_hint("`knock-totp setup NAME --out DIR` writes one; point secret_file at it")
         }
-    })?;
-    let mut file = std::fs::File::from(fd);
-    let meta = file
-        .metadata()
-        .map_err(|e| UserError::usage(format!("cannot read the secret file {shown}: {e}")))?;
-    if !meta.is_file() {
-        return Err(
-            UserError::usage(format!("the secret file {shown} is not a regular file")).into(),
-        );
-    }
-    let me = rustix::process::geteuid().as_raw();
-    if meta.uid() != 0 && meta.uid() != me {
-        return Err(UserError::usage(format!(
-            "refusing the secret file {shown}: it belongs to uid {}, not to root or to this \
-             daemon's user (uid {me}), so that user could change or read it",
-            meta.uid()
+        OwnedFileError::Open(e) => {
+            UserError::usage(format!("cannot read the secret file {shown}: {e}"))
+                .with_hint("`knock-totp setup NAME --out DIR` writes one; point secret_file at it")
+        }
+        OwnedFileError::Stat(e) => {
+            UserError::usage(format!("cannot read the secret file {shown}: {e}"))
+        }
+        OwnedFileError::NotRegular => {
+            UserError::usage(format!("the secret file {shown} is not a regular file"))
+        }
+        OwnedFileError::Owner { uid, me } => UserError::usage(format!(
+            "refusing the secret file {shown}: it belongs to uid {uid}, not to root or to this \
+             daemon's user (uid {me}), so that user could change or read it"
         ))
         .with_hint(format!(
             "chown root {shown} && chmod 600 {shown} (and consider the secret leaked: run \
              setup again)"
-        ))
-        .into());
-    }
+        )),
+    })?;
     let mode = meta.mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(UserError::usage(format!(

@@ -11,7 +11,9 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use crate::core::window::Window;
-use crate::fsutil::{create_private_dir, unsafe_directory, write_atomically};
+use crate::fsutil::{
+    create_private_dir, open_owned_file, unsafe_directory, write_atomically, OwnedFileError,
+};
 use crate::server::doors::ActiveDoor;
 
 /// Where the file goes when systemd names no state directory.
@@ -87,7 +89,6 @@ impl ServedState {
     /// A file that is not what [`ServedState::record`] writes, a symlink, or one others could
     /// have written is an error.
     pub fn read(&self) -> Result<Option<u64>, StateFileError> {
-        use rustix::fs::{Mode, OFlags};
         use std::io::Read;
         use std::os::unix::fs::MetadataExt;
 
@@ -98,30 +99,22 @@ impl ServedState {
             }
             Err(e) => return Err(self.refuse(format!("cannot be checked: {e}"))),
         }
-        // NONBLOCK: a FIFO put there must not hang the daemon; a regular file reads the same.
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-        let fd = match rustix::fs::open(&self.path, flags, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(rustix::io::Errno::NOENT) => return Ok(None),
-            Err(rustix::io::Errno::LOOP) => return Err(self.refuse("is a symbolic link")),
-            Err(e) => {
-                return Err(self.refuse(format!("cannot be read: {}", std::io::Error::from(e))))
+        let (file, meta) = match open_owned_file(&self.path) {
+            Ok(opened) => opened,
+            Err(OwnedFileError::Open(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(None)
+            }
+            Err(OwnedFileError::Symlink) => return Err(self.refuse("is a symbolic link")),
+            Err(OwnedFileError::Open(e) | OwnedFileError::Stat(e)) => {
+                return Err(self.refuse(format!("cannot be read: {e}")))
+            }
+            Err(OwnedFileError::NotRegular) => return Err(self.refuse("is not a regular file")),
+            Err(OwnedFileError::Owner { uid, me }) => {
+                return Err(self.refuse(format!(
+                    "belongs to uid {uid}, not to root or to this daemon's user (uid {me})"
+                )))
             }
         };
-        let file = std::fs::File::from(fd);
-        let meta = file
-            .metadata()
-            .map_err(|e| self.refuse(format!("cannot be read: {e}")))?;
-        if !meta.is_file() {
-            return Err(self.refuse("is not a regular file"));
-        }
-        let me = rustix::process::geteuid().as_raw();
-        if meta.uid() != me && meta.uid() != 0 {
-            return Err(self.refuse(format!(
-                "belongs to uid {}, not to root or to this daemon's user (uid {me})",
-                meta.uid()
-            )));
-        }
         if meta.mode() & 0o022 != 0 {
             return Err(self.refuse(format!(
                 "is writable by others (mode {:04o})",
