@@ -157,6 +157,14 @@ impl Rotation {
         self
     }
 
+    /// The state file's path, for messages.
+    fn state_file_shown(&self) -> String {
+        self.served.as_ref().map_or_else(
+            || "its state file".into(),
+            |s| s.path().display().to_string(),
+        )
+    }
+
     /// The newest window served before this start, from the state file. A dry run goes on
     /// without it when it cannot be read (it changes nothing; a real start would stop).
     fn read_served(&mut self) -> anyhow::Result<Option<u64>> {
@@ -203,9 +211,7 @@ impl Rotation {
                      clock was wrong before and is right now, remove that file and restart)",
                     clock.counter,
                     window.counter,
-                    self.served
-                        .as_ref()
-                        .map_or_else(String::new, |s| s.path().display().to_string()),
+                    self.state_file_shown(),
                 ));
                 behind = true;
                 if self.dry_run {
@@ -269,10 +275,7 @@ impl Rotation {
                              daemon, remove {} and start it)",
                             current.counter,
                             window.counter,
-                            self.served.as_ref().map_or_else(
-                                || "its state file".into(),
-                                |s| s.path().display().to_string()
-                            )
+                            self.state_file_shown()
                         ));
                         behind = true;
                     }
