@@ -22,8 +22,17 @@ pub fn stdin_is_tty() -> bool {
 /// Longest stdin we read for a secret or URI; anything longer is not one.
 const MAX_STDIN_SECRET: u64 = 64 * 1024;
 
-/// Reads a secret or URI from stdin: one value, surrounding whitespace removed.
+/// Reads a secret or URI from stdin: one value, surrounding whitespace removed. On a terminal
+/// it asks with a hidden prompt, so the pasted value is never echoed.
 pub fn read_stdin_value(what: &str) -> anyhow::Result<Zeroizing<String>> {
+    if stdin_is_tty() {
+        let value = Zeroizing::new(
+            dialoguer::Password::new()
+                .with_prompt(format!("Paste the {what}"))
+                .interact()?,
+        );
+        return non_empty(what, Zeroizing::new(value.trim().to_owned()));
+    }
     let mut bytes = Zeroizing::new(Vec::new());
     std::io::stdin()
         .take(MAX_STDIN_SECRET + 1)
@@ -37,7 +46,10 @@ pub fn read_stdin_value(what: &str) -> anyhow::Result<Zeroizing<String>> {
     }
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| UserError::usage(format!("the {what} on stdin is not UTF-8 text")))?;
-    let value = Zeroizing::new(text.trim().to_owned());
+    non_empty(what, Zeroizing::new(text.trim().to_owned()))
+}
+
+fn non_empty(what: &str, value: Zeroizing<String>) -> anyhow::Result<Zeroizing<String>> {
     if value.is_empty() {
         return Err(UserError::usage(format!("stdin held no {what}"))
             .with_hint("pipe it in, e.g. `printf %s \"$VALUE\" | knock-totp ... -`")

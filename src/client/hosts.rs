@@ -136,10 +136,12 @@ impl HostsFile {
     }
 
     pub fn store_for(&self, profile: &HostProfile) -> StoreKind {
-        profile
-            .store
-            .or(self.secret_store)
-            .unwrap_or(StoreKind::Keyring)
+        self.store_choosing(profile.store)
+    }
+
+    /// The store a profile that names `explicit` (or no store) uses.
+    pub fn store_choosing(&self, explicit: Option<StoreKind>) -> StoreKind {
+        explicit.or(self.secret_store).unwrap_or(StoreKind::Keyring)
     }
 
     /// Parses the file's text; `origin` names it in errors.

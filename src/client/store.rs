@@ -60,6 +60,10 @@ pub trait SecretStore {
     /// Removes the secret; removing one that is not there is not an error.
     fn delete(&self, host: &str) -> Result<(), StoreError>;
     fn describe(&self) -> &'static str;
+    /// Whether the store can be used at all, asked before the user is asked for a secret.
+    fn check_available(&self, _host: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Opens the store of the given kind for this configuration.
@@ -129,6 +133,13 @@ impl SecretStore for KeyringStore {
 
     fn describe(&self) -> &'static str {
         "OS keyring"
+    }
+
+    fn check_available(&self, host: &str) -> Result<(), StoreError> {
+        match Self::entry(host)?.get_password() {
+            Ok(_) | Err(keyring::Error::NoEntry) => Ok(()),
+            Err(e) => Err(keyring_error(e)),
+        }
     }
 }
 

@@ -98,3 +98,24 @@ fn keyring_host_without_a_bus_exits_4() {
         .assert()
         .success();
 }
+
+/// Without a bus, `add` fails on the keyring before it reads the secret: an empty stdin is not
+/// what it complains about.
+#[test]
+fn add_checks_the_keyring_before_reading_the_secret() {
+    let env = Env::new();
+    let output = env
+        .cmd()
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            "unix:path=/nonexistent/knock-totp-test-bus",
+        )
+        .args(["add", "nobus", "--address", "127.0.0.1", "--uri", "-"])
+        .write_stdin("")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(4), "{output:?}");
+    let stderr = crate::support::stderr_of(&output);
+    assert!(stderr.contains("keyring is unavailable"), "{stderr}");
+    assert!(!stderr.contains("stdin"), "{stderr}");
+}

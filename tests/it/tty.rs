@@ -10,9 +10,21 @@ use crate::support::{can_run, have, Env, RFC_SECRET, SHORT_SECRET};
 /// Runs knock-totp on a pty, typing each of `keystrokes` after a pause; returns what the
 /// terminal showed.
 fn on_terminal(env: &Env, args: &str, keystrokes: &[&str], run_for: Duration) -> String {
+    on_terminal_with(env, &[], args, keystrokes, run_for)
+}
+
+/// `on_terminal` with `extra_env` set for knock-totp.
+fn on_terminal_with(
+    env: &Env,
+    extra_env: &[(&str, &str)],
+    args: &str,
+    keystrokes: &[&str],
+    run_for: Duration,
+) -> String {
     let bin = assert_cmd::cargo::cargo_bin("knock-totp");
     let mut child = Command::new("script")
         .args(["-qec", &format!("{} {args}", bin.display()), "/dev/null"])
+        .envs(extra_env.iter().copied())
         .env("KNOCK_TOTP_CONFIG", env.config())
         .env("HOME", env.home())
         .env("TERM", "xterm")
@@ -120,4 +132,47 @@ fn setup_out_on_a_terminal_shows_the_uri() {
     );
     assert!(screen.contains(uri.trim()), "{screen}");
     assert!(screen.contains('\u{2588}'), "no QR code: {screen}");
+}
+
+/// `add --uri -` on a terminal asks with a hidden prompt instead of echoing the pasted URI.
+#[test]
+fn uri_from_stdin_on_a_terminal_is_hidden() {
+    if !can_run("needs `script` (util-linux) for a pty", have("script")) {
+        return;
+    }
+    let env = Env::new();
+    let uri = format!("otpauth://totp/knock-totp:web?secret={RFC_SECRET}&issuer=knock-totp");
+    let screen = on_terminal(
+        &env,
+        "add web --address 127.0.0.1 --store file --uri -",
+        &[&format!("{uri}\r")],
+        Duration::from_millis(1500),
+    );
+    assert!(screen.contains("Paste the otpauth URI"), "{screen}");
+    assert!(!screen.contains("GEZD"), "the URI was echoed: {screen}");
+    env.cmd()
+        .args(["code", "web", "--at", "59"])
+        .assert()
+        .stdout("287082\n");
+}
+
+/// A machine without a usable keyring says so before it asks for the secret.
+#[test]
+fn a_missing_keyring_is_reported_before_the_prompt() {
+    if !can_run("needs `script` (util-linux) for a pty", have("script")) {
+        return;
+    }
+    let env = Env::new();
+    let screen = on_terminal_with(
+        &env,
+        &[(
+            "DBUS_SESSION_BUS_ADDRESS",
+            "unix:path=/nonexistent/knock-totp-test-bus",
+        )],
+        "add web --address 127.0.0.1",
+        &[],
+        Duration::from_millis(1500),
+    );
+    assert!(screen.contains("keyring is unavailable"), "{screen}");
+    assert!(!screen.contains("Base32 secret for"), "{screen}");
 }

@@ -25,6 +25,12 @@ pub fn run(ctx: &Context, args: AddArgs) -> anyhow::Result<()> {
         return Err(duplicate(&args.name).into());
     }
 
+    // A headless machine without a keyring says so before the user pastes a secret.
+    let explicit_store = args.store.map(StoreKind::from);
+    store::open(existing.store_choosing(explicit_store), &ctx.paths)
+        .check_available(&args.name)
+        .map_err(UserError::from)?;
+
     let (secret, from_uri) = read_secret(ctx, &args)?;
     let mut profile = HostProfile::new(args.address.clone());
     profile.port = args.port;
@@ -38,7 +44,7 @@ pub fn run(ctx: &Context, args: AddArgs) -> anyhow::Result<()> {
         .period
         .or(from_uri.as_ref().map(|u| u.1))
         .unwrap_or(DEFAULT_PERIOD);
-    profile.store = args.store.map(StoreKind::from);
+    profile.store = explicit_store;
     profile.validate(&args.name).map_err(UserError::usage)?;
 
     ctx.paths.update(|hosts| {
