@@ -732,18 +732,45 @@ _knock__totp() {
 }
 
 
-# Host names for the commands that take one, then clap's completion for everything else.
+# The options of each host command that take a value (the next word is that value).
+_knock_totp_value_options() {
+    case "$1" in
+        show) echo "" ;;
+        remove) echo "" ;;
+        code) echo "--at" ;;
+        ports) echo "--at --from-code" ;;
+        knock) echo "--address -a --port -p --secret --delay-ms --algorithm --period --timeout --margin" ;;
+        ssh) echo "--ssh-bin --timeout --margin" ;;
+        proxy) echo "--timeout --margin" ;;
+        *) echo "" ;;
+    esac
+}
+
+# Host names for the commands that take one, wherever the name goes among their options;
+# clap's completion for everything else.
 _knock_totp_hosts_or_default() {
-    local cur="${COMP_WORDS[COMP_CWORD]}" i sub="" sub_index=0
+    local cur="${COMP_WORDS[COMP_CWORD]}" i word sub="" sub_index=0 values
+    values=" $(_knock_totp_value_options) "
     for ((i = 1; i < COMP_CWORD; i++)); do
-        case "${COMP_WORDS[i]}" in
-            -*) ;;
-            *) sub="${COMP_WORDS[i]}"; sub_index=$i; break ;;
+        word="${COMP_WORDS[i]}"
+        case "$word" in
+            -*) [[ $values == *" $word "* ]] && ((i++)) ;;
+            *) sub="$word"; sub_index=$i; break ;;
         esac
     done
     case "$sub" in
         show|remove|code|ports|knock|ssh|proxy)
-            if [[ $cur != -* && $COMP_CWORD -eq $((sub_index + 1)) ]]; then
+            values=" $(_knock_totp_value_options "$sub") "
+            for ((i = sub_index + 1; i < COMP_CWORD; i++)); do
+                word="${COMP_WORDS[i]}"
+                case "$word" in
+                    --) break ;;
+                    -*) [[ $values == *" $word "* ]] && ((i++)) ;;
+                    *) break ;;
+                esac
+            done
+            # Offer hosts only when no host was given yet and `cur` is no option's value.
+            if [[ $cur != -* && $i -eq $COMP_CWORD ]]; then
                 COMPREPLY=( $(compgen -W "$(knock-totp list --names 2>/dev/null)" -- "$cur") )
                 return 0
             fi

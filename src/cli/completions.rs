@@ -72,21 +72,46 @@ fn bash(generated: &str, subcommands: &str) -> String {
     // they are matched), which leaves every subcommand without flag completion.
     let functions = functions.replace("knock__subcmd__totp", "knock__totp");
     let case = subcommands.replace(' ', "|");
+    let top_value_options = value_options(None);
+    let sub_value_options: String = HOST_SUBCOMMANDS
+        .iter()
+        .map(|sub| format!("        {sub}) echo \"{}\" ;;\n", value_options(Some(sub))))
+        .collect();
     format!(
         r#"{functions}
 
-# Host names for the commands that take one, then clap's completion for everything else.
+# The options of each host command that take a value (the next word is that value).
+_knock_totp_value_options() {{
+    case "$1" in
+{sub_value_options}        *) echo "{top_value_options}" ;;
+    esac
+}}
+
+# Host names for the commands that take one, wherever the name goes among their options;
+# clap's completion for everything else.
 _knock_totp_hosts_or_default() {{
-    local cur="${{COMP_WORDS[COMP_CWORD]}}" i sub="" sub_index=0
+    local cur="${{COMP_WORDS[COMP_CWORD]}}" i word sub="" sub_index=0 values
+    values=" $(_knock_totp_value_options) "
     for ((i = 1; i < COMP_CWORD; i++)); do
-        case "${{COMP_WORDS[i]}}" in
-            -*) ;;
-            *) sub="${{COMP_WORDS[i]}}"; sub_index=$i; break ;;
+        word="${{COMP_WORDS[i]}}"
+        case "$word" in
+            -*) [[ $values == *" $word "* ]] && ((i++)) ;;
+            *) sub="$word"; sub_index=$i; break ;;
         esac
     done
     case "$sub" in
         {case})
-            if [[ $cur != -* && $COMP_CWORD -eq $((sub_index + 1)) ]]; then
+            values=" $(_knock_totp_value_options "$sub") "
+            for ((i = sub_index + 1; i < COMP_CWORD; i++)); do
+                word="${{COMP_WORDS[i]}}"
+                case "$word" in
+                    --) break ;;
+                    -*) [[ $values == *" $word "* ]] && ((i++)) ;;
+                    *) break ;;
+                esac
+            done
+            # Offer hosts only when no host was given yet and `cur` is no option's value.
+            if [[ $cur != -* && $i -eq $COMP_CWORD ]]; then
                 COMPREPLY=( $(compgen -W "$(knock-totp list --names 2>/dev/null)" -- "$cur") )
                 return 0
             fi
@@ -102,6 +127,38 @@ else
 fi
 "#
     )
+}
+
+/// The options (long and short spellings) that take a value, of `subcommand` or of the top level.
+fn value_options(subcommand: Option<&str>) -> String {
+    let mut command = Cli::command();
+    command.build();
+    let command = match subcommand {
+        Some(name) => command
+            .find_subcommand(name)
+            .expect("HOST_SUBCOMMANDS names subcommands")
+            .clone(),
+        None => command,
+    };
+    let mut spellings = Vec::new();
+    for arg in command.get_arguments() {
+        if arg.is_positional() || !arg.get_action().takes_values() {
+            continue;
+        }
+        spellings.extend(
+            arg.get_long_and_visible_aliases()
+                .into_iter()
+                .flatten()
+                .map(|l| format!("--{l}")),
+        );
+        spellings.extend(
+            arg.get_short_and_visible_aliases()
+                .into_iter()
+                .flatten()
+                .map(|s| format!("-{s}")),
+        );
+    }
+    spellings.join(" ")
 }
 
 fn zsh(generated: &str) -> String {

@@ -226,6 +226,16 @@ fn bash_completes_subcommands_and_host_names() {
     assert_eq!(hosts, ["web"]);
     let flags = complete_in_bash(&env, &["knock-totp", "ports", "--ne"]);
     assert_eq!(flags, ["--next"]);
+
+    // Anywhere among the options, but not as an option's value or after the host.
+    let hosts = complete_in_bash(&env, &["knock-totp", "ssh", "--timeout", "5", "-v", "w"]);
+    assert_eq!(hosts, ["web"]);
+    let hosts = complete_in_bash(&env, &["knock-totp", "ports", "--next", "--at", "59", ""]);
+    assert_eq!(hosts, ["db", "web"]);
+    let value = complete_in_bash(&env, &["knock-totp", "code", "--at", "w"]);
+    assert!(!value.contains(&"web".to_owned()), "{value:?}");
+    let after_host = complete_in_bash(&env, &["knock-totp", "code", "web", "d"]);
+    assert!(!after_host.contains(&"db".to_owned()), "{after_host:?}");
 }
 
 /// The units `setup --out` writes for each engine (file name, text), and the binary they run.
