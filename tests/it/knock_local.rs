@@ -411,6 +411,51 @@ fn knock_and_verify_over_ipv6_loopback() {
     assert!(stderr.contains("knocking ::1 "), "{stderr}");
 }
 
+/// Through the real ssh (`knock-totp ssh`, ProxyUseFdpass), a failed knock shows our two
+/// lines first, then only the two ssh prints when its proxy hands back no connection.
+#[test]
+fn a_failed_knock_through_real_ssh_shows_our_two_lines_then_ssh_s_two() {
+    if !can_run(
+        "needs the OpenSSH client (apt-get install openssh-client)",
+        have("ssh"),
+    ) {
+        return;
+    }
+    let env = Env::new();
+    loopback_host(&env, closed_port());
+    let out = env
+        .cmd()
+        .env("HOME", env.home())
+        .args([
+            "ssh",
+            "lo",
+            "--timeout",
+            "0.3",
+            "--margin",
+            "0",
+            "--",
+            "true",
+        ])
+        .write_stdin("")
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(255), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.len() >= 2, "{stderr}");
+    assert!(lines[0].starts_with("knock-totp: lo: port "), "{stderr}");
+    assert!(lines[1].starts_with("hint: "), "{stderr}");
+    let ssh_lines = [
+        "mm_receive_fd: recvmsg: expected received 1 got 0",
+        "proxy dialer did not pass back a connection",
+    ];
+    assert!(
+        lines[2..].iter().all(|l| ssh_lines.contains(l)) && lines.len() <= 4,
+        "ssh added lines the README does not describe:\n{stderr}"
+    );
+}
+
 /// Under ssh's ProxyCommand, a failed knock leaves ssh two lines on stderr (what happened,
 /// what to do) and nothing on stdout; the client's knock record is private.
 #[test]
