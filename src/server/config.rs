@@ -19,6 +19,8 @@ pub const SERVER_DIR: &str = "/etc/knock-totp";
 /// Name of the systemd credential that carries the secret (`LoadCredential=secret:...`).
 pub const SECRET_CREDENTIAL: &str = "secret";
 pub const DEFAULT_OPEN_SECONDS: u64 = 30;
+/// Longest grant: a grant only has to let a connection start.
+pub const MAX_OPEN_SECONDS: u64 = 300;
 pub const DEFAULT_SEQ_TIMEOUT: u64 = 10;
 
 /// What a knockd server without systemd sets instead of `knockd_reload_command`.
@@ -435,7 +437,7 @@ impl ServerConfig {
             (
                 "open_seconds",
                 self.open_seconds,
-                1..=300,
+                1..=MAX_OPEN_SECONDS,
                 "a grant only has to let a connection start (established ones stay open); a \
                  long one opens the port to everyone behind the knocker's address",
             ),

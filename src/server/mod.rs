@@ -15,6 +15,7 @@ pub mod rotation;
 pub mod schedule;
 pub mod state;
 pub mod systemd;
+pub mod users;
 
 use std::path::Path;
 
