@@ -1,16 +1,63 @@
 //! The doors of a window: which windows get one, their knock ports, and what changed.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::core::ports::PortPair;
 use crate::core::totp::Totp;
 use crate::core::window::Window;
 
-/// One door: the window it serves and that window's knock ports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One door: the window it serves, that window's knock ports and, on a server with users,
+/// whose it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActiveDoor {
     pub window: Window,
     pub ports: PortPair,
+    pub user: Option<Arc<DoorUser>>,
+}
+
+/// The user a door belongs to, as the engines need them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DoorUser {
+    pub name: String,
+    /// Names the user's sets and counters in the kernel.
+    pub tag: String,
+    /// The user's grant length, when not the server's.
+    pub open_seconds: Option<u64>,
+    /// Unix seconds when the user stops opening doors: no door lives past it.
+    pub expires: Option<u64>,
+}
+
+/// Whose secret opens doors: the server's own (`user: None`) or one user's.
+pub struct Holder {
+    pub totp: Totp,
+    pub user: Option<Arc<DoorUser>>,
+}
+
+impl Holder {
+    /// Whether the holder may open a door at `now` (unix seconds).
+    pub fn is_active(&self, now: u64) -> bool {
+        self.user
+            .as_ref()
+            .and_then(|u| u.expires)
+            .is_none_or(|expires| now < expires)
+    }
+}
+
+/// The doors of every holder active at `now`, for `window`.
+pub fn holders_doors(holders: &[Holder], window: Window, now: u64) -> Vec<ActiveDoor> {
+    holders
+        .iter()
+        .filter(|h| h.is_active(now))
+        .flat_map(|h| {
+            active_doors(&h.totp, window)
+                .into_iter()
+                .map(|door| ActiveDoor {
+                    user: h.user.clone(),
+                    ..door
+                })
+        })
+        .collect()
 }
 
 /// The doors for `window`: previous, current and next, except a window whose pair would open
@@ -21,6 +68,7 @@ pub fn active_doors(totp: &Totp, window: Window) -> Vec<ActiveDoor> {
         .map(|window| ActiveDoor {
             window,
             ports: totp.ports_for(window),
+            user: None,
         })
         .filter(|door| !door.ports.is_weak())
         .collect()

@@ -1,6 +1,6 @@
 //! The rotation loop: at every window boundary, the doors of the window go to the engine.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use crate::clock::wall_clock;
@@ -8,10 +8,11 @@ use crate::core::totp::Totp;
 use crate::core::window::Window;
 use crate::error::UserError;
 use crate::log::Log;
-use crate::server::doors::active_doors;
+use crate::server::doors::{holders_doors, DoorUser, Holder};
 use crate::server::engine::Engine;
 use crate::server::schedule::{clock_jump, next_step, ClockJump, Step};
 use crate::server::state::{hold_back, newest, starts_behind, ServedState, StateFileError};
+use crate::server::users::UserSource;
 
 /// SIGTERM and SIGINT, turned into a channel the loop can sleep on.
 pub struct StopSignal {
@@ -86,11 +87,11 @@ impl StopSignal {
         if self.received.is_some() {
             return false;
         }
-        let until = Instant::now() + duration;
         match self.rx.recv_timeout(duration) {
             Ok(SIGHUP) => {
+                // Back at once: the loop reads the users again.
                 self.hangups += 1;
-                self.pause(until.saturating_duration_since(Instant::now()))
+                true
             }
             Ok(name) => {
                 self.received = Some(name);
@@ -124,7 +125,13 @@ impl StopSignal {
 
 /// The daemon: a code generator, an engine, and how chatty to be.
 pub struct Rotation {
-    pub totp: Totp,
+    /// Whose secrets open doors: the server's, or each user's.
+    pub holders: Vec<Holder>,
+    /// Where the users are read again on SIGHUP (`None`: a single-secret server).
+    pub users: Option<UserSource>,
+    /// The users whose doors are in place (to revoke those that go).
+    serving: Vec<Arc<DoorUser>>,
+    period: u64,
     pub engine: Box<dyn Engine>,
     pub log: Log,
     pub dry_run: bool,
@@ -140,7 +147,10 @@ pub struct Rotation {
 impl Rotation {
     pub fn new(totp: Totp, engine: Box<dyn Engine>, log: Log, dry_run: bool) -> Self {
         Self {
-            totp,
+            period: totp.period(),
+            holders: vec![Holder { totp, user: None }],
+            users: None,
+            serving: Vec::new(),
             engine,
             log,
             dry_run,
@@ -148,6 +158,14 @@ impl Rotation {
             floor: None,
             recorded: None,
         }
+    }
+
+    /// Serves the users of `source`, read now (`holders`) and again on each SIGHUP, instead of
+    /// the server's own secret.
+    pub fn serving_users(mut self, source: UserSource, holders: Vec<Holder>) -> Self {
+        self.holders = holders;
+        self.users = Some(source);
+        self
     }
 
     /// Keeps the newest window served in `state` (read at start, written before each new
@@ -192,7 +210,7 @@ impl Rotation {
         // Doors go in place `lead` ahead of their window: the schedule runs on a clock that
         // is that much ahead.
         let lead = self.engine.rotation_lead();
-        let clock = Window::at((wall_clock()? + lead).as_secs(), self.totp.period());
+        let clock = Window::at((wall_clock()? + lead).as_secs(), self.period);
         self.floor = self.read_served()?;
         self.recorded = self.floor;
         let mut window = clock;
@@ -291,10 +309,12 @@ impl Rotation {
                 }
             }
             if stop.take_hangups() > 0 {
-                self.log.note(
-                    "SIGHUP: ignored (it never stops the daemon); restart it to read a changed \
-                     config",
-                );
+                self.reload_users(window, stop);
+            }
+            if !self.dry_run && self.someone_expired() {
+                if let Err(e) = self.rotate(window, stop, false) {
+                    self.log.alarm(format!("{e:#}"));
+                }
             }
             match clock_jump(wall_before, wall_clock()?, mono_before.elapsed()) {
                 ClockJump::None => {}
@@ -336,7 +356,8 @@ impl Rotation {
     /// except those of windows served before this start. The newest window among them is
     /// recorded first: once a door is in the firewall, its window is never forgotten.
     fn rotate(&mut self, window: Window, stop: &mut StopSignal, first: bool) -> anyhow::Result<()> {
-        let mut doors = active_doors(&self.totp, window);
+        let now = wall_clock()?.as_secs();
+        let mut doors = holders_doors(&self.holders, window, now);
         let held = hold_back(&mut doors, self.floor);
         if held > 0 {
             self.log.note(format!(
@@ -356,9 +377,88 @@ impl Rotation {
             }
         }
         if first && doors.is_empty() {
-            return self.engine.start_without_doors(window, stop);
+            self.engine.start_without_doors(window, stop)?;
+        } else {
+            self.engine.apply(window, &doors, stop, first)?;
         }
-        self.engine.apply(window, &doors, stop, first)
+        self.revoke_gone(now)
+    }
+
+    /// The users active now; those served before and not any more lose their doors (the
+    /// rotation just put in place the doors without them) and their grants.
+    fn revoke_gone(&mut self, now: u64) -> anyhow::Result<()> {
+        let active: Vec<Arc<DoorUser>> = self
+            .holders
+            .iter()
+            .filter(|h| h.is_active(now))
+            .filter_map(|h| h.user.clone())
+            .collect();
+        let gone: Vec<Arc<DoorUser>> = self
+            .serving
+            .iter()
+            .filter(|u| !active.iter().any(|a| a.name == u.name))
+            .cloned()
+            .collect();
+        self.serving = active;
+        if gone.is_empty() {
+            return Ok(());
+        }
+        self.engine.revoke(&gone)?;
+        let names: Vec<&str> = gone.iter().map(|u| u.name.as_str()).collect();
+        self.log.note(format!(
+            "revoked {}: doors and live grants removed",
+            names.join(", ")
+        ));
+        Ok(())
+    }
+
+    /// Whether a user served now has expired since.
+    fn someone_expired(&self) -> bool {
+        let now = wall_clock().map_or(0, |t| t.as_secs());
+        self.serving
+            .iter()
+            .any(|u| u.expires.is_some_and(|expires| now >= expires))
+    }
+
+    /// SIGHUP: reads the users again and puts the doors of the new set in place at once.
+    /// A users directory that does not load leaves everything as it was.
+    fn reload_users(&mut self, window: Window, stop: &mut StopSignal) {
+        let Some(source) = &self.users else {
+            self.log.note(
+                "SIGHUP: this server serves its own secret and reads no users; restart it to \
+                 read a changed config or to serve the users of its users directory",
+            );
+            return;
+        };
+        match source.holders() {
+            Ok(holders) => {
+                let holders = holders.unwrap_or_default();
+                let names: Vec<&str> = holders
+                    .iter()
+                    .filter_map(|h| h.user.as_ref().map(|u| u.name.as_str()))
+                    .collect();
+                self.log.note(format!(
+                    "SIGHUP: {} enabled users in {}{}",
+                    names.len(),
+                    source.dir.display(),
+                    if names.is_empty() {
+                        ": no door opens".to_owned()
+                    } else {
+                        format!(" ({})", names.join(", "))
+                    }
+                ));
+                self.holders = holders;
+                if self.dry_run {
+                    return;
+                }
+                if let Err(e) = self.rotate(window, stop, false) {
+                    self.log.alarm(format!("SIGHUP: {e:#}"));
+                }
+            }
+            Err(e) => self
+                .log
+                .alarm(format!("SIGHUP: {e:#}; keeping the users as they were")),
+        }
     }
 }
 

@@ -3,13 +3,16 @@
 //! directory (or with no user in it) is the single-secret server.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::core::names::name_hash;
 use crate::core::secret::SecretKey;
+use crate::core::totp::{Algorithm, Totp};
 use crate::error::UserError;
 use crate::fsutil::{file_place, parse_toml, OwnedFileError};
+use crate::server::doors::{DoorUser, Holder};
 
 /// Longest user name.
 pub const MAX_USER_NAME: usize = 32;
@@ -70,6 +73,43 @@ impl User {
 
     pub fn load_secret(&self) -> anyhow::Result<SecretKey> {
         crate::server::load_secret_file(&self.secret_file)
+    }
+}
+
+/// Where a server's users come from, to read them at start and again on SIGHUP.
+#[derive(Debug, Clone)]
+pub struct UserSource {
+    pub dir: PathBuf,
+    /// The server's TOTP settings, which its users share.
+    pub algorithm: Algorithm,
+    pub period: u64,
+}
+
+impl UserSource {
+    /// The enabled users, each with their TOTP (expired ones too: the rotation drops them
+    /// when their time comes); `None` when the directory holds no user at all (a disabled
+    /// user still counts: the server's own secret never comes back by itself).
+    pub fn holders(&self) -> anyhow::Result<Option<Vec<Holder>>> {
+        let users = load_users(&self.dir)?;
+        if users.is_empty() {
+            return Ok(None);
+        }
+        let mut holders = Vec::new();
+        for user in users.into_iter().filter(|u| u.enabled) {
+            let secret = user.load_secret()?;
+            let totp = Totp::new(&secret, self.algorithm, self.period)
+                .map_err(|e| UserError::usage(format!("user {}: {e}", user.name)))?;
+            holders.push(Holder {
+                totp,
+                user: Some(Arc::new(DoorUser {
+                    tag: user.tag(),
+                    name: user.name,
+                    open_seconds: user.open_seconds,
+                    expires: user.expires,
+                })),
+            });
+        }
+        Ok(Some(holders))
     }
 }
 

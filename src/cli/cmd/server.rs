@@ -13,6 +13,7 @@ use crate::server::engine::nftables::{self, report, unban::EntryKind};
 use crate::server::load_secret_file;
 use crate::server::rotation::{Rotation, StopSignal};
 use crate::server::state::ServedState;
+use crate::server::users::{users_dir, UserSource};
 
 pub fn run(ctx: &Context, args: ServerArgs) -> anyhow::Result<()> {
     if let Some(ServerAction::Unban(unban_args)) = &args.action {
@@ -32,10 +33,26 @@ pub fn run(ctx: &Context, args: ServerArgs) -> anyhow::Result<()> {
     let totp = Totp::new(&secret, config.algorithm, config.period)
         .map_err(|e| UserError::usage(format!("{}: {e}", config_path.display())))?;
     drop(secret);
+    let users = UserSource {
+        dir: users_dir(config_path),
+        algorithm: config.algorithm,
+        period: config.period,
+    };
+    let holders = users.holders()?;
 
     let state = ServedState::for_server(&config.name);
-    let engine = engine::build(config, ctx.log)?;
+    let user_count = holders.as_ref().map_or(0, |h| h.len().max(1));
+    let engine = engine::build(config, user_count, ctx.log)?;
     let mut server = Rotation::new(totp, engine, ctx.log, args.dry_run).remembering(state);
+    if let Some(holders) = holders {
+        ctx.log.note(format!(
+            "{} enabled users in {}: each knocks with their own secret (the server's opens no \
+             door)",
+            holders.len(),
+            users.dir.display()
+        ));
+        server = server.serving_users(users, holders);
+    }
     server.preflight()?;
     let mut stop = StopSignal::install()?;
     server.run(args.once, &mut stop)

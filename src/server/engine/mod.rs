@@ -7,12 +7,13 @@
 pub mod knockd;
 pub mod nftables;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::core::window::Window;
 use crate::log::Log;
 use crate::server::config::{EngineKind, ServerConfig};
-use crate::server::doors::ActiveDoor;
+use crate::server::doors::{ActiveDoor, DoorUser};
 use crate::server::firewall::{Firewall, FirewallKind};
 use crate::server::rotation::StopSignal;
 
@@ -45,6 +46,13 @@ pub trait Engine {
         self.apply(window, &[], stop, true)
     }
 
+    /// Takes away the live grants of `users`, whose doors the last `apply` already left out
+    /// (removed, disabled or expired users); every other user's grants stay.
+    fn revoke(&mut self, users: &[Arc<DoorUser>]) -> anyhow::Result<()> {
+        let _ = users;
+        Ok(())
+    }
+
     /// Prints what `apply` would do, changing nothing.
     fn dry_run(&mut self, window: Window, doors: &[ActiveDoor]) -> anyhow::Result<()>;
 
@@ -74,8 +82,14 @@ pub trait Engine {
 /// What an engine is before it runs: the daemon it builds, and what `setup` writes for it.
 /// Each engine's folder implements it; [`design`] is the one place an engine is chosen.
 pub trait Design {
-    /// The daemon for `config`, ready for its preflight.
-    fn build(&self, config: ServerConfig, log: Log) -> anyhow::Result<Box<dyn Engine>>;
+    /// The daemon for `config` with `users` users (0: the single-secret server), ready for
+    /// its preflight.
+    fn build(
+        &self,
+        config: ServerConfig,
+        users: usize,
+        log: Log,
+    ) -> anyhow::Result<Box<dyn Engine>>;
 
     /// The firewall a door uses when `setup` names none.
     fn default_firewall(&self) -> FirewallKind;
@@ -123,6 +137,6 @@ pub fn design(kind: EngineKind) -> &'static dyn Design {
 }
 
 /// The engine a server's config asks for, ready for its preflight.
-pub fn build(config: ServerConfig, log: Log) -> anyhow::Result<Box<dyn Engine>> {
-    design(config.engine).build(config, log)
+pub fn build(config: ServerConfig, users: usize, log: Log) -> anyhow::Result<Box<dyn Engine>> {
+    design(config.engine).build(config, users, log)
 }

@@ -13,7 +13,24 @@ pub struct KnockdDesign;
 
 impl Design for KnockdDesign {
     /// knockd, and on a cloud the firewall whose door grants the daemon sweeps.
-    fn build(&self, config: ServerConfig, log: Log) -> anyhow::Result<Box<dyn Engine>> {
+    fn build(
+        &self,
+        config: ServerConfig,
+        users: usize,
+        log: Log,
+    ) -> anyhow::Result<Box<dyn Engine>> {
+        if users > 0 {
+            return Err(UserError::usage(format!(
+                "server {}: users need the nftables engine (knockd knows one sequence per \
+                 door, not whose it is)",
+                config.name
+            ))
+            .with_hint(format!(
+                "set engine = \"nftables\" in the config, or remove the users directory {}.d",
+                config.name
+            ))
+            .into());
+        }
         let knockd = knockd_for(&config)?;
         let firewall = config
             .firewall_backend()

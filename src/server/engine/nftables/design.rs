@@ -12,8 +12,13 @@ use super::NftEngine;
 pub struct NftDesign;
 
 impl Design for NftDesign {
-    fn build(&self, config: ServerConfig, log: Log) -> anyhow::Result<Box<dyn Engine>> {
-        Ok(Box::new(NftEngine::new(&config, log)))
+    fn build(
+        &self,
+        config: ServerConfig,
+        users: usize,
+        log: Log,
+    ) -> anyhow::Result<Box<dyn Engine>> {
+        Ok(Box::new(NftEngine::new(&config, users, log)))
     }
 
     fn default_firewall(&self) -> FirewallKind {

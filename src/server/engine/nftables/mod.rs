@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use self::ruleset::{
     base_ruleset, base_settings, doors_transaction, effective_doors, remove_doors_transaction,
-    NftDoor, NftParams, ATTACK_SET, STATE_SET,
+    DoorKey, NftDoor, NftParams, NftUser, ATTACK_SET, STATE_SET,
 };
 use self::status::{parse_status_value, set_elements, NftStatus};
 use crate::core::window::Window;
@@ -52,13 +52,20 @@ pub fn params(config: &ServerConfig) -> NftParams {
 
 /// A door in the kernel: valid from the start of the window before its own to the end of the
 /// one after (the daemon's previous/current/next doors, one step of clock skew either way).
-pub fn nft_door(door: &ActiveDoor) -> NftDoor {
+pub fn nft_door(door: &ActiveDoor, server_open_seconds: u64) -> NftDoor {
     let period = door.window.period;
+    let until = door_valid_until(door.window);
+    let user = door.user.as_deref();
     NftDoor {
         counter: door.window.counter,
         ports: door.ports.0,
         valid_from: door.window.counter.saturating_sub(1) * period,
-        valid_until: door_valid_until(door.window),
+        valid_until: user.and_then(|u| u.expires).map_or(until, |e| e.min(until)),
+        user: user.map(|u| NftUser {
+            name: u.name.clone(),
+            tag: u.tag.clone(),
+            open_seconds: u.open_seconds.unwrap_or(server_open_seconds),
+        }),
     }
 }
 
@@ -255,8 +262,11 @@ pub struct NftEngine {
     pub params: NftParams,
     pub nft: Nft,
     pub log: Log,
-    /// Window counters whose doors are in the kernel now.
-    installed: Vec<u64>,
+    /// The doors in the kernel now.
+    installed: Vec<DoorKey>,
+    /// The windows an earlier run left doors for (read at the first rotation): their sets
+    /// go with the first doors transaction, whichever user they were for.
+    found_windows: Vec<u64>,
     /// The doors last put in place, to restore them with the table.
     last_doors: Vec<NftDoor>,
     /// Whether the table was under attack at the last look (to log each change once).
@@ -264,12 +274,13 @@ pub struct NftEngine {
 }
 
 impl NftEngine {
-    pub fn new(config: &ServerConfig, log: Log) -> Self {
+    pub fn new(config: &ServerConfig, users: usize, log: Log) -> Self {
         Self {
-            params: params(config),
+            params: params(config).for_users(users),
             nft: Nft::on_path(),
             log,
             installed: Vec::new(),
+            found_windows: Vec::new(),
             last_doors: Vec::new(),
             under_attack: false,
         }
@@ -290,7 +301,7 @@ impl NftEngine {
         match found {
             Some((Some(comment), windows)) if comment == settings => {
                 if first {
-                    self.installed = windows;
+                    self.found_windows = windows;
                 }
                 Ok(false)
             }
@@ -304,6 +315,7 @@ impl NftEngine {
                 ));
                 self.nft.load(&base_ruleset(&self.params))?;
                 self.installed.clear();
+                self.found_windows.clear();
                 Ok(true)
             }
             found => {
@@ -316,9 +328,17 @@ impl NftEngine {
                 }
                 self.nft.load(&base_ruleset(&self.params))?;
                 self.installed.clear();
+                self.found_windows.clear();
                 Ok(true)
             }
         }
+    }
+
+    fn nft_doors(&self, doors: &[ActiveDoor]) -> Vec<NftDoor> {
+        doors
+            .iter()
+            .map(|d| nft_door(d, self.params.open_seconds))
+            .collect()
     }
 
     /// Logs once when the server comes under attack and once when the attack is over.
@@ -349,19 +369,45 @@ impl NftEngine {
     /// Replaces the doors in the kernel with `doors` (one transaction); returns how many were
     /// put in place (doors that knock the protected port or a public port are skipped).
     fn load_doors(&mut self, doors: Vec<NftDoor>) -> anyhow::Result<usize> {
+        let previous = self.previous_keys(&doors);
         self.nft
-            .load(&doors_transaction(&self.params, &doors, &self.installed))?;
-        self.installed = installed_counters(&self.params, &doors);
+            .load(&doors_transaction(&self.params, &doors, &previous))?;
+        self.found_windows.clear();
+        self.installed = installed_keys(&self.params, &doors);
         self.last_doors = doors;
         Ok(self.installed.len())
     }
+
+    /// The doors a transaction replaces: those last put in place and, at the first rotation,
+    /// those an earlier run left (for the single secret and for every user of `doors`).
+    fn previous_keys(&self, doors: &[NftDoor]) -> Vec<DoorKey> {
+        let mut keys = self.installed.clone();
+        let mut tags: Vec<Option<String>> = vec![None];
+        tags.extend(
+            doors
+                .iter()
+                .filter_map(|d| d.user.as_ref().map(|u| Some(u.tag.clone()))),
+        );
+        tags.dedup();
+        for &counter in &self.found_windows {
+            for tag in &tags {
+                keys.push(DoorKey {
+                    tag: tag.clone(),
+                    counter,
+                });
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys
+    }
 }
 
-/// The window counters of the doors of `doors` that a transaction puts in place.
-fn installed_counters(params: &NftParams, doors: &[NftDoor]) -> Vec<u64> {
+/// The doors of `doors` that a transaction puts in place.
+fn installed_keys(params: &NftParams, doors: &[NftDoor]) -> Vec<DoorKey> {
     effective_doors(params, doors)
         .iter()
-        .map(|d| d.counter)
+        .map(NftDoor::key)
         .collect()
 }
 
@@ -401,7 +447,7 @@ impl Engine for NftEngine {
     ) -> anyhow::Result<()> {
         let started = Instant::now();
         self.ensure_base(first)?;
-        let doors: Vec<NftDoor> = doors.iter().map(nft_door).collect();
+        let doors = self.nft_doors(doors);
         let wanted = doors.len();
         let in_place = self.load_doors(doors)?;
         let skipped = wanted - in_place;
@@ -421,16 +467,17 @@ impl Engine for NftEngine {
     }
 
     fn dry_run(&mut self, window: Window, doors: &[ActiveDoor]) -> anyhow::Result<()> {
-        let doors: Vec<NftDoor> = doors.iter().map(nft_door).collect();
+        let doors = self.nft_doors(doors);
+        let previous = self.previous_keys(&doors);
         print!(
             "# dry run: window {}\n# would make sure table inet {} is in place:\n{}\
              # would load in one transaction (nft -f -):\n{}",
             window.counter,
             self.params.table,
             base_ruleset(&self.params),
-            doors_transaction(&self.params, &doors, &self.installed)
+            doors_transaction(&self.params, &doors, &previous)
         );
-        self.installed = installed_counters(&self.params, &doors);
+        self.installed = installed_keys(&self.params, &doors);
         Ok(())
     }
 
@@ -473,10 +520,14 @@ mod tests {
 
     #[test]
     fn a_door_lives_from_the_window_before_its_own_to_the_one_after() {
-        let door = nft_door(&ActiveDoor {
-            window: Window::at(1_740_012_930, 30),
-            ports: PortPair([4000, 4180]),
-        });
+        let door = nft_door(
+            &ActiveDoor {
+                window: Window::at(1_740_012_930, 30),
+                ports: PortPair([4000, 4180]),
+                user: None,
+            },
+            30,
+        );
         assert_eq!(door.counter, 58_000_431);
         assert_eq!(door.valid_from, 58_000_430 * 30);
         assert_eq!(door.valid_until, 58_000_433 * 30);

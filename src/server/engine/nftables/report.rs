@@ -252,6 +252,7 @@ mod tests {
                     ports: [4321, 8765],
                     valid_from: 100,
                     valid_until: 190,
+                    user: None,
                 },
                 owner: Some("10.213.0.2".parse().unwrap()),
                 staged: Vec::new(),

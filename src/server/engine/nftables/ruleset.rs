@@ -53,7 +53,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::RangeInclusive;
 
 use crate::core::names::name_hash;
@@ -203,6 +203,17 @@ impl NftParams {
         }
     }
 
+    /// The parameters for a server with `users` users: K users keep 3K doors live, so the
+    /// global wrong-knock budget is divided by K to keep a distributed guesser's odds per day
+    /// where they are with one secret.
+    pub fn for_users(mut self, users: usize) -> Self {
+        let users = u32::try_from(users.max(1)).unwrap_or(u32::MAX);
+        let l = &mut self.limits;
+        l.global_wrong_knocks_per_hour = l.global_wrong_knocks_per_hour.div_ceil(users).max(1);
+        l.global_wrong_knock_burst = l.global_wrong_knock_burst.div_ceil(users).max(1);
+        self
+    }
+
     /// Checks everything the renderer interpolates into nft syntax.
     pub fn validate(&self) -> Result<(), String> {
         let t = &self.table;
@@ -308,7 +319,54 @@ pub fn base_settings(p: &NftParams) -> String {
     )
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The user a door belongs to, on a server with users.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NftUser {
+    pub name: String,
+    /// Names the user's sets and counters (see `users::user_tag`).
+    pub tag: String,
+    /// The user's grant length (their own, or the server's).
+    pub open_seconds: u64,
+}
+
+impl NftUser {
+    /// The set of addresses the user's doors let in now.
+    pub fn grants_set(&self, family: Family) -> String {
+        grants_set(&self.tag, family)
+    }
+    /// The named counter of the doors the user opened.
+    pub fn opened_counter(&self) -> String {
+        opened_counter(&self.tag)
+    }
+}
+
+/// The grants set of the user tagged `tag`.
+pub fn grants_set(tag: &str, family: Family) -> String {
+    format!("grants_{tag}_{}", family.digit())
+}
+
+/// The named counter of the doors opened by the user tagged `tag`.
+pub fn opened_counter(tag: &str) -> String {
+    format!("{COUNTER_OPENED}_{tag}")
+}
+
+/// What names a door's sets: its window and, on a server with users, its user's tag.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DoorKey {
+    pub tag: Option<String>,
+    pub counter: u64,
+}
+
+impl std::fmt::Display for DoorKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.tag {
+            Some(tag) => write!(f, "{tag}_{}", self.counter),
+            None => write!(f, "{}", self.counter),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NftDoor {
     /// TOTP window counter; names the door's sets.
     pub counter: u64,
@@ -318,6 +376,8 @@ pub struct NftDoor {
     pub valid_from: u64,
     /// Unix seconds, exclusive.
     pub valid_until: u64,
+    /// Whose door it is (`None` on a single-secret server).
+    pub user: Option<NftUser>,
 }
 
 impl NftDoor {
@@ -336,8 +396,15 @@ impl NftDoor {
             && u32::try_from(self.counter).is_ok()
     }
 
+    pub fn key(&self) -> DoorKey {
+        DoorKey {
+            tag: self.user.as_ref().map(|u| u.tag.clone()),
+            counter: self.counter,
+        }
+    }
+
     pub fn comment(&self) -> String {
-        format!(
+        let mut comment = format!(
             "{} c={} a={} b={} from={} until={}",
             DOOR_COMMENT_PREFIX,
             self.counter,
@@ -345,13 +412,22 @@ impl NftDoor {
             self.ports[1],
             self.valid_from,
             self.valid_until
-        )
+        );
+        if let Some(user) = &self.user {
+            let _ = write!(
+                comment,
+                " user={} tag={} open={}",
+                user.name, user.tag, user.open_seconds
+            );
+        }
+        comment
     }
 
     /// Inverse of [`NftDoor::comment`].
     pub fn parse_comment(s: &str) -> Option<NftDoor> {
         let rest = s.strip_prefix(DOOR_COMMENT_PREFIX)?;
         let (mut c, mut a, mut b, mut f, mut u) = (None, None, None, None, None);
+        let (mut name, mut tag, mut open) = (None, None, None);
         for kv in rest.split_whitespace() {
             let (k, v) = kv.split_once('=')?;
             match k {
@@ -360,32 +436,44 @@ impl NftDoor {
                 "b" => b = v.parse::<u16>().ok(),
                 "from" => f = v.parse::<u64>().ok(),
                 "until" => u = v.parse::<u64>().ok(),
+                "user" => name = Some(v.to_owned()),
+                "tag" => tag = Some(v.to_owned()),
+                "open" => open = v.parse::<u64>().ok(),
                 _ => {}
             }
         }
+        let user = match (name, tag, open) {
+            (Some(name), Some(tag), Some(open_seconds)) => Some(NftUser {
+                name,
+                tag,
+                open_seconds,
+            }),
+            _ => None,
+        };
         Some(NftDoor {
             counter: c?,
             ports: [a?, b?],
             valid_from: f?,
             valid_until: u?,
+            user,
         })
     }
 }
 
-fn stage_set(c: u64, fam: u8) -> String {
-    format!("stage_{c}_{fam}")
+pub fn stage_set(key: &DoorKey, fam: u8) -> String {
+    format!("stage_{key}_{fam}")
 }
-fn owner_set(c: u64, fam: u8) -> String {
-    format!("owner_{c}_{fam}")
+pub fn owner_set(key: &DoorKey, fam: u8) -> String {
+    format!("owner_{key}_{fam}")
 }
 /// Family of the door's owner (`meta nfproto`), size 1: the first completion
 /// fixes it, so a completion from the other family fails to add.
-fn owner_fam_set(c: u64) -> String {
-    format!("owner_{c}_f")
+fn owner_fam_set(key: &DoorKey) -> String {
+    format!("owner_{key}_f")
 }
 
 /// Set definitions (as used by `add set`) of one door.
-fn door_set_defs(p: &NftParams, c: u64) -> [(String, String); 5] {
+fn door_set_defs(p: &NftParams, c: &DoorKey) -> [(String, String); 5] {
     let stage = |ty: &str| {
         format!(
             "{{ type {ty}; size {}; flags dynamic,timeout; timeout {}s; }}",
@@ -698,14 +786,14 @@ pub fn base_ruleset(p: &NftParams) -> String {
     s
 }
 
-/// Doors actually rendered: renderable, first occurrence of each counter.
+/// Doors actually rendered: renderable, first occurrence of each key.
 pub fn effective_doors(p: &NftParams, doors: &[NftDoor]) -> Vec<NftDoor> {
     let mut seen = BTreeSet::new();
     doors
         .iter()
         .filter(|d| d.is_renderable(p))
-        .filter(|d| seen.insert(d.counter))
-        .copied()
+        .filter(|d| seen.insert(d.key()))
+        .cloned()
         .collect()
 }
 
@@ -715,21 +803,72 @@ fn flush_chains<'a>(s: &mut String, t: &str, chains: impl IntoIterator<Item = &'
     }
 }
 
-/// Deletes the sets of each counter in `gone`. Each set is `add`ed first so
+/// Deletes the sets of each door in `gone`. Each set is `add`ed first so
 /// the transaction does not fail when `previous` was stale (nft 1.0.6 has no
 /// `destroy`). Must come after the chains referencing them were flushed.
-fn delete_door_sets(s: &mut String, p: &NftParams, gone: impl Iterator<Item = u64>) {
+fn delete_door_sets<'a>(s: &mut String, p: &NftParams, gone: impl Iterator<Item = &'a DoorKey>) {
     let t = &p.table;
-    for c in gone {
-        for (name, def) in door_set_defs(p, c) {
+    for key in gone {
+        for (name, def) in door_set_defs(p, key) {
             let _ = writeln!(s, "add set inet {t} {name} {def}");
             let _ = writeln!(s, "delete set inet {t} {name}");
         }
     }
 }
 
+/// The definition of a user's grants set (as used by `add set`).
+fn grants_set_def(p: &NftParams, family: Family) -> String {
+    format!(
+        "{{ type {}; size {}; flags dynamic,timeout; timeout {}s; }}",
+        family.addr_type(),
+        p.limits.tracked_sources,
+        crate::server::config::MAX_OPEN_SECONDS
+    )
+}
+
+/// Creates each user's grants sets and counter (no-ops when present).
+fn declare_users(s: &mut String, p: &NftParams, users: &BTreeSet<&NftUser>) {
+    let t = &p.table;
+    for user in users {
+        for family in Family::BOTH {
+            let _ = writeln!(
+                s,
+                "add set inet {t} {} {}",
+                user.grants_set(family),
+                grants_set_def(p, family)
+            );
+        }
+        let _ = writeln!(s, "add counter inet {t} {}", user.opened_counter());
+    }
+}
+
+/// Deletes the grants sets and counter of the users tagged `tags` (nothing may refer to them
+/// any more), first deleting from `allowed4`/`allowed6` the `revoked` addresses.
+pub fn revoke_users_transaction(p: &NftParams, tags: &[String], revoked: &[IpAddr]) -> String {
+    let t = &p.table;
+    let mut s = String::new();
+    for addr in revoked {
+        let d = if addr.is_ipv4() { 4 } else { 6 };
+        // Added first, so a grant that has just expired does not fail the transaction.
+        let _ = writeln!(s, "add element inet {t} allowed{d} {{ {addr} timeout 1s }}");
+        let _ = writeln!(s, "delete element inet {t} allowed{d} {{ {addr} }}");
+    }
+    for tag in tags {
+        for family in Family::BOTH {
+            let name = grants_set(tag, family);
+            let _ = writeln!(s, "add set inet {t} {name} {}", grants_set_def(p, family));
+            let _ = writeln!(s, "delete set inet {t} {name}");
+        }
+        let counter = opened_counter(tag);
+        let _ = writeln!(s, "add counter inet {t} {counter}");
+        let _ = writeln!(s, "delete counter inet {t} {counter}");
+    }
+    s
+}
+
 /// The `state` set's elements: the windows whose doors are in place.
-fn record_windows(s: &mut String, t: &str, counters: &[u64]) {
+fn record_windows(s: &mut String, t: &str, keys: &[DoorKey]) {
+    let counters: BTreeSet<u64> = keys.iter().map(|k| k.counter).collect();
     let _ = writeln!(s, "flush set inet {t} {STATE_SET}");
     if !counters.is_empty() {
         let _ = writeln!(s, "add element inet {t} {STATE_SET} {}", nft_list(counters));
@@ -739,10 +878,10 @@ fn record_windows(s: &mut String, t: &str, counters: &[u64]) {
 /// One `nft -f` transaction that re-asserts every base chain's rules and
 /// replaces the door rules. Per-door sets are created with `add set` (no-op
 /// when present, so stages and owners of doors that stay survive); sets of
-/// counters in `previous` but not in `doors` are deleted. The contents of
+/// doors in `previous` but not in `doors` are deleted. The contents of
 /// every other set and the counters are untouched. Doors that are not
 /// [`NftDoor::is_renderable`] are skipped.
-pub fn doors_transaction(p: &NftParams, doors: &[NftDoor], previous: &[u64]) -> String {
+pub fn doors_transaction(p: &NftParams, doors: &[NftDoor], previous: &[DoorKey]) -> String {
     let t = &p.table;
     let doors = effective_doors(p, doors);
     let mut s = String::new();
@@ -753,12 +892,13 @@ pub fn doors_transaction(p: &NftParams, doors: &[NftDoor], previous: &[u64]) -> 
         chains.iter().map(String::as_str).chain(DOOR_CHAINS),
     );
     s.push_str(&base_rules(p));
+    let users: BTreeSet<&NftUser> = doors.iter().filter_map(|d| d.user.as_ref()).collect();
+    declare_users(&mut s, p, &users);
     for d in &doors {
-        for (name, def) in door_set_defs(p, d.counter) {
+        for (name, def) in door_set_defs(p, &d.key()) {
             let _ = writeln!(s, "add set inet {t} {name} {def}");
         }
     }
-    let open = p.open_seconds;
     let time = |d: &NftDoor| {
         format!(
             "meta time >= {} meta time < {}",
@@ -767,88 +907,83 @@ pub fn doors_transaction(p: &NftParams, doors: &[NftDoor], previous: &[u64]) -> 
     };
     // 1. completions: staged for this door and the knock is its B.
     for d in &doors {
-        let (c, b, tm, cm) = (d.counter, d.ports[1], time(d), d.comment());
-        let (s4, s6, o4, o6) = (
-            stage_set(c, 4),
-            stage_set(c, 6),
-            owner_set(c, 4),
-            owner_set(c, 6),
-        );
-        let of = owner_fam_set(c);
-        let _ = writeln!(
-            s,
-            "add rule inet {t} doors {tm} tcp dport {b} ip saddr @{s4} add @{of} {{ meta nfproto }} add @{o4} {{ ip saddr }} update @allowed4 {{ ip saddr timeout {open}s }} counter name {COUNTER_OPENED} goto opened4 comment \"{cm}\""
-        );
-        let _ = writeln!(
-            s,
-            "add rule inet {t} doors {tm} tcp dport {b} ip saddr @{s4} counter name {COUNTER_REFUSED} goto clear4"
-        );
-        let _ = writeln!(
-            s,
-            "add rule inet {t} doors {tm} tcp dport {b} ip6 saddr @{s6} add @{of} {{ meta nfproto }} add @{o6} {{ ip6 saddr }} update @allowed6 {{ ip6 saddr timeout {open}s }} counter name {COUNTER_OPENED} goto opened6 comment \"{cm}\""
-        );
-        let _ = writeln!(
-            s,
-            "add rule inet {t} doors {tm} tcp dport {b} ip6 saddr @{s6} counter name {COUNTER_REFUSED} goto clear6"
-        );
+        let (key, b, tm, cm) = (d.key(), d.ports[1], time(d), d.comment());
+        let of = owner_fam_set(&key);
+        let open = d.user.as_ref().map_or(p.open_seconds, |u| u.open_seconds);
+        for family in Family::BOTH {
+            let (f, saddr) = (family.digit(), family.saddr());
+            let (stage, owner) = (stage_set(&key, f), owner_set(&key, f));
+            let attribution = match &d.user {
+                Some(user) => format!(
+                    " update @{} {{ {saddr} timeout {open}s }} counter name {}",
+                    user.grants_set(family),
+                    user.opened_counter()
+                ),
+                None => String::new(),
+            };
+            let _ = writeln!(
+                s,
+                "add rule inet {t} doors {tm} tcp dport {b} {saddr} @{stage} add @{of} {{ meta nfproto }} add @{owner} {{ {saddr} }} update @allowed{f} {{ {saddr} timeout {open}s }}{attribution} counter name {COUNTER_OPENED} goto opened{f} comment \"{cm}\""
+            );
+            let _ = writeln!(
+                s,
+                "add rule inet {t} doors {tm} tcp dport {b} {saddr} @{stage} counter name {COUNTER_REFUSED} goto clear{f}"
+            );
+        }
     }
     // 2. cancellations: any other knock while staged clears all stages.
     for d in &doors {
-        let c = d.counter;
-        let _ = writeln!(
-            s,
-            "add rule inet {t} doors ip saddr @{} jump cancel4",
-            stage_set(c, 4)
-        );
-        let _ = writeln!(
-            s,
-            "add rule inet {t} doors ip6 saddr @{} jump cancel6",
-            stage_set(c, 6)
-        );
+        let key = d.key();
+        for family in Family::BOTH {
+            let f = family.digit();
+            let _ = writeln!(
+                s,
+                "add rule inet {t} doors {} @{} jump cancel{f}",
+                family.saddr(),
+                stage_set(&key, f)
+            );
+        }
     }
     // 3. stage starts.
     for d in &doors {
-        let (c, a, tm) = (d.counter, d.ports[0], time(d));
-        let _ = writeln!(
-            s,
-            "add rule inet {t} doors {tm} tcp dport {a} meta nfproto ipv4 add @{} {{ ip saddr }}",
-            stage_set(c, 4)
-        );
-        let _ = writeln!(
-            s,
-            "add rule inet {t} doors {tm} tcp dport {a} meta nfproto ipv6 add @{} {{ ip6 saddr }}",
-            stage_set(c, 6)
-        );
+        let (key, a, tm) = (d.key(), d.ports[0], time(d));
+        for family in Family::BOTH {
+            let f = family.digit();
+            let _ = writeln!(
+                s,
+                "add rule inet {t} doors {tm} tcp dport {a} meta nfproto {} add @{} {{ {} }}",
+                family.nfproto(),
+                stage_set(&key, f),
+                family.saddr()
+            );
+        }
     }
     // 4. wrong knocks: what did not start a door (nor completed one: that went to clear).
-    for d in &doors {
+    let starts: BTreeSet<(u16, u64, u64)> = doors
+        .iter()
+        .map(|d| (d.ports[0], d.valid_from, d.valid_until))
+        .collect();
+    for (a, from, until) in starts {
         let _ = writeln!(
             s,
-            "add rule inet {t} doors {} tcp dport {} return",
-            time(d),
-            d.ports[0]
+            "add rule inet {t} doors meta time >= {from} meta time < {until} tcp dport {a} return"
         );
     }
     let _ = writeln!(s, "add rule inet {t} doors goto wrong");
     for d in &doors {
-        let c = d.counter;
-        let _ = writeln!(
-            s,
-            "add rule inet {t} clear4 delete @{} {{ ip saddr }}",
-            stage_set(c, 4)
-        );
-        let _ = writeln!(
-            s,
-            "add rule inet {t} clear6 delete @{} {{ ip6 saddr }}",
-            stage_set(c, 6)
-        );
+        let key = d.key();
+        for family in Family::BOTH {
+            let f = family.digit();
+            let _ = writeln!(
+                s,
+                "add rule inet {t} clear{f} delete @{} {{ {} }}",
+                stage_set(&key, f),
+                family.saddr()
+            );
+        }
     }
-    let keep: BTreeSet<u64> = doors.iter().map(|d| d.counter).collect();
-    let gone: BTreeSet<u64> = previous
-        .iter()
-        .copied()
-        .filter(|c| !keep.contains(c))
-        .collect();
+    let keep: BTreeSet<DoorKey> = doors.iter().map(NftDoor::key).collect();
+    let gone: BTreeSet<&DoorKey> = previous.iter().filter(|k| !keep.contains(k)).collect();
     delete_door_sets(&mut s, p, gone.into_iter());
     record_windows(&mut s, t, &keep.into_iter().collect::<Vec<_>>());
     s
@@ -857,11 +992,11 @@ pub fn doors_transaction(p: &NftParams, doors: &[NftDoor], previous: &[u64]) -> 
 /// Removes every door (e.g. on SIGTERM): flushes the door chains and deletes
 /// the per-door sets of `previous`. The table, `allowed*`, `banned*` and the
 /// protected-port drop stay (fail closed).
-pub fn remove_doors_transaction(p: &NftParams, previous: &[u64]) -> String {
+pub fn remove_doors_transaction(p: &NftParams, previous: &[DoorKey]) -> String {
     let mut s = String::new();
     flush_chains(&mut s, &p.table, DOOR_CHAINS);
     let _ = writeln!(s, "add rule inet {} doors goto wrong", p.table);
-    let gone: BTreeSet<u64> = previous.iter().copied().collect();
+    let gone: BTreeSet<&DoorKey> = previous.iter().collect();
     delete_door_sets(&mut s, p, gone.into_iter());
     record_windows(&mut s, &p.table, &[]);
     s
@@ -879,12 +1014,16 @@ mod tests {
     fn params() -> NftParams {
         NftParams::with_defaults("knock_totp_web", 2222)
     }
+    fn key(counter: u64) -> DoorKey {
+        DoorKey { tag: None, counter }
+    }
     fn door(c: u64, a: u16, b: u16) -> NftDoor {
         NftDoor {
             counter: c,
             ports: [a, b],
             valid_from: c * 30,
             valid_until: c * 30 + 30,
+            user: None,
         }
     }
     /// The rules of `chain` in a rendered text, in order.
@@ -1198,6 +1337,7 @@ mod tests {
                 ports: [1200, 1300],
                 valid_from: 10,
                 valid_until: 10,
+                user: None,
             },
             door(5, 1200, 1300),
             door(5, 1400, 1500), // duplicate counter
@@ -1215,7 +1355,7 @@ mod tests {
         let s = doors_transaction(
             &p,
             &[door(11, 1111, 2222 + 1), door(12, 3000, 4000)],
-            &[10, 11],
+            &[key(10), key(11)],
         );
         for n in [
             "stage_10_4",
@@ -1239,7 +1379,7 @@ mod tests {
 
     #[test]
     fn remove_doors_keeps_table() {
-        let s = remove_doors_transaction(&params(), &[7, 8]);
+        let s = remove_doors_transaction(&params(), &[key(7), key(8)]);
         assert!(!s.contains("delete table") && !s.contains("allowed"));
         assert!(s.contains("flush chain inet knock_totp_web doors"));
         assert!(s.contains("add rule inet knock_totp_web doors goto wrong"));
@@ -1255,8 +1395,9 @@ mod tests {
             ports: [1234, 9876],
             valid_from: 1_740_000_000,
             valid_until: 1_740_000_030,
+            user: None,
         };
-        assert_eq!(NftDoor::parse_comment(&d.comment()), Some(d));
+        assert_eq!(NftDoor::parse_comment(&d.comment()), Some(d.clone()));
         assert!(
             d.comment().len() < 128,
             "nft comments are limited to 128 bytes"
