@@ -265,7 +265,8 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
 /// directory. The server's config, units and scripts stay as they are.
 fn run_user(ctx: &Context, args: &SetupArgs, user: &str) -> anyhow::Result<()> {
     validate_host_name(&args.name).map_err(UserError::usage)?;
-    validate_user_name(user).map_err(UserError::usage)?;
+    validate_user_name(user)
+        .map_err(|e| UserError::usage(e).with_hint("a user name is like alice or bob-laptop"))?;
     if let Some(address) = &args.address {
         validate_address(address).map_err(UserError::usage)?;
     }
