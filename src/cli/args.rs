@@ -371,7 +371,7 @@ pub struct SetupArgs {
 
     /// Seconds a door stays open for the knocking address, 1-300 (default 30; with --user, the
     /// user's own, default the server's)
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long)]
     pub open_seconds: Option<u64>,
 
     /// Write the files into this directory instead of printing them (created 0700; an existing

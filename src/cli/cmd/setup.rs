@@ -402,6 +402,12 @@ fn run_user(ctx: &Context, args: &SetupArgs, user: &str) -> anyhow::Result<()> {
         "# On {user}'s client:\nknock-totp add {} --address {address} --port {port} --uri - < {}",
         args.name, names[2]
     );
+    if args.address.is_none() {
+        let _ = writeln!(
+            text,
+            "# replace {ADDRESS_PLACEHOLDER} with the server's DNS name or IP address"
+        );
+    }
     let _ = writeln!(
         text,
         "# The codes use {}: period {period} s, {algorithm}.",
