@@ -69,7 +69,7 @@ fn user_files_have_their_modes_and_the_servers_period() {
     );
     assert_eq!(user.open_seconds, Some(60));
     let loaded = load_users(&users).unwrap();
-    assert_eq!(loaded, [user.clone()]);
+    assert_eq!(loaded, std::slice::from_ref(&user));
     let secret = user.load_secret().unwrap();
 
     let uri_text = fs::read_to_string(users.join("alice.otpauth")).unwrap();
