@@ -280,3 +280,19 @@ fn a_symlinked_users_directory_is_refused() {
     );
     assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
 }
+
+/// knockd takes one secret: a knockd server has no users.
+#[test]
+fn a_knockd_server_takes_no_user() {
+    let env = Env::new();
+    let server = setup(&env, &["--engine", "knockd", "--interface", "lo"], None);
+    assert!(server.status.success(), "{}", stderr_of(&server));
+    let out = setup(&env, &["--user", "alice"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("knockd engine"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(!out_dir(&env).join("web.d").exists());
+}

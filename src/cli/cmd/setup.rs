@@ -304,6 +304,14 @@ fn run_user(ctx: &Context, args: &SetupArgs, user: &str) -> anyhow::Result<()> {
             )
         }
     };
+    if let Some(config) = server.as_ref().filter(|c| c.engine == EngineKind::Knockd) {
+        return Err(UserError::usage(format!(
+            "server {} uses the knockd engine, which takes one secret: it cannot have users",
+            config.name
+        ))
+        .with_hint("users need the nftables engine (`knock-totp setup NAME --engine nftables`)")
+        .into());
+    }
     let (algorithm, period, port) = match &server {
         Some(config) => (config.algorithm, config.period, config.port),
         None => (Algorithm::Sha1, DEFAULT_PERIOD, args.port),
