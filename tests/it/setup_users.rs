@@ -296,3 +296,25 @@ fn a_knockd_server_takes_no_user() {
     );
     assert!(!out_dir(&env).join("web.d").exists());
 }
+
+/// On a terminal the QR code and the URI are shown, as `setup` shows the server's.
+#[test]
+fn on_a_terminal_the_qr_code_and_uri_are_shown() {
+    if !can_run("needs `script` (util-linux) for a pty", have("script")) {
+        return;
+    }
+    let env = Env::new();
+    let screen = crate::tty::on_terminal(
+        &env,
+        &format!("setup web --user alice --out {}", out_dir(&env).display()),
+        &[],
+        std::time::Duration::from_secs(2),
+    );
+    let uri = fs::read_to_string(out_dir(&env).join("web.d/alice.otpauth")).unwrap();
+    assert!(screen.contains(uri.trim()), "{screen}");
+    assert!(screen.contains('\u{2588}'), "no QR code: {screen}");
+    assert!(
+        screen.contains("systemctl reload knock-totp-server@web"),
+        "{screen}"
+    );
+}
