@@ -599,7 +599,7 @@ _knock__totp() {
             return 0
             ;;
         knock__totp__subcmd__setup)
-            opts="-a -p -i -f -v -q -h --address --port --interface --engine --firewall --security-group --region --resource-group --network --secret --period --open-seconds --out --force --show-secret --qr-png --qr-svg --at --verbose --quiet --help"
+            opts="-a -p -i -f -v -q -h --address --port --interface --engine --firewall --security-group --region --resource-group --network --secret --period --open-seconds --out --force --show-secret --qr-png --qr-svg --at --user --expires --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -678,6 +678,14 @@ _knock__totp() {
                     return 0
                     ;;
                 --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --expires)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

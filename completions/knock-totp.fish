@@ -125,13 +125,15 @@ complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l resource
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l network -d 'VPC network for the firewall rules, for --firewall gcp' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l secret -d '- reads the Base32 secret from stdin instead of generating one' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l period -d 'TOTP period in seconds, 5-120 (authenticator apps assume 30)' -r
-complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l open-seconds -d 'Seconds a door stays open for the knocking address, 1-300' -r
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l open-seconds -d 'Seconds a door stays open for the knocking address, 1-300 (default 30; with --user, the user\'s own, default the server\'s)' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l out -d 'Write the files into this directory instead of printing them (created 0700; an existing one must be yours and writable by you only)' -r -F
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l qr-png -d 'Also write the QR code as a PNG image' -r -F
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l qr-svg -d 'Also write the QR code as an SVG image' -r -F
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l at -d 'Render the example doors for this moment instead of now (for tests and previews)' -r
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l user -d 'Enroll user USER of server NAME instead: write NAME.d/USER.toml, USER.secret and USER.otpauth under --out (default /etc/knock-totp), with the server\'s period and algorithm' -r
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l expires -d 'With --user, when the user stops opening doors: unix seconds or RFC 3339 (2027-01-31T18:00:00Z)' -r
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -s f -l force -d 'Overwrite existing files under --out'
-complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l show-secret -d 'With --out, print the QR code and the otpauth URI (they hold the secret) even when stdout is not a terminal; they are always in NAME.otpauth (mode 0600) under --out'
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -l show-secret -d 'With --out or --user, print the QR code and the otpauth URI (they hold the secret) even when stdout is not a terminal; they are always in NAME.otpauth (mode 0600) under --out'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -s v -l verbose -d 'Say more on stderr (repeat for more detail); never shows secrets'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -s q -l quiet -d 'Print only results and errors'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -319,6 +319,7 @@ pub struct ProxyArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("writes").args(["out", "user"]).multiple(true))]
 pub struct SetupArgs {
     /// Name of the server (the label in the authenticator app and the client profile): up to 63
     /// letters, digits, '.', '_' and '-', not starting with '-'
@@ -368,9 +369,10 @@ pub struct SetupArgs {
     #[arg(long, default_value_t = 30)]
     pub period: u64,
 
-    /// Seconds a door stays open for the knocking address, 1-300
-    #[arg(long, default_value_t = 30)]
-    pub open_seconds: u64,
+    /// Seconds a door stays open for the knocking address, 1-300 (default 30; with --user, the
+    /// user's own, default the server's)
+    #[arg(long)]
+    pub open_seconds: Option<u64>,
 
     /// Write the files into this directory instead of printing them (created 0700; an existing
     /// one must be yours and writable by you only)
@@ -381,9 +383,9 @@ pub struct SetupArgs {
     #[arg(long, short = 'f')]
     pub force: bool,
 
-    /// With --out, print the QR code and the otpauth URI (they hold the secret) even when
-    /// stdout is not a terminal; they are always in NAME.otpauth (mode 0600) under --out
-    #[arg(long, requires = "out")]
+    /// With --out or --user, print the QR code and the otpauth URI (they hold the secret) even
+    /// when stdout is not a terminal; they are always in NAME.otpauth (mode 0600) under --out
+    #[arg(long, requires = "writes")]
     pub show_secret: bool,
 
     /// Also write the QR code as a PNG image
@@ -397,6 +399,23 @@ pub struct SetupArgs {
     /// Render the example doors for this moment instead of now (for tests and previews)
     #[arg(long, hide = true, value_name = "TIME", value_parser = parse_time)]
     pub at: Option<u64>,
+
+    /// Enroll user USER of server NAME instead: write NAME.d/USER.toml, USER.secret and
+    /// USER.otpauth under --out (default /etc/knock-totp), with the server's period and algorithm
+    #[arg(
+        long,
+        value_name = "USER",
+        conflicts_with_all = [
+            "port", "interface", "engine", "firewall", "security_group", "region",
+            "resource_group", "network", "period", "at",
+        ],
+    )]
+    pub user: Option<String>,
+
+    /// With --user, when the user stops opening doors: unix seconds or RFC 3339
+    /// (2027-01-31T18:00:00Z)
+    #[arg(long, value_name = "TIME", value_parser = parse_time, requires = "user")]
+    pub expires: Option<u64>,
 }
 
 #[derive(Debug, Args)]

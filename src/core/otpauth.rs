@@ -60,6 +60,21 @@ impl OtpauthUri {
         }
     }
 
+    /// The URI `setup NAME --user USER` hands out: account `NAME (USER)`, so that an app
+    /// holding several users' codes (or the server's too) tells them apart.
+    pub fn for_user(
+        server: &str,
+        user: &str,
+        secret: SecretKey,
+        algorithm: Algorithm,
+        period: u64,
+    ) -> Self {
+        Self {
+            account: format!("{server} ({user})"),
+            ..Self::for_host(server, secret, algorithm, period)
+        }
+    }
+
     /// `otpauth://totp/ISSUER:ACCOUNT?secret=...&issuer=ISSUER&algorithm=..&digits=6&period=..`
     /// The result holds the secret, so it is wiped on drop.
     pub fn to_uri(&self) -> Zeroizing<String> {
@@ -160,6 +175,27 @@ mod tests {
             "otpauth://totp/knock-totp:web?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\
              &issuer=knock-totp&algorithm=SHA1&digits=6&period=30"
         );
+    }
+
+    #[test]
+    fn builds_a_user_uri_with_an_encoded_label_and_parses_it_back() {
+        let uri = OtpauthUri::for_user(
+            "web",
+            "alice",
+            SecretKey::from_base32(RFC_SECRET).unwrap(),
+            Algorithm::Sha256,
+            60,
+        );
+        let text = uri.to_uri();
+        assert_eq!(
+            text.as_str(),
+            "otpauth://totp/knock-totp:web%20%28alice%29?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\
+             &issuer=knock-totp&algorithm=SHA256&digits=6&period=60"
+        );
+        let parsed = OtpauthUri::parse(&text).unwrap();
+        assert_eq!(parsed, uri);
+        assert_eq!(parsed.account, "web (alice)");
+        assert_eq!(parsed.issuer.as_deref(), Some(ISSUER));
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod server;
 mod server_e2e;
 mod setup;
 mod setup_e2e;
+mod setup_users;
 mod ssh_e2e;
 mod support;
 mod tty;

@@ -9,7 +9,7 @@ use crate::support::{can_run, have, Env, RFC_SECRET, SHORT_SECRET};
 
 /// Runs knock-totp on a pty, typing each of `keystrokes` after a pause; returns what the
 /// terminal showed.
-fn on_terminal(env: &Env, args: &str, keystrokes: &[&str], run_for: Duration) -> String {
+pub(crate) fn on_terminal(env: &Env, args: &str, keystrokes: &[&str], run_for: Duration) -> String {
     on_terminal_with(env, &[], args, keystrokes, run_for)
 }
 

@@ -18,7 +18,7 @@ use crate::core::names::{validate_address, validate_host_name};
 use crate::core::otpauth::OtpauthUri;
 use crate::core::ports::{knock_range_text, MAX_KNOCK_PORT, MIN_KNOCK_PORT};
 use crate::core::secret::SecretKey;
-use crate::core::totp::Totp;
+use crate::core::totp::{Algorithm, Totp, DEFAULT_PERIOD};
 use crate::error::UserError;
 use crate::fsutil::{create_private_dir, unsafe_directory, StagedFile};
 use crate::server::artifacts::{
@@ -26,17 +26,24 @@ use crate::server::artifacts::{
     Artifact, FIREWALL_SCRIPT_FILE, KNOCKD_CONF_FILE,
 };
 use crate::server::config::EngineKind;
-use crate::server::config::{validate_interface, ServerConfig};
+use crate::server::config::{
+    validate_interface, ServerConfig, DEFAULT_OPEN_SECONDS, MAX_OPEN_SECONDS, SERVER_DIR,
+};
+use crate::server::engine::nftables::report::rfc3339;
 use crate::server::engine::{design, AtBoot};
 use crate::server::firewall::{
     AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget, SettingsSource,
 };
 use crate::server::systemd;
+use crate::server::users::{users_dir, validate_user_name, UserSettings};
 
 /// Stands in for the server's address in the client command when --address is not given.
 const ADDRESS_PLACEHOLDER: &str = "SERVER_ADDRESS";
 
 pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
+    if let Some(user) = &args.user {
+        return run_user(ctx, &args, user);
+    }
     // 1. Check every argument before reading a secret or touching the disk.
     validate_host_name(&args.name).map_err(UserError::usage)?;
     if let Some(address) = &args.address {
@@ -48,11 +55,7 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
     if engine == EngineKind::Knockd {
         warn_if_absent_here(ctx, &args.interface);
     }
-    if args.secret.as_deref().is_some_and(|s| s != "-") {
-        return Err(UserError::usage("--secret only takes - (read the secret from stdin)")
-            .with_hint("a secret on the command line lands in shell history: pipe it in with `--secret -`")
-            .into());
-    }
+    check_secret_flag(&args)?;
 
     let mut config = ServerConfig::new(&args.name, args.port, engine, &args.interface, &firewall);
     let cloud = firewall
@@ -77,7 +80,7 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
         .into());
     }
     config.period = args.period;
-    config.open_seconds = args.open_seconds;
+    config.open_seconds = args.open_seconds.unwrap_or(DEFAULT_OPEN_SECONDS);
     config
         .validate()
         .map_err(|(_, message)| UserError::usage(message))?;
@@ -88,13 +91,7 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
     plan_writes(&args, &config, &artifacts)?;
 
     // 2. The secret: generated, or read from stdin.
-    let secret = match args.secret.as_deref() {
-        Some(_) => {
-            let text = read_stdin_value("secret")?;
-            SecretKey::from_base32(&text).map_err(|e| UserError::usage(e.to_string()))?
-        }
-        None => SecretKey::generate(),
-    };
+    let secret = read_secret(&args)?;
     let at = match args.at {
         Some(at) => at,
         None => now()?,
@@ -122,31 +119,9 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
     // 3. Write (only after every check passed), then print. Every file under --out is
     // staged before any is put in place, so a failure leaves none of them.
     if let Some(out) = &args.out {
-        let created = create_out_dir(out)?;
-        let staged: anyhow::Result<Vec<StagedFile>> = artifacts
-            .iter()
-            .map(|a| StagedFile::new(&out.join(&a.file_name), a.contents.as_bytes(), a.mode))
-            .collect();
-        match staged {
-            Ok(files) => {
-                for file in files {
-                    file.commit()?;
-                }
-            }
-            Err(e) => {
-                if created {
-                    let _ = fs::remove_dir(out);
-                }
-                return Err(e);
-            }
-        }
+        write_artifacts(out, "--out", &artifacts)?;
     }
-    if let Some(path) = &args.qr_png {
-        qr::write_png(&uri, path)?;
-    }
-    if let Some(path) = &args.qr_svg {
-        qr::write_svg(&uri, path)?;
-    }
+    write_qr_files(&args, &uri)?;
 
     let address = args.address.as_deref().unwrap_or(ADDRESS_PLACEHOLDER);
     let client = format!(
@@ -286,6 +261,189 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `setup NAME --user USER`: the user's settings, secret and URI in the server's users
+/// directory. The server's config, units and scripts stay as they are.
+fn run_user(ctx: &Context, args: &SetupArgs, user: &str) -> anyhow::Result<()> {
+    validate_host_name(&args.name).map_err(UserError::usage)?;
+    validate_user_name(user)
+        .map_err(|e| UserError::usage(e).with_hint("a user name is like alice or bob-laptop"))?;
+    if let Some(address) = &args.address {
+        validate_address(address).map_err(UserError::usage)?;
+    }
+    check_secret_flag(args)?;
+    if let Some(open) = args.open_seconds {
+        if !(1..=MAX_OPEN_SECONDS).contains(&open) {
+            return Err(UserError::usage(format!(
+                "--open-seconds {open} is out of range (1 to {MAX_OPEN_SECONDS})"
+            ))
+            .into());
+        }
+    }
+    if let Some(expires) = args.expires {
+        if expires <= now()? {
+            ctx.log.note(format!(
+                "warning: --expires {} is already past: {user} opens no door",
+                rfc3339(expires)
+            ));
+        }
+    }
+
+    let (dir, what) = match &args.out {
+        Some(out) => (out.clone(), "--out"),
+        None => (PathBuf::from(SERVER_DIR), "the server directory"),
+    };
+    let config_path = dir.join(format!("{}.toml", args.name));
+    let users = users_dir(&config_path);
+    // The user's codes follow the server's period and algorithm.
+    let server = match fs::symlink_metadata(&config_path) {
+        Ok(_) => Some(ServerConfig::load(&config_path)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(
+                UserError::usage(format!("cannot read {}: {e}", config_path.display())).into(),
+            )
+        }
+    };
+    if let Some(config) = server.as_ref().filter(|c| c.engine == EngineKind::Knockd) {
+        return Err(UserError::usage(format!(
+            "server {} uses the knockd engine, which takes one secret: it cannot have users",
+            config.name
+        ))
+        .with_hint("users need the nftables engine (`knock-totp setup NAME --engine nftables`)")
+        .into());
+    }
+    let (algorithm, period, port) = match &server {
+        Some(config) => (config.algorithm, config.period, config.port),
+        None => (Algorithm::Sha1, DEFAULT_PERIOD, args.port),
+    };
+    check_out_dir(&dir, what)?;
+    check_out_dir(&users, "the users directory")?;
+    check_directory(&users, what)?;
+    let names = [
+        format!("{user}.toml"),
+        secret_file_name(user),
+        uri_file_name(user),
+    ];
+    check_targets(args, names.iter().map(|n| users.join(n)).collect())?;
+
+    let secret = read_secret(args)?;
+    let uri = OtpauthUri::for_user(&args.name, user, secret.clone(), algorithm, period).to_uri();
+    let show_secret = args.show_secret || stdout_is_tty();
+    let terminal_qr = if show_secret {
+        qr::to_terminal(&uri, stdout_is_tty())?
+    } else {
+        String::new()
+    };
+    let settings = UserSettings {
+        enabled: true,
+        expires: args.expires.map(rfc3339),
+        open_seconds: args.open_seconds,
+    };
+    let mut settings_text = format!(
+        "# User {user} of knock-totp server {name}; its secret is {user}.secret beside this file.\n\
+         # After a change (enabled = false, expires = \"2027-01-31T18:00:00Z\", open_seconds = 60)\n\
+         # or removing both files: `systemctl reload knock-totp-server@{name}`.\n",
+        name = args.name
+    );
+    settings_text.push_str(
+        &toml::to_string(&settings)
+            .map_err(|e| UserError::runtime(format!("cannot write {user}'s settings: {e}")))?,
+    );
+    let mut secret_text = secret.to_base32();
+    secret_text.push('\n');
+    let artifacts = [
+        Artifact {
+            title: "the user's settings",
+            server_path: None,
+            file_name: names[0].clone(),
+            contents: Zeroizing::new(settings_text),
+            mode: 0o644,
+        },
+        Artifact {
+            title: "the user's secret",
+            server_path: None,
+            file_name: names[1].clone(),
+            contents: secret_text,
+            mode: 0o600,
+        },
+        uri_artifact(user, &uri),
+    ];
+
+    create_out_dir(&dir, what)?;
+    write_artifacts(&users, "the users directory", &artifacts)?;
+    write_qr_files(args, &uri)?;
+
+    let uri_file = users.join(&names[2]);
+    let mut text = Zeroizing::new(String::new());
+    if show_secret {
+        if stdout_is_tty() {
+            ctx.log
+                .note("this output holds the new secret: do not paste it into logs or tickets");
+        }
+        let _ = writeln!(
+            text,
+            "# knock-totp setup for {}, user {user}: {user} scans the code with an authenticator app.",
+            args.name
+        );
+        text.push_str(&terminal_qr);
+        if !terminal_qr.ends_with('\n') {
+            text.push('\n');
+        }
+        let _ = writeln!(text, "{}\n", uri.as_str());
+    } else {
+        ctx.log.note(format!(
+            "the QR code and otpauth URI (they hold the secret) are not printed when stdout is \
+             not a terminal: the URI is in {} (mode 0600); --show-secret prints them",
+            uri_file.display()
+        ));
+        let _ = writeln!(
+            text,
+            "# knock-totp setup for {}, user {user}: the otpauth URI (it holds {user}'s secret) \
+             is in {};\n# give it to {user} over a safe channel.",
+            args.name,
+            uri_file.display()
+        );
+    }
+    let address = args.address.as_deref().unwrap_or(ADDRESS_PLACEHOLDER);
+    let _ = writeln!(
+        text,
+        "# On {user}'s client:\nknock-totp add {} --address {address} --port {port} --uri - < {}",
+        args.name, names[2]
+    );
+    if args.address.is_none() {
+        let _ = writeln!(
+            text,
+            "# replace {ADDRESS_PLACEHOLDER} with the server's DNS name or IP address"
+        );
+    }
+    let _ = writeln!(
+        text,
+        "# The codes use {}: period {period} s, {algorithm}.",
+        match &server {
+            Some(_) => format!("the server's settings in {}", config_path.display()),
+            None => format!("the defaults ({} does not exist)", config_path.display()),
+        }
+    );
+    let _ = writeln!(text, "\n# Written to {}:", users.display());
+    for artifact in &artifacts {
+        let _ = writeln!(
+            text,
+            "#   {:<28} mode {:04o}",
+            artifact.file_name, artifact.mode
+        );
+    }
+    let _ = writeln!(
+        text,
+        "\n# Then, on the server, make the daemon read its users again:\n\
+         systemctl reload knock-totp-server@{}",
+        args.name
+    );
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
 /// This binary's own path, for the unit's ExecStart: the README installs it in ~/.cargo/bin
 /// or (packaged) /usr/bin, so no fixed path fits.
 fn running_executable() -> anyhow::Result<PathBuf> {
@@ -395,7 +553,7 @@ fn plan_writes(
 ) -> anyhow::Result<()> {
     let mut targets = Vec::new();
     if let Some(out) = &args.out {
-        check_out_dir(out)?;
+        check_out_dir(out, "--out")?;
         check_directory(out, "--out")?;
         // The files added once the secret is known (knockd.conf for the knockd engine only).
         let late = config
@@ -409,6 +567,12 @@ fn plan_writes(
             .chain(late);
         targets.extend(names.map(|n| out.join(n)));
     }
+    check_targets(args, targets)
+}
+
+/// Adds the QR files to `targets`, then checks them all: none written twice, none a
+/// directory, none that exists without --force.
+fn check_targets(args: &SetupArgs, mut targets: Vec<PathBuf>) -> anyhow::Result<()> {
     for (flag, path) in [("--qr-png", &args.qr_png), ("--qr-svg", &args.qr_svg)] {
         if let Some(path) = path {
             let parent = match path.parent() {
@@ -454,16 +618,73 @@ fn plan_writes(
     Ok(())
 }
 
-/// An existing --out must be ours and closed to others: whoever can write in it can read the
-/// secret (through a file planted before we write) or replace firewall-setup.sh, which
-/// root then runs.
-fn check_out_dir(out: &Path) -> anyhow::Result<()> {
+/// Writes `artifacts` into `dir` (created 0700 if missing): every file is staged before any
+/// is put in place, so a failure leaves none of them.
+fn write_artifacts(dir: &Path, what: &str, artifacts: &[Artifact]) -> anyhow::Result<()> {
+    let created = create_out_dir(dir, what)?;
+    let staged: anyhow::Result<Vec<StagedFile>> = artifacts
+        .iter()
+        .map(|a| StagedFile::new(&dir.join(&a.file_name), a.contents.as_bytes(), a.mode))
+        .collect();
+    match staged {
+        Ok(files) => {
+            for file in files {
+                file.commit()?;
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if created {
+                let _ = fs::remove_dir(dir);
+            }
+            Err(e)
+        }
+    }
+}
+
+fn write_qr_files(args: &SetupArgs, uri: &str) -> anyhow::Result<()> {
+    if let Some(path) = &args.qr_png {
+        qr::write_png(uri, path)?;
+    }
+    if let Some(path) = &args.qr_svg {
+        qr::write_svg(uri, path)?;
+    }
+    Ok(())
+}
+
+/// --secret takes only `-`: a secret in argv lands in shell history and `ps`.
+fn check_secret_flag(args: &SetupArgs) -> Result<(), UserError> {
+    if args.secret.as_deref().is_some_and(|s| s != "-") {
+        return Err(
+            UserError::usage("--secret only takes - (read the secret from stdin)").with_hint(
+                "a secret on the command line lands in shell history: pipe it in with `--secret -`",
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// The secret: read from stdin with `--secret -`, else a new one.
+fn read_secret(args: &SetupArgs) -> anyhow::Result<SecretKey> {
+    Ok(match args.secret.as_deref() {
+        Some(_) => {
+            let text = read_stdin_value("secret")?;
+            SecretKey::from_base32(&text).map_err(|e| UserError::usage(e.to_string()))?
+        }
+        None => SecretKey::generate(),
+    })
+}
+
+/// An existing --out (`what`) must be ours and closed to others: whoever can write in it can
+/// read the secret (through a file planted before we write) or replace firewall-setup.sh,
+/// which root then runs.
+fn check_out_dir(out: &Path, what: &str) -> anyhow::Result<()> {
     let reason = unsafe_directory(out)
-        .map_err(|e| UserError::usage(format!("--out {}: {e}", out.display())))?;
+        .map_err(|e| UserError::usage(format!("{what} {}: {e}", out.display())))?;
     match reason {
         None => Ok(()),
         Some(reason) => Err(UserError::usage(format!(
-            "--out {} {reason}: another user could read the secret or replace the files",
+            "{what} {} {reason}: another user could read the secret or replace the files",
             out.display()
         ))
         .with_hint(
@@ -476,7 +697,7 @@ fn check_out_dir(out: &Path) -> anyhow::Result<()> {
 
 /// Creates --out, mode 0700 (its missing parents too); true when it did not exist. One that
 /// appeared since it was checked is checked again.
-fn create_out_dir(out: &Path) -> anyhow::Result<bool> {
+fn create_out_dir(out: &Path, what: &str) -> anyhow::Result<bool> {
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         create_private_dir(parent)?;
     }
@@ -485,7 +706,7 @@ fn create_out_dir(out: &Path) -> anyhow::Result<bool> {
     match builder.create(out) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            check_out_dir(out)?;
+            check_out_dir(out, what)?;
             Ok(false)
         }
         Err(e) => Err(UserError::runtime(format!("cannot create {}: {e}", out.display())).into()),
