@@ -38,6 +38,8 @@ pub fn unit(config: &ServerConfig, config_path: &Path, executable: &Path) -> Str
          [Service]\n\
          Type=simple\n\
          ExecStart={executable} server --config {config}\n\
+         # `systemctl reload`: the daemon reads its users directory again (SIGHUP).\n\
+         ExecReload=/bin/kill -HUP $MAINPID\n\
          Restart=on-failure\n\
          RestartSec=5\n\
          # The secret reaches the daemon as $CREDENTIALS_DIRECTORY/{SECRET_CREDENTIAL}, readable by it alone.\n\

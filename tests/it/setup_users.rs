@@ -88,7 +88,7 @@ fn user_files_have_their_modes_and_the_servers_period() {
     assert!(stdout.contains("period 60 s"), "{stdout}");
     assert!(stdout.contains("web.toml"), "{stdout}");
     assert!(
-        stdout.contains("\nsystemctl reload knock-totp-server@web\n"),
+        stdout.contains("\nsystemctl reload knock-totp-web "),
         "{stdout}"
     );
     // The server's own files are left as they were.
@@ -314,7 +314,7 @@ fn on_a_terminal_the_qr_code_and_uri_are_shown() {
     assert!(screen.contains(uri.trim()), "{screen}");
     assert!(screen.contains('\u{2588}'), "no QR code: {screen}");
     assert!(
-        screen.contains("systemctl reload knock-totp-server@web"),
+        screen.contains("systemctl reload knock-totp-web "),
         "{screen}"
     );
 }

@@ -342,7 +342,8 @@ fn run_user(ctx: &Context, args: &SetupArgs, user: &str) -> anyhow::Result<()> {
     let mut settings_text = format!(
         "# User {user} of knock-totp server {name}; its secret is {user}.secret beside this file.\n\
          # After a change (enabled = false, expires = \"2027-01-31T18:00:00Z\", open_seconds = 60)\n\
-         # or removing both files: `systemctl reload knock-totp-server@{name}`.\n",
+         # or removing both files: `systemctl reload knock-totp-{name}` (or\n\
+         # knock-totp-server@{name}, the packaged unit), or SIGHUP to the daemon.\n",
         name = args.name
     );
     settings_text.push_str(
@@ -434,8 +435,8 @@ fn run_user(ctx: &Context, args: &SetupArgs, user: &str) -> anyhow::Result<()> {
     }
     let _ = writeln!(
         text,
-        "\n# Then, on the server, make the daemon read its users again:\n\
-         systemctl reload knock-totp-server@{}",
+        "\n# Then, on the server, make the daemon read its users again (SIGHUP):\n\
+         systemctl reload knock-totp-{0}    # or knock-totp-server@{0}, the packaged unit",
         args.name
     );
     let mut stdout = std::io::stdout().lock();
