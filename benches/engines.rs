@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use knock_totp::server::engine::nftables::ruleset::{
-    base_ruleset, doors_transaction, NftDoor, NftParams,
+    base_ruleset, doors_transaction, DoorKey, NftDoor, NftParams, NftUser,
 };
 
 /// The server's period; only the door time bounds depend on it.
@@ -92,6 +92,7 @@ fn render_lab(
         ports,
         valid_from: t - 60,
         valid_until: t + 3600,
+        user: None,
     };
     if !door.is_renderable(&p) {
         return Err(format!("door ports {ports:?} are not renderable"));
@@ -103,14 +104,22 @@ fn render_lab(
     write("doors.nft", doors_transaction(&p, &[door], &[]))
 }
 
-/// `n` doors ending at window `last` (one per counter, as the server keeps previous, current
-/// and next window for one user; 300 counters stand for many users' doors), with distinct
-/// knock ports derived from the counter.
+/// `n` doors: the previous, current and next windows' (ending at window `last`) of each of
+/// `n / 3` users (the single secret's when `n` is 3), with knock ports derived from the
+/// counter and the user.
 fn doors(n: u64, last: u64) -> Vec<NftDoor> {
-    (last + 1 - n..=last)
-        .map(|c| {
-            let a = 1000 + (c * 7919 % 9000) as u16;
-            let mut b = 1000 + (c * 104_729 % 9000) as u16;
+    let users = (n / 3).max(1);
+    (0..users)
+        .flat_map(|u| (last - 2..=last).map(move |c| (u, c)))
+        .map(|(u, c)| {
+            let user = (users > 1).then(|| NftUser {
+                name: format!("user{u}"),
+                tag: format!("{u:06x}"),
+                open_seconds: 30,
+            });
+            let c_u = c * 31 + u;
+            let a = 1000 + (c_u * 7919 % 9000) as u16;
+            let mut b = 1000 + (c_u * 104_729 % 9000) as u16;
             if b == a {
                 b = if b == 9999 { 1000 } else { b + 1 };
             }
@@ -119,6 +128,7 @@ fn doors(n: u64, last: u64) -> Vec<NftDoor> {
                 ports: [a, b],
                 valid_from: c * PERIOD,
                 valid_until: (c + 1) * PERIOD,
+                user,
             }
         })
         .collect()
@@ -179,7 +189,7 @@ fn rotation(table: &str, runs: usize) -> Result<(), String> {
         for i in 0..runs + 1 {
             window += 1;
             let next = doors(n, window + 1);
-            let previous: Vec<u64> = current.iter().map(|d| d.counter).collect();
+            let previous: Vec<DoorKey> = current.iter().map(NftDoor::key).collect();
             let t = Instant::now();
             let text = doors_transaction(&p, &next, &previous);
             let render = t.elapsed().as_secs_f64() * 1000.0;

@@ -13,6 +13,16 @@ pub fn knock_range_text() -> String {
     format!("{MIN_KNOCK_PORT}-{MAX_KNOCK_PORT}")
 }
 
+/// How many distinct knock pairs the scheme gives (B's first two digits are A's last two).
+pub const DISTINCT_PAIRS: u64 = 996_948;
+
+/// The odds that `pairs` guessed pairs open one of `live_doors` doors: 1 - (1 - p)^pairs with
+/// p = live_doors / [`DISTINCT_PAIRS`].
+pub fn guessing_odds(pairs: u64, live_doors: u64) -> f64 {
+    let p = (live_doors as f64 / DISTINCT_PAIRS as f64).min(1.0);
+    1.0 - (1.0 - p).powf(pairs as f64)
+}
+
 /// What clients say when a window's pair is weak (`PortPair::is_weak`).
 pub const WEAK_PAIR: &str = "this window's knock ports are one port twice or two adjacent \
      ports, for which servers open no door (a retransmitted SYN or a port sweep would open it)";
@@ -121,6 +131,10 @@ mod tests {
     #[test]
     fn pairs_a_retransmitted_syn_or_a_sweep_would_complete() {
         assert!(port_pair(979797).is_weak());
+        // The README's figures: 260 pairs against 3 doors, 3,120 against 3 (and 3 x 1,000).
+        assert!((guessing_odds(260, 3) - 0.000_782).abs() < 0.000_01);
+        assert!((guessing_odds(3120, 3) - 0.009_346).abs() < 0.000_01);
+        assert!(guessing_odds(3, 3000) <= guessing_odds(3120, 3));
         assert!(port_pair(3200).is_weak(), "0032|3200 -> 3200 3200");
         assert!(port_pair(0).is_weak());
         assert!(port_pair(3001).is_weak(), "0030|3001 -> 3000 3001");

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use crate::cli::args::{ServerAction, ServerArgs, UnbanArgs};
 use crate::cli::term::now;
 use crate::cli::Context;
+use crate::core::ports::guessing_odds;
 use crate::core::totp::Totp;
 use crate::error::UserError;
 use crate::server::config::{EngineKind, ServerConfig};
@@ -13,7 +14,7 @@ use crate::server::engine::nftables::{self, report, unban::EntryKind};
 use crate::server::load_secret_file;
 use crate::server::rotation::{Rotation, StopSignal};
 use crate::server::state::ServedState;
-use crate::server::users::{users_dir, UserSource};
+use crate::server::users::{load_users, users_dir, UserSource};
 
 pub fn run(ctx: &Context, args: ServerArgs) -> anyhow::Result<()> {
     if let Some(ServerAction::Unban(unban_args)) = &args.action {
@@ -26,7 +27,7 @@ pub fn run(ctx: &Context, args: ServerArgs) -> anyhow::Result<()> {
     };
     let config = ServerConfig::load(config_path)?;
     if args.status {
-        return status(ctx, &config, args.json);
+        return status(ctx, &config, config_path, args.json);
     }
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
     let secret = load_secret_file(&config.secret_path(credentials.as_deref()))?;
@@ -59,7 +60,12 @@ pub fn run(ctx: &Context, args: ServerArgs) -> anyhow::Result<()> {
 }
 
 /// Prints what the kernel holds for this server: doors, allowed and banned sources, counters.
-fn status(ctx: &Context, config: &ServerConfig, as_json: bool) -> anyhow::Result<()> {
+fn status(
+    ctx: &Context,
+    config: &ServerConfig,
+    config_path: &std::path::Path,
+    as_json: bool,
+) -> anyhow::Result<()> {
     if config.engine != EngineKind::Nftables {
         return Err(UserError::usage(format!(
             "--status reads the nftables engine's table; this server runs engine = \"{}\"",
@@ -80,6 +86,7 @@ fn status(ctx: &Context, config: &ServerConfig, as_json: bool) -> anyhow::Result
     };
     let now = now()?;
     let show_ports = ctx.log.verbose > 0;
+    let guessing = guessing(config, config_path)?;
     if as_json {
         if let Some(warning) = report::doorless_warning(&state, now) {
             // The JSON carries it; say it on stderr too, where a person sees it.
@@ -88,9 +95,16 @@ fn status(ctx: &Context, config: &ServerConfig, as_json: bool) -> anyhow::Result
         }
         let mut value = report::json(&table, &state, now, show_ports);
         value["protected"] = protected.into();
+        value["guessing"] = serde_json::json!({
+            "users": guessing.users,
+            "live_doors": guessing.live_doors,
+            "pairs_per_day": guessing.pairs_per_day,
+            "odds_per_day": guessing.odds_per_day,
+        });
         println!("{value}");
     } else {
         print!("{}", report::text(&table, &state, now, show_ports));
+        println!("{}", guessing.line());
         if !protected {
             println!(
                 "WARNING: the table does not drop port {}: the port is NOT protected",
@@ -99,6 +113,48 @@ fn status(ctx: &Context, config: &ServerConfig, as_json: bool) -> anyhow::Result
         }
     }
     Ok(())
+}
+
+/// The odds of the best-equipped guesser (any number of sources) against this server's
+/// doors, from the config and its users: the global budget bounds them.
+struct Guessing {
+    users: usize,
+    live_doors: u64,
+    pairs_per_day: u64,
+    odds_per_day: f64,
+}
+
+impl Guessing {
+    fn line(&self) -> String {
+        format!(
+            "guessing odds: {} live doors ({}), at most {} guessed pairs a day from any number \
+             of sources: {:.2} % a day (1 in {:.0})",
+            self.live_doors,
+            match self.users {
+                0 => "one secret".to_owned(),
+                n => format!("{n} users"),
+            },
+            self.pairs_per_day,
+            self.odds_per_day * 100.0,
+            1.0 / self.odds_per_day.max(f64::MIN_POSITIVE)
+        )
+    }
+}
+
+fn guessing(config: &ServerConfig, config_path: &std::path::Path) -> anyhow::Result<Guessing> {
+    let users = load_users(&users_dir(config_path))?
+        .iter()
+        .filter(|u| u.enabled)
+        .count();
+    let params = nftables::params(config).for_users(users);
+    let live_doors = 3 * users.max(1) as u64;
+    let pairs_per_day = params.global_pairs_per_day();
+    Ok(Guessing {
+        users,
+        live_doors,
+        pairs_per_day,
+        odds_per_day: guessing_odds(pairs_per_day, live_doors),
+    })
 }
 
 /// `server unban ADDRESS`: lifts the address's bans (and its networks') and forgets its

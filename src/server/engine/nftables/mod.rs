@@ -10,21 +10,25 @@ pub mod ruleset;
 pub mod status;
 pub mod unban;
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Instant;
 
 use self::ruleset::{
     base_ruleset, base_settings, doors_transaction, effective_doors, remove_doors_transaction,
     DoorKey, NftDoor, NftParams, NftUser, ATTACK_SET, STATE_SET,
 };
-use self::status::{parse_status_value, set_elements, NftStatus};
+use self::ruleset::{grants_set, opened_counter, revoke_users_transaction, Family};
+use self::status::{named_counters, parse_status_value, set_elements, set_sources, NftStatus};
 use crate::core::window::Window;
 use crate::error::UserError;
 use crate::log::Log;
 use crate::server::config::ServerConfig;
-use crate::server::doors::{door_valid_until, ActiveDoor};
+use crate::server::doors::{door_valid_until, ActiveDoor, DoorUser};
 use crate::server::engine::Engine;
 use crate::server::rotation::StopSignal;
 use serde_json::Value;
@@ -47,6 +51,7 @@ pub fn params(config: &ServerConfig) -> NftParams {
         open_seconds: config.open_seconds,
         seq_timeout: config.seq_timeout,
         limits: config.nft_settings(),
+        users: 0,
     }
 }
 
@@ -192,7 +197,8 @@ impl Nft {
         Ok(Some(value))
     }
 
-    fn list(&self, table: &str, what: &[&str]) -> anyhow::Result<Option<String>> {
+    /// `nft -j list WHAT...` of `table`, or `None` when there is no such table.
+    pub fn list(&self, table: &str, what: &[&str]) -> anyhow::Result<Option<String>> {
         let output = self
             .command()
             .arg("-j")
@@ -271,7 +277,20 @@ pub struct NftEngine {
     last_doors: Vec<NftDoor>,
     /// Whether the table was under attack at the last look (to log each change once).
     under_attack: bool,
+    /// Per user tag, what the daemon last saw of their openings.
+    openings: BTreeMap<String, Openings>,
 }
+
+/// A user's doors opened, as last seen: the count, and each address let in with the unix
+/// second its grant ends.
+#[derive(Debug, Default)]
+struct Openings {
+    count: u64,
+    grants: BTreeMap<IpAddr, u64>,
+}
+
+/// Most lines one look at the openings logs (a burst of logins must not flood the journal).
+const OPENING_LINES: usize = 5;
 
 impl NftEngine {
     pub fn new(config: &ServerConfig, users: usize, log: Log) -> Self {
@@ -283,6 +302,7 @@ impl NftEngine {
             found_windows: Vec::new(),
             last_doors: Vec::new(),
             under_attack: false,
+            openings: BTreeMap::new(),
         }
     }
 
@@ -332,6 +352,85 @@ impl NftEngine {
                 Ok(true)
             }
         }
+    }
+
+    /// A user's grants now: each address with the unix second its grant ends.
+    fn user_grants(&self, tag: &str, now: u64) -> anyhow::Result<BTreeMap<IpAddr, u64>> {
+        let mut grants = BTreeMap::new();
+        for family in Family::BOTH {
+            if let Some(listing) = self
+                .nft
+                .list_set(&self.params.table, &grants_set(tag, family))?
+            {
+                for source in set_sources(&listing) {
+                    grants.insert(source.addr, now + source.seconds_left.unwrap_or(0));
+                }
+            }
+        }
+        Ok(grants)
+    }
+
+    /// The users of the doors in place, by tag.
+    fn users_served(&self) -> BTreeMap<String, String> {
+        self.last_doors
+            .iter()
+            .filter_map(|d| d.user.as_ref())
+            .map(|u| (u.tag.clone(), u.name.clone()))
+            .collect()
+    }
+
+    /// Logs who opened a door since the last look, and from where (never the ports): reads
+    /// the counters, then the grants of only the users whose count went up.
+    fn watch_openings(&mut self) -> anyhow::Result<()> {
+        let users = self.users_served();
+        if users.is_empty() {
+            return Ok(());
+        }
+        let table = self.params.table.clone();
+        let Some(json) = self
+            .nft
+            .list(&table, &["counters", "table", "inet", &table])?
+        else {
+            return Ok(());
+        };
+        let value: Value = serde_json::from_str(&json)
+            .map_err(|e| UserError::runtime(format!("cannot read the counters of {table}: {e}")))?;
+        let counters = named_counters(&value);
+        let now = crate::clock::wall_clock()?.as_secs();
+        let mut lines = Vec::new();
+        for (tag, name) in &users {
+            let count = counters.get(&opened_counter(tag)).copied().unwrap_or(0);
+            let seen_count = self.openings.get(tag).map_or(0, |o| o.count);
+            if count == seen_count {
+                continue;
+            }
+            let grants = self.user_grants(tag, now)?;
+            let seen = self.openings.entry(tag.clone()).or_default();
+            for (addr, until) in &grants {
+                if seen
+                    .grants
+                    .get(addr)
+                    .is_none_or(|seen_until| until > seen_until)
+                {
+                    lines.push(format!(
+                        "door opened: user {name} from {addr} (grant {} s)",
+                        until.saturating_sub(now)
+                    ));
+                }
+            }
+            seen.count = count;
+            seen.grants = grants;
+        }
+        let more = lines.len().saturating_sub(OPENING_LINES);
+        for line in lines.into_iter().take(OPENING_LINES) {
+            self.log.note(line);
+        }
+        if more > 0 {
+            self.log.note(format!(
+                "and {more} more doors opened (server --status lists the grants)"
+            ));
+        }
+        Ok(())
     }
 
     fn nft_doors(&self, doors: &[ActiveDoor]) -> Vec<NftDoor> {
@@ -490,7 +589,39 @@ impl Engine for NftEngine {
     fn repair(&mut self) -> anyhow::Result<()> {
         self.ensure_base(false)?;
         self.load_doors(self.last_doors.clone())?;
-        self.watch_attack()
+        self.watch_attack()?;
+        self.watch_openings()
+    }
+
+    /// Deletes the users' grants sets and counters, and their addresses from the protected
+    /// port's `allowed` sets, except an address another user's live grant also holds (behind
+    /// one NAT, say): that grant stays.
+    fn revoke(&mut self, users: &[Arc<DoorUser>]) -> anyhow::Result<()> {
+        // Who else holds a grant, as fresh as the counters say.
+        self.watch_openings()?;
+        let now = crate::clock::wall_clock()?.as_secs();
+        let revoked_tags: Vec<String> = users.iter().map(|u| u.tag.clone()).collect();
+        let kept: std::collections::BTreeSet<IpAddr> = self
+            .openings
+            .iter()
+            .filter(|(tag, _)| !revoked_tags.contains(tag))
+            .flat_map(|(_, o)| o.grants.iter())
+            .filter(|(_, until)| **until > now)
+            .map(|(addr, _)| *addr)
+            .collect();
+        let mut addresses = Vec::new();
+        for tag in &revoked_tags {
+            addresses.extend(self.user_grants(tag, now)?.into_keys());
+            self.openings.remove(tag);
+        }
+        addresses.retain(|addr| !kept.contains(addr));
+        addresses.sort();
+        addresses.dedup();
+        self.nft.load(&revoke_users_transaction(
+            &self.params,
+            &revoked_tags,
+            &addresses,
+        ))
     }
 
     /// Removes every door; the table, its grants and the protected port's drop stay.

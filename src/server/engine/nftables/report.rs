@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
-use super::status::{NftStatus, TimedSource};
+use super::status::{NftStatus, TimedSource, UserStatus};
 
 fn source(s: &TimedSource) -> String {
     if s.prefix_len == 32 || s.prefix_len == 128 {
@@ -109,8 +109,13 @@ pub fn text(table: &str, status: &NftStatus, now: u64, show_ports: bool) -> Stri
     for door in &active {
         let _ = write!(
             out,
-            "  window {}: valid until {} ({} left), {}",
+            "  window {}{}: valid until {} ({} left), {}",
             door.door.counter,
+            door.door
+                .user
+                .as_ref()
+                .map(|u| format!(" ({})", u.name))
+                .unwrap_or_default(),
             clock(door.door.valid_until),
             human_duration(door.door.valid_until.saturating_sub(now)),
             match door.owner {
@@ -130,6 +135,12 @@ pub fn text(table: &str, status: &NftStatus, now: u64, show_ports: bool) -> Stri
             }
         }
         out.push('\n');
+    }
+    if !status.users.is_empty() {
+        let _ = writeln!(out, "users: {}", status.users.len());
+        for user in &status.users {
+            let _ = writeln!(out, "  {}", user_line(user, status, now));
+        }
     }
     let _ = writeln!(out, "allowed now: {}", status.allowed.len());
     for s in &status.allowed {
@@ -167,6 +178,32 @@ pub fn text(table: &str, status: &NftStatus, now: u64, show_ports: bool) -> Stri
     out
 }
 
+/// One user: their doors now, their grants, the doors they opened and when they last did.
+fn user_line(user: &UserStatus, status: &NftStatus, now: u64) -> String {
+    let doors = status
+        .active_doors(now)
+        .filter(|d| d.door.user.as_ref().is_some_and(|u| u.tag == user.user.tag))
+        .count();
+    let grants: Vec<String> = user
+        .grants
+        .iter()
+        .map(|g| format!("{} ({})", source(g), left(g)))
+        .collect();
+    format!(
+        "{}: {doors} doors, {}, opened {}{}",
+        user.user.name,
+        if grants.is_empty() {
+            "no grant now".to_owned()
+        } else {
+            format!("let in: {}", grants.join(", "))
+        },
+        user.opened,
+        user.last_opened_ago()
+            .map(|ago| format!(", last {} ago", human_duration(ago)))
+            .unwrap_or_default()
+    )
+}
+
 /// The status as JSON: the seconds fields as before, and every moment in RFC 3339 beside them.
 pub fn json(table: &str, status: &NftStatus, now: u64, show_ports: bool) -> Value {
     let timed = |s: &TimedSource| {
@@ -200,6 +237,7 @@ pub fn json(table: &str, status: &NftStatus, now: u64, show_ports: bool) -> Valu
                 "valid_until_time": rfc3339(d.door.valid_until),
                 "seconds_left": d.door.valid_until.saturating_sub(now),
                 "owner": d.owner.map(|o| o.to_string()),
+                "user": d.door.user.as_ref().map(|u| u.name.clone()),
             });
             if show_ports {
                 door["ports"] = json!(d.door.ports);
@@ -208,9 +246,27 @@ pub fn json(table: &str, status: &NftStatus, now: u64, show_ports: bool) -> Valu
             door
         })
         .collect();
+    let users: Vec<Value> = status
+        .users
+        .iter()
+        .map(|u| {
+            json!({
+                "name": u.user.name,
+                "open_seconds": u.user.open_seconds,
+                "doors": status
+                    .active_doors(now)
+                    .filter(|d| d.door.user.as_ref().is_some_and(|du| du.tag == u.user.tag))
+                    .count(),
+                "grants": sources(&u.grants),
+                "opened": u.opened,
+                "last_opened_seconds_ago": u.last_opened_ago(),
+            })
+        })
+        .collect();
     let warning = doorless_warning(status, now);
     let c = &status.counters;
     json!({
+        "users": users,
         "table": table,
         "checked_at": rfc3339(now),
         "current_door": warning.is_none(),
@@ -268,6 +324,7 @@ mod tests {
                 seconds_left: Some(500),
             }],
             trusted: Vec::new(),
+            users: Vec::new(),
             attack_seconds_left: Some(42),
             counters: Default::default(),
             base_settings: None,

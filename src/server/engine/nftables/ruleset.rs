@@ -118,6 +118,8 @@ pub struct NftParams {
     pub seq_timeout: u64,
     /// Meters, bans, trust and the ports the knock range shares.
     pub limits: NftSettings,
+    /// Users served (0: the single-secret server); scales the global budget.
+    pub users: u32,
 }
 
 /// An address family as the rules name it.
@@ -200,18 +202,41 @@ impl NftParams {
             open_seconds: DEFAULT_OPEN_SECONDS,
             seq_timeout: DEFAULT_SEQ_TIMEOUT,
             limits: NftSettings::default(),
+            users: 0,
         }
     }
 
     /// The parameters for a server with `users` users: K users keep 3K doors live, so the
-    /// global wrong-knock budget is divided by K to keep a distributed guesser's odds per day
-    /// where they are with one secret.
+    /// global wrong-knock budget is divided by K (see [`NftParams::global_budget`]).
     pub fn for_users(mut self, users: usize) -> Self {
-        let users = u32::try_from(users.max(1)).unwrap_or(u32::MAX);
-        let l = &mut self.limits;
-        l.global_wrong_knocks_per_hour = l.global_wrong_knocks_per_hour.div_ceil(users).max(1);
-        l.global_wrong_knock_burst = l.global_wrong_knock_burst.div_ceil(users).max(1);
+        self.users = u32::try_from(users).unwrap_or(u32::MAX);
         self
+    }
+
+    /// The global wrong-knock budget: its rate as nft writes it, and its burst. With K > 1
+    /// users it is a day's budget divided by K, rounded down (at least one knock a day), so K
+    /// users' 3K doors give a guesser no better odds than one secret's 3.
+    pub fn global_budget(&self) -> (String, u32) {
+        let l = &self.limits;
+        if self.users <= 1 {
+            return (
+                format!("{}/hour", l.global_wrong_knocks_per_hour),
+                l.global_wrong_knock_burst,
+            );
+        }
+        let per_day = l.global_wrong_knocks_per_hour.saturating_mul(24) / self.users;
+        let burst = l.global_wrong_knock_burst / self.users;
+        (format!("{}/day", per_day.max(1)), burst.max(1))
+    }
+
+    /// Pairs a day the global wrong-knock budget lets through (a pair is two SYNs), which
+    /// bounds every guesser, however many sources it has.
+    pub fn global_pairs_per_day(&self) -> u64 {
+        let (rate, burst) = self.global_budget();
+        let (count, unit) = rate.split_once('/').unwrap_or(("0", "day"));
+        let count: u64 = count.parse().unwrap_or(0);
+        let per_day = if unit == "hour" { 24 * count } else { count };
+        (u64::from(burst) + per_day) / 2
     }
 
     /// Checks everything the renderer interpolates into nft syntax.
@@ -716,10 +741,10 @@ pub fn base_ruleset(p: &NftParams) -> String {
     for c in COUNTERS {
         let _ = writeln!(s, "\tcounter {c} {{ }}");
     }
+    let (global_rate, global_burst) = p.global_budget();
     let _ = writeln!(
         s,
-        "\tlimit {GLOBAL_LIMIT} {{ rate over {}/hour burst {} packets }}",
-        l.global_wrong_knocks_per_hour, l.global_wrong_knock_burst
+        "\tlimit {GLOBAL_LIMIT} {{ rate over {global_rate} burst {global_burst} packets }}"
     );
     let _ = writeln!(
         s,
@@ -1038,6 +1063,28 @@ mod tests {
             .iter()
             .position(|r| r.contains(needle))
             .unwrap_or_else(|| panic!("no rule with {needle:?} in {rules:#?}"))
+    }
+
+    #[test]
+    fn the_global_budget_shrinks_with_users_so_the_odds_stay_within_one_secrets() {
+        use crate::core::ports::guessing_odds;
+        let one = params();
+        assert_eq!(one.global_budget(), ("240/hour".to_owned(), 480));
+        let single = guessing_odds(one.global_pairs_per_day(), 3);
+        for users in [2usize, 3, 10, 100, 1000, crate::server::users::MAX_USERS] {
+            let p = params().for_users(users);
+            let odds = guessing_odds(p.global_pairs_per_day(), 3 * users as u64);
+            assert!(odds <= single * 1.001, "{users} users: {odds} > {single}");
+            assert!(base_ruleset(&p).contains(&format!(
+                "limit global_wrong {{ rate over {} burst {} packets }}",
+                p.global_budget().0,
+                p.global_budget().1
+            )));
+        }
+        assert_eq!(
+            params().for_users(1000).global_budget(),
+            ("5/day".to_owned(), 1)
+        );
     }
 
     #[test]

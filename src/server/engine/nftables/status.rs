@@ -8,9 +8,10 @@
 //! `counters` is filled).
 
 use super::ruleset::{
-    parse_level_set, NftDoor, ATTACK_SET, COUNTER_ATTACKED, COUNTER_BANNED, COUNTER_BANS,
-    COUNTER_CANCELLED, COUNTER_DENIED, COUNTER_KNOCKS, COUNTER_LIMITED, COUNTER_OPENED,
-    COUNTER_REFUSED, COUNTER_UNTRACKED, STATE_SET,
+    grants_set, opened_counter, owner_set, parse_level_set, stage_set, DoorKey, Family, NftDoor,
+    NftUser, ATTACK_SET, COUNTER_ATTACKED, COUNTER_BANNED, COUNTER_BANS, COUNTER_CANCELLED,
+    COUNTER_DENIED, COUNTER_KNOCKS, COUNTER_LIMITED, COUNTER_OPENED, COUNTER_REFUSED,
+    COUNTER_UNTRACKED, STATE_SET,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -54,8 +55,31 @@ pub struct Counters {
     pub limited: u64,
 }
 
+/// One user of a server with users, as the kernel holds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserStatus {
+    pub user: NftUser,
+    /// The addresses the user's doors let in now.
+    pub grants: Vec<TimedSource>,
+    /// Doors the user opened (since the user's counter was made).
+    pub opened: u64,
+}
+
+impl UserStatus {
+    /// Seconds since the user's latest live grant began (a grant lasts `open_seconds`).
+    pub fn last_opened_ago(&self) -> Option<u64> {
+        self.grants
+            .iter()
+            .filter_map(|g| g.seconds_left)
+            .max()
+            .map(|left| self.user.open_seconds.saturating_sub(left))
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NftStatus {
+    /// The users whose doors are in the table (none on a single-secret server).
+    pub users: Vec<UserStatus>,
     /// Sorted by counter.
     pub doors: Vec<DoorStatus>,
     pub allowed: Vec<TimedSource>,
@@ -98,12 +122,14 @@ pub fn parse_status_value(v: &Value) -> Result<NftStatus, String> {
         .and_then(Value::as_array)
         .ok_or("nft JSON: missing \"nftables\" array")?;
     let mut st = NftStatus::default();
-    let mut doors: BTreeMap<u64, NftDoor> = BTreeMap::new();
+    let mut doors: BTreeMap<DoorKey, NftDoor> = BTreeMap::new();
     let mut sets: BTreeMap<String, Vec<TimedSource>> = BTreeMap::new();
+    let mut counters: BTreeMap<String, u64> = BTreeMap::new();
     for item in items {
         if let Some(c) = item.get("counter") {
             let name = c.get("name").and_then(Value::as_str).unwrap_or("");
             let packets = c.get("packets").and_then(Value::as_u64).unwrap_or(0);
+            counters.insert(name.to_owned(), packets);
             let slot = match name {
                 COUNTER_KNOCKS => &mut st.counters.knocks,
                 COUNTER_OPENED => &mut st.counters.opened,
@@ -152,7 +178,7 @@ pub fn parse_status_value(v: &Value) -> Result<NftStatus, String> {
         } else if let Some(r) = item.get("rule") {
             let comment = r.get("comment").and_then(Value::as_str).unwrap_or("");
             if let Some(d) = NftDoor::parse_comment(comment) {
-                doors.entry(d.counter).or_insert(d);
+                doors.entry(d.key()).or_insert(d);
             }
         }
     }
@@ -176,12 +202,18 @@ pub fn parse_status_value(v: &Value) -> Result<NftStatus, String> {
     }
     st.trusted = take(&mut sets, "trusted4");
     st.trusted.extend(take(&mut sets, "trusted6"));
-    for (c, door) in doors {
-        let mut staged = take(&mut sets, &format!("stage_{c}_4"));
-        staged.extend(take(&mut sets, &format!("stage_{c}_6")));
-        let owner = take(&mut sets, &format!("owner_{c}_4"))
+    let mut users: BTreeMap<String, NftUser> = BTreeMap::new();
+    for (key, door) in doors {
+        if let Some(user) = &door.user {
+            users
+                .entry(user.tag.clone())
+                .or_insert_with(|| user.clone());
+        }
+        let mut staged = take(&mut sets, &stage_set(&key, 4));
+        staged.extend(take(&mut sets, &stage_set(&key, 6)));
+        let owner = take(&mut sets, &owner_set(&key, 4))
             .into_iter()
-            .chain(take(&mut sets, &format!("owner_{c}_6")))
+            .chain(take(&mut sets, &owner_set(&key, 6)))
             .map(|s| s.addr)
             .next();
         st.doors.push(DoorStatus {
@@ -190,6 +222,20 @@ pub fn parse_status_value(v: &Value) -> Result<NftStatus, String> {
             staged,
         });
     }
+    st.doors
+        .sort_by_key(|d| (d.door.counter, d.door.user.clone()));
+    for (tag, user) in users {
+        let mut grants = Vec::new();
+        for family in Family::BOTH {
+            grants.extend(take(&mut sets, &grants_set(&tag, family)));
+        }
+        st.users.push(UserStatus {
+            opened: counters.get(&opened_counter(&tag)).copied().unwrap_or(0),
+            user,
+            grants,
+        });
+    }
+    st.users.sort_by(|a, b| a.user.name.cmp(&b.user.name));
     Ok(st)
 }
 
@@ -231,6 +277,38 @@ pub fn set_elements(value: &Value) -> SetListing {
         numbers: elems.iter().filter_map(Value::as_u64).collect(),
         len: elems.len(),
     }
+}
+
+/// The address elements of the first set of a `nft -j list set` answer.
+pub fn set_sources(value: &Value) -> Vec<TimedSource> {
+    value
+        .get("nftables")
+        .and_then(Value::as_array)
+        .and_then(|items| items.iter().find_map(|item| item.get("set")))
+        .and_then(|set| set.get("elem"))
+        .and_then(Value::as_array)
+        .map(|elems| elems.iter().filter_map(parse_elem).collect())
+        .unwrap_or_default()
+}
+
+/// Every named counter of a `nft -j list counters` (or `list table`) answer: name, packets.
+pub fn named_counters(value: &Value) -> BTreeMap<String, u64> {
+    value
+        .get("nftables")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| item.get("counter"))
+                .filter_map(|c| {
+                    Some((
+                        c.get("name")?.as_str()?.to_owned(),
+                        c.get("packets").and_then(Value::as_u64).unwrap_or(0),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `"10.0.0.1"` or `{"elem": {"val": "10.0.0.1", "expires": 25, "timeout": 30}}`.
