@@ -2,7 +2,8 @@
 //! only, for one address each (single use), the server's own secret opens nothing; a user
 //! removed, disabled or expired loses their doors and live grants (SIGHUP, or the expiry
 //! check), but an address another user's live grant holds stays in; `--status` and the log
-//! name the user and never the ports; a knockd server with users refuses to start.
+//! name the user and never the ports; a user added on SIGHUP gets in at once; a knockd
+//! server with users refuses to start.
 //! Knocks are raw SYNs from chosen source addresses (the SYN script); every wait is bounded.
 
 use std::collections::BTreeSet;
@@ -562,6 +563,9 @@ fn nft_users_status_and_log_name_the_user_not_the_ports() {
 
     let line = format!("door opened: user alice from {alice_at}");
     rig.wait_log(&line, Duration::from_secs(7));
+    // One rotation more: the doors of two windows served at least.
+    let last = rig.rotations().into_iter().max().unwrap_or_default();
+    rig.wait_rotation(last + 1, Duration::from_secs(PERIOD + 3));
     let log = rig.log_text();
     assert!(!log.contains("door opened: user bob"), "{log}");
 
@@ -587,7 +591,7 @@ fn nft_users_status_and_log_name_the_user_not_the_ports() {
             }
         }
     }
-    assert!(checked >= 12, "{checked}");
+    assert!(checked >= 24, "{checked}");
     // Control: the words hold the numbers the log shows (its windows).
     let first = served.iter().next().unwrap();
     assert!(words.contains(&first.to_string()), "{log}");
@@ -679,6 +683,83 @@ fn nft_users_a_shared_address_stays_in_while_another_user_holds_it() {
     );
     eprintln!(
         "users: shared address kept, ok in {:.1?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn nft_users_a_user_added_on_sighup_gets_in_at_once_and_grants_stay() {
+    if !nft_lab_available(false) {
+        return;
+    }
+    let started = Instant::now();
+    let rig = users_running("nftusadd", &[("alice", ALICE, &[])], 3);
+    let (alice, bob) = (User::alice(), User::bob());
+    let (alice_at, bob_at) = (rig.lab.add_client_ipv4(3), rig.lab.add_client_ipv4(4));
+    let wa = live_window(&alice.totp, &[]);
+    rig.knock_as(&alice, alice_at, wa);
+    assert!(
+        rig.can_connect(alice_at),
+        "alice did not get in\n{}",
+        rig.report()
+    );
+    // Bob is not a user yet: his pair opens nothing.
+    let early = live_window(&bob.totp, &[]);
+    rig.knock_as(&bob, bob_at, early);
+    assert!(
+        !rig.can_connect(bob_at),
+        "bob got in before he was a user\n{}",
+        rig.report()
+    );
+
+    rig.add_user("bob", BOB, &[]);
+    let sent = rig.hangup();
+    wait_until(
+        Duration::from_secs(1),
+        Duration::from_millis(20),
+        || doors_of(&rig.status(), Some("bob")) >= 2,
+        || {
+            format!(
+                "bob's doors are not in place 1 s after SIGHUP\n{}",
+                rig.report()
+            )
+        },
+    );
+    let in_place = sent.elapsed();
+    // A pair of bob's not knocked before (a used stage could linger).
+    let wb = live_window(&bob.totp, &[early]);
+    rig.knock_as(&bob, bob_at, wb);
+    assert!(
+        rig.can_connect(bob_at),
+        "bob's pair of window {wb} did not let him in after SIGHUP\n{}",
+        rig.report()
+    );
+    assert!(
+        rig.can_connect(alice_at),
+        "alice lost her grant when bob was added\n{}",
+        rig.report()
+    );
+    let status = rig.steady_status();
+    assert_eq!(doors_of(&status, Some("alice")), 3, "{status}");
+    assert_eq!(doors_of(&status, Some("bob")), 3, "{status}");
+    assert_eq!(
+        grants_of(&status, "alice"),
+        vec![alice_at.to_string()],
+        "{status}"
+    );
+    assert_eq!(
+        grants_of(&status, "bob"),
+        vec![bob_at.to_string()],
+        "{status}"
+    );
+    let log = rig.log_text();
+    assert!(
+        log.contains("SIGHUP: 2 enabled users in") && log.contains("(alice, bob)"),
+        "{log}"
+    );
+    assert!(!log.contains("revoked"), "{log}");
+    eprintln!(
+        "users: bob's doors in place {in_place:.1?} after SIGHUP; {:.1?}",
         started.elapsed()
     );
 }
