@@ -9,6 +9,7 @@
 mod attack;
 mod operator;
 mod state;
+mod users;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::ops::RangeInclusive;
@@ -252,11 +253,17 @@ impl Rig {
     /// Starts `knock-totp server --config` in the server namespace; returns once it logged
     /// its first window.
     pub(crate) fn start_daemon(&mut self) {
-        self.start_daemon_via(&[]);
+        self.start_daemon_via(&[], 3);
     }
 
-    /// Like `start_daemon`, with the daemon run through `prefix` (argv words before it).
-    fn start_daemon_via(&mut self, prefix: &[&str]) {
+    /// Like `start_daemon`, for a first window of `doors` doors (3 per user with users).
+    pub(crate) fn start_daemon_expecting(&mut self, doors: usize) {
+        self.start_daemon_via(&[], doors);
+    }
+
+    /// Like `start_daemon`, with the daemon run through `prefix` (argv words before it), its
+    /// first window with `doors` doors.
+    fn start_daemon_via(&mut self, prefix: &[&str], doors: usize) {
         self.logs += 1;
         let config = PathBuf::from(&self.config);
         let log = self
@@ -266,7 +273,9 @@ impl Rig {
         let first = self.wait_rotation(0, Duration::from_secs(10));
         let log = self.log_text();
         assert!(
-            log.contains(&format!("window {first}: 3 doors in table inet {TABLE}")),
+            log.contains(&format!(
+                "window {first}: {doors} doors in table inet {TABLE}"
+            )),
             "{log}"
         );
     }
@@ -494,7 +503,7 @@ fn nft_daemon_works_with_only_what_its_unit_grants() {
     let unit = std::fs::read_to_string(rig.files.join("knock-totp-web.service")).unwrap();
     let sandbox = unit_sandbox(&unit);
     let prefix: Vec<&str> = sandbox.iter().map(String::as_str).collect();
-    rig.start_daemon_via(&prefix);
+    rig.start_daemon_via(&prefix, 3);
     let pid = rig.daemon_pid();
     let caps = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     assert!(

@@ -410,7 +410,7 @@ fn nft_the_daemon_never_reads_the_meter_sets() {
     )
     .unwrap();
     let path = format!("PATH={}:/usr/sbin:/usr/bin:/sbin:/bin", bin.display());
-    rig.start_daemon_via(&["env", &path]);
+    rig.start_daemon_via(&["env", &path], 3);
 
     let full = 65_536;
     let mut fill = String::new();
