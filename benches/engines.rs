@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use knock_totp::server::engine::nftables::ruleset::{
-    base_ruleset, doors_transaction, DoorKey, NftDoor, NftParams, NftUser,
+    base_ruleset, doors_transaction, NftDoor, NftParams, NftUser, SERVER_SLOT,
 };
 
 /// The server's period; only the door time bounds depend on it.
@@ -93,6 +93,7 @@ fn render_lab(
         valid_from: t - 60,
         valid_until: t + 3600,
         user: None,
+        slot: SERVER_SLOT,
     };
     if !door.is_renderable(&p) {
         return Err(format!("door ports {ports:?} are not renderable"));
@@ -101,13 +102,13 @@ fn render_lab(
         std::fs::write(format!("{dir}/{name}"), text).map_err(|e| format!("{dir}/{name}: {e}"))
     };
     write("base.nft", base_ruleset(&p))?;
-    write("doors.nft", doors_transaction(&p, &[door], &[]))
+    write("doors.nft", doors_transaction(&p, &[door], t))
 }
 
 /// `n` doors: the previous, current and next windows' (ending at window `last`) of each of
 /// `n / 3` users (the single secret's when `n` is 3), with knock ports derived from the
-/// counter and the user.
-fn doors(n: u64, last: u64) -> Vec<NftDoor> {
+/// counter and the user, all live at `now` (as the server's are).
+fn doors(n: u64, last: u64, now: u64) -> Vec<NftDoor> {
     let users = (n / 3).max(1);
     (0..users)
         .flat_map(|u| (last - 2..=last).map(move |c| (u, c)))
@@ -126,9 +127,10 @@ fn doors(n: u64, last: u64) -> Vec<NftDoor> {
             NftDoor {
                 counter: c,
                 ports: [a, b],
-                valid_from: c * PERIOD,
-                valid_until: (c + 1) * PERIOD,
+                valid_from: now - 1,
+                valid_until: now + (c + 2 - last) * PERIOD,
                 user,
+                slot: SERVER_SLOT + 1 + u as u16,
             }
         })
         .collect()
@@ -179,30 +181,28 @@ fn rotation(table: &str, runs: usize) -> Result<(), String> {
     emit("rot-base", &base_ms);
 
     let start = now() / PERIOD;
-    for n in [3u64, 300] {
+    for n in [3u64, 300, 3000] {
         // The table as the server leaves it: base, then the doors of window `start`.
         nft_load(&base)?;
         let mut window = start;
-        let mut current = doors(n, window + 1);
-        nft_load(&doors_transaction(&p, &current, &[]))?;
+        nft_load(&doors_transaction(&p, &doors(n, window + 1, now()), now()))?;
         let (mut load_ms, mut render_ms) = (Vec::new(), Vec::new());
         for i in 0..runs + 1 {
             window += 1;
-            let next = doors(n, window + 1);
-            let previous: Vec<DoorKey> = current.iter().map(NftDoor::key).collect();
+            let at = now();
+            let next = doors(n, window + 1, at);
             let t = Instant::now();
-            let text = doors_transaction(&p, &next, &previous);
+            let text = doors_transaction(&p, &next, at);
             let render = t.elapsed().as_secs_f64() * 1000.0;
             let load = nft_load(&text)?;
             if i > 0 {
                 render_ms.push(render);
                 load_ms.push(load);
             }
-            current = next;
         }
         emit(&format!("rot-load-{n}"), &load_ms);
         emit(&format!("rot-render-{n}"), &render_ms);
-        let text = doors_transaction(&p, &doors(n, window + 2), &[]);
+        let text = doors_transaction(&p, &doors(n, window + 2, now()), now());
         eprintln!(
             "engines: {n} doors: transaction of {} lines, {} KiB",
             text.lines().count(),

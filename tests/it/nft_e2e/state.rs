@@ -54,19 +54,19 @@ impl Rig {
             .unwrap_or_else(|| panic!("not a window=N line: {text:?}"))
     }
 
-    /// The windows that have door sets (`stage_C_4`) in the kernel's table.
+    /// The windows whose doors are in the kernel's table (elements of `door_grant`).
     fn door_sets(&self) -> Vec<u64> {
-        let listing = stdout_of(
-            &self
-                .lab
-                .server_exec(&["nft", "list", "table", "inet", TABLE]),
-        );
+        let listing =
+            stdout_of(
+                &self
+                    .lab
+                    .server_exec(&["nft", "list", "map", "inet", TABLE, "door_grant"]),
+            );
+        // Each door is an element whose comment is "knock-totp door c=WINDOW ...".
         let mut windows: Vec<u64> = listing
-            .lines()
-            .filter_map(|line| {
-                let rest = line.trim().strip_prefix("set stage_")?;
-                rest.strip_suffix("_4 {")?.parse().ok()
-            })
+            .split("knock-totp door c=")
+            .skip(1)
+            .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
             .collect();
         windows.sort_unstable();
         windows

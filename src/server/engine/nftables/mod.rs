@@ -1,8 +1,9 @@
 //! The nftables engine: every door lives in the kernel, in one table per server.
 //!
-//! The daemon replaces the door rules once per window in one `nft -f` transaction that keeps
-//! every set's contents; the doors carry their own time bounds, so none outlives its window
-//! when the daemon dies, and the protected port's drop never depends on the daemon at all.
+//! The daemon replaces the doors (set elements) once per window in one `nft -f` transaction
+//! that keeps every other set's contents; the doors' elements carry their own timeouts, so none
+//! outlives its window when the daemon dies, and the protected port's drop never depends on the
+//! daemon at all.
 
 pub mod design;
 pub mod report;
@@ -20,10 +21,12 @@ use std::time::Instant;
 
 use self::ruleset::{
     base_ruleset, base_settings, doors_transaction, effective_doors, remove_doors_transaction,
-    DoorKey, NftDoor, NftParams, NftUser, ATTACK_SET, STATE_SET,
+    NftDoor, NftParams, NftUser, ATTACK_SET, STATE_SET,
 };
-use self::ruleset::{grants_set, opened_counter, revoke_users_transaction, Family};
-use self::status::{named_counters, parse_status_value, set_elements, set_sources, NftStatus};
+use self::ruleset::{
+    grants_set, opened_counter, revoke_transaction, slot_of, Family, MAX_SLOT, SERVER_SLOT,
+};
+use self::status::{keyed_sources, named_counters, parse_status_value, set_elements, NftStatus};
 use crate::core::window::Window;
 use crate::error::UserError;
 use crate::log::Log;
@@ -57,7 +60,7 @@ pub fn params(config: &ServerConfig) -> NftParams {
 
 /// A door in the kernel: valid from the start of the window before its own to the end of the
 /// one after (the daemon's previous/current/next doors, one step of clock skew either way).
-pub fn nft_door(door: &ActiveDoor, server_open_seconds: u64) -> NftDoor {
+pub fn nft_door(door: &ActiveDoor, server_open_seconds: u64, slot: u16) -> NftDoor {
     let period = door.window.period;
     let until = door_valid_until(door.window);
     let user = door.user.as_deref();
@@ -71,6 +74,7 @@ pub fn nft_door(door: &ActiveDoor, server_open_seconds: u64) -> NftDoor {
             tag: u.tag.clone(),
             open_seconds: u.open_seconds.unwrap_or(server_open_seconds),
         }),
+        slot,
     }
 }
 
@@ -268,25 +272,20 @@ pub struct NftEngine {
     pub params: NftParams,
     pub nft: Nft,
     pub log: Log,
-    /// The doors in the kernel now.
-    installed: Vec<DoorKey>,
-    /// The windows an earlier run left doors for (read at the first rotation): their sets
-    /// go with the first doors transaction, whichever user they were for.
-    found_windows: Vec<u64>,
+    /// How many doors are in the kernel now.
+    installed: usize,
     /// The doors last put in place, to restore them with the table.
     last_doors: Vec<NftDoor>,
     /// Whether the table was under attack at the last look (to log each change once).
     under_attack: bool,
-    /// Per user tag, what the daemon last saw of their openings.
-    openings: BTreeMap<String, Openings>,
-}
-
-/// A user's doors opened, as last seen: the count, and each address let in with the unix
-/// second its grant ends.
-#[derive(Debug, Default)]
-struct Openings {
-    count: u64,
-    grants: BTreeMap<IpAddr, u64>,
+    /// Each user's slot (by tag), which their door ids carry. A slot is never given to
+    /// another user while the daemon runs (the table remembers used doors by id).
+    slots: BTreeMap<String, u16>,
+    next_slot: u16,
+    /// The users' opened counters at the last look, by tag.
+    opened_seen: BTreeMap<String, u64>,
+    /// The grants seen at the last look: (slot, address) -> the unix second it ends.
+    grants_seen: BTreeMap<(u16, IpAddr), u64>,
 }
 
 /// Most lines one look at the openings logs (a burst of logins must not flood the journal).
@@ -298,11 +297,13 @@ impl NftEngine {
             params: params(config).for_users(users),
             nft: Nft::on_path(),
             log,
-            installed: Vec::new(),
-            found_windows: Vec::new(),
+            installed: 0,
             last_doors: Vec::new(),
             under_attack: false,
-            openings: BTreeMap::new(),
+            slots: BTreeMap::new(),
+            next_slot: SERVER_SLOT + 1,
+            opened_seen: BTreeMap::new(),
+            grants_seen: BTreeMap::new(),
         }
     }
 
@@ -320,9 +321,7 @@ impl NftEngine {
         });
         match found {
             Some((Some(comment), windows)) if comment == settings => {
-                if first {
-                    self.found_windows = windows;
-                }
+                let _ = (first, windows);
                 Ok(false)
             }
             Some((comment, _)) if first => {
@@ -334,8 +333,7 @@ impl NftEngine {
                     comment.as_deref().unwrap_or("none listed"),
                 ));
                 self.nft.load(&base_ruleset(&self.params))?;
-                self.installed.clear();
-                self.found_windows.clear();
+                self.installed = 0;
                 Ok(true)
             }
             found => {
@@ -347,40 +345,39 @@ impl NftEngine {
                     ));
                 }
                 self.nft.load(&base_ruleset(&self.params))?;
-                self.installed.clear();
-                self.found_windows.clear();
+                self.installed = 0;
                 Ok(true)
             }
         }
     }
 
-    /// A user's grants now: each address with the unix second its grant ends.
-    fn user_grants(&self, tag: &str, now: u64) -> anyhow::Result<BTreeMap<IpAddr, u64>> {
-        let mut grants = BTreeMap::new();
+    /// Every grant now: (door id, address) and the unix second it ends.
+    fn grants(&self, now: u64) -> anyhow::Result<Vec<(u32, IpAddr, u64)>> {
+        let mut grants = Vec::new();
         for family in Family::BOTH {
-            if let Some(listing) = self
-                .nft
-                .list_set(&self.params.table, &grants_set(tag, family))?
-            {
-                for source in set_sources(&listing) {
-                    grants.insert(source.addr, now + source.seconds_left.unwrap_or(0));
+            if let Some(listing) = self.nft.list_set(&self.params.table, &grants_set(family))? {
+                for (id, source) in keyed_sources(&listing) {
+                    grants.push((id, source.addr, now + source.seconds_left.unwrap_or(0)));
                 }
             }
         }
         Ok(grants)
     }
 
-    /// The users of the doors in place, by tag.
-    fn users_served(&self) -> BTreeMap<String, String> {
+    /// The users of the doors in place: slot -> name and tag.
+    fn users_served(&self) -> BTreeMap<u16, (String, String)> {
         self.last_doors
             .iter()
-            .filter_map(|d| d.user.as_ref())
-            .map(|u| (u.tag.clone(), u.name.clone()))
+            .filter_map(|d| {
+                d.user
+                    .as_ref()
+                    .map(|u| (d.slot, (u.name.clone(), u.tag.clone())))
+            })
             .collect()
     }
 
     /// Logs who opened a door since the last look, and from where (never the ports): reads
-    /// the counters, then the grants of only the users whose count went up.
+    /// the counters, and the grants only when a user's count went up.
     fn watch_openings(&mut self) -> anyhow::Result<()> {
         let users = self.users_served();
         if users.is_empty() {
@@ -396,31 +393,38 @@ impl NftEngine {
         let value: Value = serde_json::from_str(&json)
             .map_err(|e| UserError::runtime(format!("cannot read the counters of {table}: {e}")))?;
         let counters = named_counters(&value);
-        let now = crate::clock::wall_clock()?.as_secs();
-        let mut lines = Vec::new();
-        for (tag, name) in &users {
+        let mut changed = false;
+        for (_, tag) in users.values() {
             let count = counters.get(&opened_counter(tag)).copied().unwrap_or(0);
-            let seen_count = self.openings.get(tag).map_or(0, |o| o.count);
-            if count == seen_count {
-                continue;
+            if self.opened_seen.insert(tag.clone(), count) != Some(count) {
+                changed = true;
             }
-            let grants = self.user_grants(tag, now)?;
-            let seen = self.openings.entry(tag.clone()).or_default();
-            for (addr, until) in &grants {
-                if seen
-                    .grants
-                    .get(addr)
-                    .is_none_or(|seen_until| until > seen_until)
-                {
+        }
+        if !changed {
+            return Ok(());
+        }
+        let now = crate::clock::wall_clock()?.as_secs();
+        let mut seen = BTreeMap::new();
+        let mut lines = Vec::new();
+        for (id, addr, until) in self.grants(now)? {
+            let slot = slot_of(id);
+            let key = (slot, addr);
+            let newer = self
+                .grants_seen
+                .get(&key)
+                .is_none_or(|seen_until| until > *seen_until);
+            if newer {
+                if let Some((name, _)) = users.get(&slot) {
                     lines.push(format!(
                         "door opened: user {name} from {addr} (grant {} s)",
                         until.saturating_sub(now)
                     ));
                 }
             }
-            seen.count = count;
-            seen.grants = grants;
+            let entry = seen.entry(key).or_insert(until);
+            *entry = (*entry).max(until);
         }
+        self.grants_seen = seen;
         let more = lines.len().saturating_sub(OPENING_LINES);
         for line in lines.into_iter().take(OPENING_LINES) {
             self.log.note(line);
@@ -433,11 +437,38 @@ impl NftEngine {
         Ok(())
     }
 
-    fn nft_doors(&self, doors: &[ActiveDoor]) -> Vec<NftDoor> {
-        doors
-            .iter()
-            .map(|d| nft_door(d, self.params.open_seconds))
-            .collect()
+    /// The slot of a door's holder: the single secret's, or the user's (given at first sight).
+    fn slot_for(&mut self, door: &ActiveDoor) -> anyhow::Result<u16> {
+        let Some(user) = &door.user else {
+            return Ok(SERVER_SLOT);
+        };
+        if let Some(slot) = self.slots.get(&user.tag) {
+            return Ok(*slot);
+        }
+        if self.next_slot > MAX_SLOT {
+            return Err(UserError::runtime(format!(
+                "table inet {}: no slot left for user {} ({} users were served since the \
+                 daemon started)",
+                self.params.table,
+                user.name,
+                MAX_SLOT - SERVER_SLOT
+            ))
+            .with_hint("restart the daemon, which numbers the users afresh")
+            .into());
+        }
+        let slot = self.next_slot;
+        self.next_slot += 1;
+        self.slots.insert(user.tag.clone(), slot);
+        Ok(slot)
+    }
+
+    fn nft_doors(&mut self, doors: &[ActiveDoor]) -> anyhow::Result<Vec<NftDoor>> {
+        let mut nft_doors = Vec::with_capacity(doors.len());
+        for door in doors {
+            let slot = self.slot_for(door)?;
+            nft_doors.push(nft_door(door, self.params.open_seconds, slot));
+        }
+        Ok(nft_doors)
     }
 
     /// Logs once when the server comes under attack and once when the attack is over.
@@ -466,48 +497,19 @@ impl NftEngine {
     }
 
     /// Replaces the doors in the kernel with `doors` (one transaction); returns how many were
-    /// put in place (doors that knock the protected port or a public port are skipped).
+    /// put in place (doors that knock the protected port or a public port are skipped, and
+    /// doors not live now).
     fn load_doors(&mut self, doors: Vec<NftDoor>) -> anyhow::Result<usize> {
-        let previous = self.previous_keys(&doors);
+        let now = crate::clock::wall_clock()?.as_secs();
         self.nft
-            .load(&doors_transaction(&self.params, &doors, &previous))?;
-        self.found_windows.clear();
-        self.installed = installed_keys(&self.params, &doors);
+            .load(&doors_transaction(&self.params, &doors, now))?;
+        self.installed = effective_doors(&self.params, &doors)
+            .iter()
+            .filter(|d| d.valid_from <= now && now < d.valid_until)
+            .count();
         self.last_doors = doors;
-        Ok(self.installed.len())
+        Ok(self.installed)
     }
-
-    /// The doors a transaction replaces: those last put in place and, at the first rotation,
-    /// those an earlier run left (for the single secret and for every user of `doors`).
-    fn previous_keys(&self, doors: &[NftDoor]) -> Vec<DoorKey> {
-        let mut keys = self.installed.clone();
-        let mut tags: Vec<Option<String>> = vec![None];
-        tags.extend(
-            doors
-                .iter()
-                .filter_map(|d| d.user.as_ref().map(|u| Some(u.tag.clone()))),
-        );
-        tags.dedup();
-        for &counter in &self.found_windows {
-            for tag in &tags {
-                keys.push(DoorKey {
-                    tag: tag.clone(),
-                    counter,
-                });
-            }
-        }
-        keys.sort();
-        keys.dedup();
-        keys
-    }
-}
-
-/// The doors of `doors` that a transaction puts in place.
-fn installed_keys(params: &NftParams, doors: &[NftDoor]) -> Vec<DoorKey> {
-    effective_doors(params, doors)
-        .iter()
-        .map(NftDoor::key)
-        .collect()
 }
 
 impl Engine for NftEngine {
@@ -546,7 +548,7 @@ impl Engine for NftEngine {
     ) -> anyhow::Result<()> {
         let started = Instant::now();
         self.ensure_base(first)?;
-        let doors = self.nft_doors(doors);
+        let doors = self.nft_doors(doors)?;
         let wanted = doors.len();
         let in_place = self.load_doors(doors)?;
         let skipped = wanted - in_place;
@@ -566,17 +568,16 @@ impl Engine for NftEngine {
     }
 
     fn dry_run(&mut self, window: Window, doors: &[ActiveDoor]) -> anyhow::Result<()> {
-        let doors = self.nft_doors(doors);
-        let previous = self.previous_keys(&doors);
+        let doors = self.nft_doors(doors)?;
+        let now = crate::clock::wall_clock()?.as_secs();
         print!(
             "# dry run: window {}\n# would make sure table inet {} is in place:\n{}\
              # would load in one transaction (nft -f -):\n{}",
             window.counter,
             self.params.table,
             base_ruleset(&self.params),
-            doors_transaction(&self.params, &doors, &previous)
+            doors_transaction(&self.params, &doors, now)
         );
-        self.installed = installed_keys(&self.params, &doors);
         Ok(())
     }
 
@@ -600,40 +601,50 @@ impl Engine for NftEngine {
         // Who else holds a grant, as fresh as the counters say.
         self.watch_openings()?;
         let now = crate::clock::wall_clock()?.as_secs();
-        let revoked_tags: Vec<String> = users.iter().map(|u| u.tag.clone()).collect();
-        let kept: std::collections::BTreeSet<IpAddr> = self
-            .openings
+        let tags: Vec<String> = users.iter().map(|u| u.tag.clone()).collect();
+        let slots: Vec<u16> = tags
             .iter()
-            .filter(|(tag, _)| !revoked_tags.contains(tag))
-            .flat_map(|(_, o)| o.grants.iter())
-            .filter(|(_, until)| **until > now)
-            .map(|(addr, _)| *addr)
+            .filter_map(|t| self.slots.get(t).copied())
             .collect();
-        let mut addresses = Vec::new();
-        for tag in &revoked_tags {
-            addresses.extend(self.user_grants(tag, now)?.into_keys());
-            self.openings.remove(tag);
-        }
-        addresses.retain(|addr| !kept.contains(addr));
+        let grants = self.grants(now)?;
+        let kept: std::collections::BTreeSet<IpAddr> = grants
+            .iter()
+            .filter(|(id, _, until)| !slots.contains(&slot_of(*id)) && *until > now)
+            .map(|(_, addr, _)| *addr)
+            .collect();
+        let revoked: Vec<(u32, IpAddr)> = grants
+            .iter()
+            .filter(|(id, _, _)| slots.contains(&slot_of(*id)))
+            .map(|(id, addr, _)| (*id, *addr))
+            .collect();
+        let mut addresses: Vec<IpAddr> = revoked
+            .iter()
+            .map(|(_, addr)| *addr)
+            .filter(|addr| !kept.contains(addr))
+            .collect();
         addresses.sort();
         addresses.dedup();
-        self.nft.load(&revoke_users_transaction(
+        self.grants_seen
+            .retain(|(slot, _), _| !slots.contains(slot));
+        for tag in &tags {
+            self.opened_seen.remove(tag);
+        }
+        self.nft.load(&revoke_transaction(
             &self.params,
-            &revoked_tags,
+            &revoked,
             &addresses,
+            &tags,
         ))
     }
 
     /// Removes every door; the table, its grants and the protected port's drop stay.
     fn shut_down(&mut self) -> anyhow::Result<()> {
-        self.nft
-            .load(&remove_doors_transaction(&self.params, &self.installed))?;
+        self.nft.load(&remove_doors_transaction(&self.params))?;
         self.log.note(format!(
             "removed {} doors; port {} stays closed",
-            self.installed.len(),
-            self.params.port
+            self.installed, self.params.port
         ));
-        self.installed.clear();
+        self.installed = 0;
         Ok(())
     }
 }
@@ -658,6 +669,7 @@ mod tests {
                 user: None,
             },
             30,
+            SERVER_SLOT,
         );
         assert_eq!(door.counter, 58_000_431);
         assert_eq!(door.valid_from, 58_000_430 * 30);

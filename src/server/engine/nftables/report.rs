@@ -125,16 +125,16 @@ pub fn text(table: &str, status: &NftStatus, now: u64, show_ports: bool) -> Stri
         );
         if show_ports {
             let _ = write!(out, ", knock {} {}", door.door.ports[0], door.door.ports[1]);
-            let staged: Vec<String> = door
-                .staged
-                .iter()
-                .map(|s| format!("{} ({})", source(s), left(s)))
-                .collect();
-            if !staged.is_empty() {
-                let _ = write!(out, ", half-way: {}", staged.join(", "));
-            }
         }
         out.push('\n');
+    }
+    if show_ports && !status.staged.is_empty() {
+        let staged: Vec<String> = status
+            .staged
+            .iter()
+            .map(|s| format!("{} ({})", source(s), left(s)))
+            .collect();
+        let _ = writeln!(out, "half-way (knocked a door's A): {}", staged.join(", "));
     }
     if !status.users.is_empty() {
         let _ = writeln!(out, "users: {}", status.users.len());
@@ -241,7 +241,6 @@ pub fn json(table: &str, status: &NftStatus, now: u64, show_ports: bool) -> Valu
             });
             if show_ports {
                 door["ports"] = json!(d.door.ports);
-                door["staged"] = json!(sources(&d.staged));
             }
             door
         })
@@ -273,6 +272,7 @@ pub fn json(table: &str, status: &NftStatus, now: u64, show_ports: bool) -> Valu
         "warnings": warning.into_iter().collect::<Vec<_>>(),
         "installed_windows": status.windows,
         "doors": doors,
+        "staged": if show_ports { json!(sources(&status.staged)) } else { json!(status.staged.len()) },
         "allowed": sources(&status.allowed),
         "banned": banned,
         "trusted": sources(&status.trusted),
@@ -309,9 +309,9 @@ mod tests {
                     valid_from: 100,
                     valid_until: 190,
                     user: None,
+                    slot: 1,
                 },
                 owner: Some("10.213.0.2".parse().unwrap()),
-                staged: Vec::new(),
             }],
             allowed: vec![TimedSource {
                 addr: "10.213.0.2".parse().unwrap(),
@@ -325,6 +325,7 @@ mod tests {
             }],
             trusted: Vec::new(),
             users: Vec::new(),
+            staged: Vec::new(),
             attack_seconds_left: Some(42),
             counters: Default::default(),
             base_settings: None,

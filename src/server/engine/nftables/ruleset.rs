@@ -27,38 +27,43 @@
 //!   knock over the global budget): untrusted knocks are dropped before the
 //!   doors and still spend the global budget, so the state lasts as long as
 //!   the flood.
-//! * `chain doors` (replaced atomically every window): for every door, in this
-//!   order: completions (`stage_<c>_{4,6}` + dport B, time bounded, single-use
-//!   via size-1 owner sets) to `opened4/6` (trust the source) and `clear4/6`;
-//!   cancellations (source in any stage -> `cancel4/6` -> delete from all
-//!   stages), stage starts (dport A, time bounded), then wrong knocks: a SYN
-//!   that neither started nor completed a door goes to `chain wrong`: meters at
-//!   every prefix level (`limit rate over W/hour`, each broader level twice the
-//!   budget), over -> ban; then the global budget (`limit name global_wrong`),
-//!   over -> under attack. Trusted sources' wrong knocks spend only the global
-//!   budget.
-//! * Single use: per door `owner_<c>_f` (type nf_proto, size 1) records the
-//!   owner's family from `meta nfproto`, `owner_<c>_{4,6}` (size 1) the
-//!   address. A packet-path `add` of a new key into a full size-1 set fails
-//!   (the rule stops there), re-adding the present key succeeds. No constant
-//!   sentinels: `add @s { :: }` loads but is listed as `0x0 [invalid type]`,
-//!   which breaks `nft list ruleset` dump/restore.
+//! * `chain doors` and the chains after it are the same whatever the doors: a
+//!   door is elements. `starts` holds every live door's A, `pairs` maps (A . B)
+//!   to the door's id, `door_grant` maps the id to the chain that grants for the
+//!   door's length (its comment describes the door), each element with the
+//!   door's remaining life as its timeout. A source in `staged4/6` has its A in
+//!   fourteen bit sets (`abit4_0`..): `staged` rebuilds A into the packet's mark,
+//!   `pairs` turns (mark . dport) into the door's id (completion), else the stage
+//!   ends (`cancelled`) and the knock counts afresh: a live A stages the source
+//!   (`start`), anything else goes to `chain wrong`: meters at every prefix
+//!   level (`limit rate over W/hour`, each broader level twice the budget), over
+//!   -> ban; then the global budget (`limit name global_wrong`), over -> under
+//!   attack. Trusted sources' wrong knocks spend only the global budget.
+//!   (A per-source value must be bits: a dynamic map's data cannot be replaced
+//!   or deleted from the packet path on nft 1.0.6, and a lookup key cannot hold
+//!   a constant.)
+//! * Single use: `used` holds the ids of opened doors and `owners4/6` (id .
+//!   address) who opened each: the owner may open its door again, anyone else
+//!   (or the other family) is refused. Door ids are the window's low 20 bits
+//!   and the holder's slot, unique among the doors the table remembers.
 //! * The daemon never lists the meter sets (65,536 elements list in ~0.7 s and
 //!   ~140 MB of nft): set `state` carries the settings in its comment and the
 //!   installed windows as elements, and every doors transaction re-asserts all
 //!   chains, so a flushed chain is repaired without reading it.
-//! * Time bounds are rendered as integer unix seconds (`meta time >= 1700000000`),
-//!   which nft 1.0.6 parses independently of `TZ`; date strings would be
-//!   interpreted in the nft process' local time zone.
+//! * Time bounds are element timeouts counted from the transaction's `now`: a
+//!   door not live at `now` is left out (the repair every few seconds puts it in
+//!   when it is), and one ends by itself when its window does.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::RangeInclusive;
 
 use crate::core::names::name_hash;
 use crate::core::ports::{MAX_KNOCK_PORT, MIN_KNOCK_PORT};
-use crate::server::config::{Cidr, NftSettings, DEFAULT_OPEN_SECONDS, DEFAULT_SEQ_TIMEOUT};
+use crate::server::config::{
+    Cidr, NftSettings, DEFAULT_OPEN_SECONDS, DEFAULT_SEQ_TIMEOUT, MAX_OPEN_SECONDS,
+};
 
 /// TCP destination ports whose SYNs are knocks (minus the protected port).
 pub const KNOCK_RANGE: RangeInclusive<u16> = MIN_KNOCK_PORT..=MAX_KNOCK_PORT;
@@ -336,7 +341,7 @@ fn nft_list<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
 pub fn base_settings(p: &NftParams) -> String {
     let every_setting = format!("{p:?}");
     format!(
-        "{BASE_COMMENT_PREFIX} v3 port={} open={} seq={} #{}",
+        "{BASE_COMMENT_PREFIX} v4 port={} open={} seq={} #{}",
         p.port,
         p.open_seconds,
         p.seq_timeout,
@@ -348,26 +353,44 @@ pub fn base_settings(p: &NftParams) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NftUser {
     pub name: String,
-    /// Names the user's sets and counters (see `users::user_tag`).
+    /// Names the user's counter (see `users::user_tag`).
     pub tag: String,
     /// The user's grant length (their own, or the server's).
     pub open_seconds: u64,
 }
 
 impl NftUser {
-    /// The set of addresses the user's doors let in now.
-    pub fn grants_set(&self, family: Family) -> String {
-        grants_set(&self.tag, family)
-    }
     /// The named counter of the doors the user opened.
     pub fn opened_counter(&self) -> String {
         opened_counter(&self.tag)
     }
-}
 
-/// The grants set of the user tagged `tag`.
-pub fn grants_set(tag: &str, family: Family) -> String {
-    format!("grants_{tag}_{}", family.digit())
+    /// How the `users` set's comment describes the user.
+    pub fn comment(&self) -> String {
+        format!(
+            "knock-totp user name={} tag={} open={}",
+            self.name, self.tag, self.open_seconds
+        )
+    }
+
+    /// Inverse of [`NftUser::comment`].
+    pub fn parse_comment(text: &str) -> Option<NftUser> {
+        let rest = text.strip_prefix("knock-totp user")?;
+        let (mut name, mut tag, mut open) = (None, None, None);
+        for kv in rest.split_whitespace() {
+            match kv.split_once('=')? {
+                ("name", v) => name = Some(v.to_owned()),
+                ("tag", v) => tag = Some(v.to_owned()),
+                ("open", v) => open = v.parse().ok(),
+                _ => {}
+            }
+        }
+        Some(NftUser {
+            name: name?,
+            tag: tag?,
+            open_seconds: open?,
+        })
+    }
 }
 
 /// The named counter of the doors opened by the user tagged `tag`.
@@ -375,25 +398,72 @@ pub fn opened_counter(tag: &str) -> String {
     format!("{COUNTER_OPENED}_{tag}")
 }
 
-/// What names a door's sets: its window and, on a server with users, its user's tag.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct DoorKey {
-    pub tag: Option<String>,
-    pub counter: u64,
+/// Bits of a door id that hold its holder's slot (the single secret's, or a user's).
+pub const SLOT_BITS: u32 = 12;
+/// The single secret's slot; users get 2 and up.
+pub const SERVER_SLOT: u16 = 1;
+/// Most slots (holders) one table tells apart.
+pub const MAX_SLOT: u16 = (1 << SLOT_BITS) - 1;
+
+/// A door's id in the kernel (its packets' mark while they complete it): the low 20 bits of
+/// its window and its holder's slot. Unique among the doors a table remembers (a used door is
+/// remembered for [`USED_DOOR_SECONDS`], far less than 2^20 windows), and never 0.
+pub fn door_id(counter: u64, slot: u16) -> u32 {
+    ((counter as u32 & 0xF_FFFF) << SLOT_BITS) | u32::from(slot & MAX_SLOT)
 }
 
-impl std::fmt::Display for DoorKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.tag {
-            Some(tag) => write!(f, "{tag}_{}", self.counter),
-            None => write!(f, "{}", self.counter),
-        }
-    }
+/// The slot of door id `id`.
+pub fn slot_of(id: u32) -> u16 {
+    (id & u32::from(MAX_SLOT)) as u16
+}
+
+/// How long the table remembers that a door was used, and by whom: longer than any door
+/// lives (three periods of at most 120 s).
+pub const USED_DOOR_SECONDS: u64 = 600;
+
+/// Bits of a knock port (1000..=9999 needs 14): a staged source's port A is kept as one bit
+/// per set, the only way nft keeps a per-source value it can overwrite from the packet path
+/// (a dynamic map's data cannot be replaced or deleted there).
+pub const PORT_BITS: u8 = 14;
+
+/// Set `starts`: the port A of every live door (an element lives as long as its doors).
+pub const STARTS_SET: &str = "starts";
+/// Map `pairs`: (A . B) -> door id, each element living as long as its door.
+pub const PAIRS_MAP: &str = "pairs";
+/// Map `door_grant`: door id -> the chain that grants for that door's length; its elements'
+/// comments describe the doors (`status.rs` reads doors back from them).
+pub const DOOR_MAP: &str = "door_grant";
+/// Set `users`: each user's slot, described by its comment.
+pub const USERS_SET: &str = "users";
+/// Map `user_opened`: a slot -> that user's `opened_TAG` counter.
+pub const USER_COUNTER_MAP: &str = "user_opened";
+/// Set `used`: the ids of the doors opened (single use).
+pub const USED_SET: &str = "used";
+
+/// `owners4`/`owners6`: (door id . the address that opened it).
+pub fn owners_set(family: Family) -> String {
+    format!("owners{}", family.digit())
+}
+/// `staged4`/`staged6`: the sources that knocked a live door's A and may knock its B.
+pub fn staged_set(family: Family) -> String {
+    format!("staged{}", family.digit())
+}
+/// `grants4`/`grants6`: (door id . the address a door let in), living as long as the grant.
+pub fn grants_set(family: Family) -> String {
+    format!("grants{}", family.digit())
+}
+/// One bit of the port A a staged source knocked.
+fn port_bit_set(family: Family, bit: u8) -> String {
+    format!("abit{}_{bit}", family.digit())
+}
+/// The chain that grants for `open` seconds.
+fn grant_chain(open: u64) -> String {
+    format!("grant_{open}")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NftDoor {
-    /// TOTP window counter; names the door's sets.
+    /// TOTP window counter.
     pub counter: u64,
     /// Knock ports A, B.
     pub ports: [u16; 2],
@@ -403,6 +473,8 @@ pub struct NftDoor {
     pub valid_until: u64,
     /// Whose door it is (`None` on a single-secret server).
     pub user: Option<NftUser>,
+    /// The holder's slot: [`SERVER_SLOT`] for the single secret, 2.. for users.
+    pub slot: u16,
 }
 
 impl NftDoor {
@@ -418,41 +490,37 @@ impl NftDoor {
                 .iter()
                 .all(|x| KNOCK_RANGE.contains(x) && *x != p.port && !public.contains(x))
             && self.valid_from < self.valid_until
-            && u32::try_from(self.counter).is_ok()
+            && (1..=MAX_SLOT).contains(&self.slot)
     }
 
-    pub fn key(&self) -> DoorKey {
-        DoorKey {
-            tag: self.user.as_ref().map(|u| u.tag.clone()),
-            counter: self.counter,
-        }
+    pub fn id(&self) -> u32 {
+        door_id(self.counter, self.slot)
+    }
+
+    pub fn open_seconds(&self, p: &NftParams) -> u64 {
+        self.user
+            .as_ref()
+            .map_or(p.open_seconds, |u| u.open_seconds)
     }
 
     pub fn comment(&self) -> String {
-        let mut comment = format!(
-            "{} c={} a={} b={} from={} until={}",
+        format!(
+            "{} c={} a={} b={} from={} until={} slot={}",
             DOOR_COMMENT_PREFIX,
             self.counter,
             self.ports[0],
             self.ports[1],
             self.valid_from,
-            self.valid_until
-        );
-        if let Some(user) = &self.user {
-            let _ = write!(
-                comment,
-                " user={} tag={} open={}",
-                user.name, user.tag, user.open_seconds
-            );
-        }
-        comment
+            self.valid_until,
+            self.slot
+        )
     }
 
-    /// Inverse of [`NftDoor::comment`].
+    /// Inverse of [`NftDoor::comment`] (without the user, which the slot names).
     pub fn parse_comment(s: &str) -> Option<NftDoor> {
         let rest = s.strip_prefix(DOOR_COMMENT_PREFIX)?;
         let (mut c, mut a, mut b, mut f, mut u) = (None, None, None, None, None);
-        let (mut name, mut tag, mut open) = (None, None, None);
+        let mut slot = None;
         for kv in rest.split_whitespace() {
             let (k, v) = kv.split_once('=')?;
             match k {
@@ -461,58 +529,19 @@ impl NftDoor {
                 "b" => b = v.parse::<u16>().ok(),
                 "from" => f = v.parse::<u64>().ok(),
                 "until" => u = v.parse::<u64>().ok(),
-                "user" => name = Some(v.to_owned()),
-                "tag" => tag = Some(v.to_owned()),
-                "open" => open = v.parse::<u64>().ok(),
+                "slot" => slot = v.parse::<u16>().ok(),
                 _ => {}
             }
         }
-        let user = match (name, tag, open) {
-            (Some(name), Some(tag), Some(open_seconds)) => Some(NftUser {
-                name,
-                tag,
-                open_seconds,
-            }),
-            _ => None,
-        };
         Some(NftDoor {
             counter: c?,
             ports: [a?, b?],
             valid_from: f?,
             valid_until: u?,
-            user,
+            user: None,
+            slot: slot?,
         })
     }
-}
-
-pub fn stage_set(key: &DoorKey, fam: u8) -> String {
-    format!("stage_{key}_{fam}")
-}
-pub fn owner_set(key: &DoorKey, fam: u8) -> String {
-    format!("owner_{key}_{fam}")
-}
-/// Family of the door's owner (`meta nfproto`), size 1: the first completion
-/// fixes it, so a completion from the other family fails to add.
-fn owner_fam_set(key: &DoorKey) -> String {
-    format!("owner_{key}_f")
-}
-
-/// Set definitions (as used by `add set`) of one door.
-fn door_set_defs(p: &NftParams, c: &DoorKey) -> [(String, String); 5] {
-    let stage = |ty: &str| {
-        format!(
-            "{{ type {ty}; size {}; flags dynamic,timeout; timeout {}s; }}",
-            p.limits.tracked_sources, p.seq_timeout
-        )
-    };
-    let owner = |ty: &str| format!("{{ type {ty}; size 1; flags dynamic; }}");
-    [
-        (stage_set(c, 4), stage("ipv4_addr")),
-        (stage_set(c, 6), stage("ipv6_addr")),
-        (owner_fam_set(c), owner("nf_proto")),
-        (owner_set(c, 4), owner("ipv4_addr")),
-        (owner_set(c, 6), owner("ipv6_addr")),
-    ]
 }
 
 /// Every chain of the base table, in the order they are declared. The door
@@ -533,13 +562,13 @@ fn base_chains(p: &NftParams) -> Vec<String> {
         for &len in p.prefixes(family) {
             chains.push(level_set("ban", family, len));
         }
-        chains.push(format!("opened{}", family.digit()));
-        chains.push(format!("cancel{}", family.digit()));
+        for kind in ["opened", "clear", "staged", "start", "complete"] {
+            chains.push(format!("{kind}{}", family.digit()));
+        }
     }
+    chains.extend(["doors", "fresh", "grant"].map(String::from));
     chains
 }
-
-const DOOR_CHAINS: [&str; 3] = ["doors", "clear4", "clear6"];
 
 /// The rules of every base chain, as `add rule` commands.
 fn base_rules(p: &NftParams) -> String {
@@ -703,12 +732,125 @@ fn base_rules(p: &NftParams) -> String {
             );
         }
         rule(&format!("opened{d}"), format!("goto clear{d}"));
+        door_rules(p, family, &mut rule);
+    }
+    // doors: a staged source's knock completes or cancels its stage; then a live door's A
+    // stages the source; anything else is a wrong knock.
+    for family in Family::BOTH {
         rule(
-            &format!("cancel{d}"),
-            format!("counter name {COUNTER_CANCELLED} goto clear{d}"),
+            "doors",
+            format!(
+                "meta nfproto {} {} @{} goto staged{}",
+                family.nfproto(),
+                family.saddr(),
+                staged_set(family),
+                family.digit()
+            ),
+        );
+    }
+    rule("doors", "goto fresh".into());
+    for family in Family::BOTH {
+        rule(
+            "fresh",
+            format!(
+                "tcp dport @{STARTS_SET} meta nfproto {} goto start{}",
+                family.nfproto(),
+                family.digit()
+            ),
+        );
+    }
+    rule("fresh", "goto wrong".into());
+    // grant: the chain of the door's grant length (a door gone since: refused).
+    rule("grant", format!("meta mark vmap @{DOOR_MAP}"));
+    for family in Family::BOTH {
+        rule(
+            "grant",
+            format!(
+                "meta nfproto {} counter name {COUNTER_REFUSED} goto clear{}",
+                family.nfproto(),
+                family.digit()
+            ),
         );
     }
     s
+}
+
+/// The door rules of one family: a staged source's port A comes back from its bit sets into
+/// the packet's mark, `pairs` turns (A . B) into the door's id, and the door's single use is
+/// two sets keyed by that id. Every rule is the same whatever the number of doors: a rotation
+/// changes only set elements.
+fn door_rules(p: &NftParams, family: Family, rule: &mut impl FnMut(&str, String)) {
+    let (d, saddr) = (family.digit(), family.saddr());
+    let staged = staged_set(family);
+    let (staged_chain, start, complete) = (
+        format!("staged{d}"),
+        format!("start{d}"),
+        format!("complete{d}"),
+    );
+    rule(&staged_chain, "meta mark set 0x0".into());
+    for bit in 0..PORT_BITS {
+        rule(
+            &staged_chain,
+            format!(
+                "{saddr} @{} meta mark set meta mark | {:#x}",
+                port_bit_set(family, bit),
+                1u32 << bit
+            ),
+        );
+    }
+    rule(
+        &staged_chain,
+        format!("meta mark set meta mark . tcp dport map @{PAIRS_MAP} goto {complete}"),
+    );
+    // Any other knock ends the stage, then counts as a new knock.
+    rule(
+        &staged_chain,
+        format!("counter name {COUNTER_CANCELLED} delete @{staged} {{ {saddr} }}"),
+    );
+    rule(&staged_chain, "goto fresh".into());
+    for bit in 0..PORT_BITS {
+        rule(
+            &start,
+            format!("delete @{} {{ {saddr} }}", port_bit_set(family, bit)),
+        );
+    }
+    for bit in 0..PORT_BITS {
+        rule(
+            &start,
+            format!(
+                "tcp dport & {:#x} != 0 update @{} {{ {saddr} }}",
+                1u32 << bit,
+                port_bit_set(family, bit)
+            ),
+        );
+    }
+    rule(&start, format!("update @{staged} {{ {saddr} }} return"));
+    // A full set: the stage cannot be kept.
+    rule(&start, "goto untracked".into());
+    let owners = owners_set(family);
+    rule(
+        &complete,
+        format!("meta mark . {saddr} @{owners} goto grant"),
+    );
+    rule(
+        &complete,
+        format!("meta mark @{USED_SET} counter name {COUNTER_REFUSED} goto clear{d}"),
+    );
+    rule(
+        &complete,
+        format!(
+            "add @{USED_SET} {{ meta mark }} add @{owners} {{ meta mark . {saddr} }} goto grant"
+        ),
+    );
+    rule(
+        &complete,
+        format!("counter name {COUNTER_REFUSED} goto clear{d}"),
+    );
+    rule(
+        &format!("clear{d}"),
+        format!("delete @{staged} {{ {saddr} }}"),
+    );
+    let _ = p;
 }
 
 /// The matches that make a source trusted: it opened a door recently, or it is in `never_ban`.
@@ -795,9 +937,39 @@ pub fn base_ruleset(p: &NftParams) -> String {
                 nft_list(&never_ban)
             );
         }
+        dyn_set(&mut s, &staged_set(family), family, p.seq_timeout);
+        for bit in 0..PORT_BITS {
+            dyn_set(&mut s, &port_bit_set(family, bit), family, p.seq_timeout);
+        }
+        let keyed = |s: &mut String, name: String, timeout: u64| {
+            let _ = writeln!(
+                s,
+                "\tset {name} {{ type mark . {}; size {}; flags dynamic,timeout; timeout {timeout}s; }}",
+                family.addr_type(),
+                l.tracked_sources
+            );
+        };
+        keyed(&mut s, owners_set(family), USED_DOOR_SECONDS);
+        keyed(&mut s, grants_set(family), MAX_OPEN_SECONDS);
     }
+    let _ = writeln!(
+        s,
+        "\tset {USED_SET} {{ type mark; size {}; flags dynamic,timeout; timeout {USED_DOOR_SECONDS}s; }}",
+        l.tracked_sources
+    );
+    let _ = writeln!(
+        s,
+        "\tset {STARTS_SET} {{ type inet_service; flags timeout; }}"
+    );
+    let _ = writeln!(
+        s,
+        "\tmap {PAIRS_MAP} {{ type mark . inet_service : mark; flags timeout; }}"
+    );
+    let _ = writeln!(s, "\tmap {DOOR_MAP} {{ type mark : verdict; }}");
+    let _ = writeln!(s, "\tset {USERS_SET} {{ type mark; }}");
+    let _ = writeln!(s, "\tmap {USER_COUNTER_MAP} {{ type mark : counter; }}");
     let hook = "\t\ttype filter hook input priority filter - 10; policy accept;\n";
-    for chain in base_chains(p).iter().map(String::as_str).chain(DOOR_CHAINS) {
+    for chain in base_chains(p).iter().map(String::as_str) {
         let _ = writeln!(
             s,
             "\tchain {chain} {{\n{}\t}}",
@@ -805,19 +977,18 @@ pub fn base_ruleset(p: &NftParams) -> String {
         );
     }
     s.push_str("}\n");
+    // No doors yet: `starts` and `pairs` are empty, so every knock is a wrong one.
     s.push_str(&base_rules(p));
-    // No doors yet: every knock is a wrong one.
-    let _ = writeln!(s, "add rule inet {t} doors goto wrong");
     s
 }
 
-/// Doors actually rendered: renderable, first occurrence of each key.
+/// Doors actually rendered: renderable, first occurrence of each id.
 pub fn effective_doors(p: &NftParams, doors: &[NftDoor]) -> Vec<NftDoor> {
     let mut seen = BTreeSet::new();
     doors
         .iter()
         .filter(|d| d.is_renderable(p))
-        .filter(|d| seen.insert(d.key()))
+        .filter(|d| seen.insert(d.id()))
         .cloned()
         .collect()
 }
@@ -828,202 +999,180 @@ fn flush_chains<'a>(s: &mut String, t: &str, chains: impl IntoIterator<Item = &'
     }
 }
 
-/// Deletes the sets of each door in `gone`. Each set is `add`ed first so
-/// the transaction does not fail when `previous` was stale (nft 1.0.6 has no
-/// `destroy`). Must come after the chains referencing them were flushed.
-fn delete_door_sets<'a>(s: &mut String, p: &NftParams, gone: impl Iterator<Item = &'a DoorKey>) {
-    let t = &p.table;
-    for key in gone {
-        for (name, def) in door_set_defs(p, key) {
-            let _ = writeln!(s, "add set inet {t} {name} {def}");
-            let _ = writeln!(s, "delete set inet {t} {name}");
-        }
-    }
-}
-
-/// The definition of a user's grants set (as used by `add set`).
-fn grants_set_def(p: &NftParams, family: Family) -> String {
-    format!(
-        "{{ type {}; size {}; flags dynamic,timeout; timeout {}s; }}",
-        family.addr_type(),
-        p.limits.tracked_sources,
-        crate::server::config::MAX_OPEN_SECONDS
-    )
-}
-
-/// Creates each user's grants sets and counter (no-ops when present).
-fn declare_users(s: &mut String, p: &NftParams, users: &BTreeSet<&NftUser>) {
-    let t = &p.table;
-    for user in users {
-        for family in Family::BOTH {
-            let _ = writeln!(
-                s,
-                "add set inet {t} {} {}",
-                user.grants_set(family),
-                grants_set_def(p, family)
-            );
-        }
-        let _ = writeln!(s, "add counter inet {t} {}", user.opened_counter());
-    }
-}
-
-/// Deletes the grants sets and counter of the users tagged `tags` (nothing may refer to them
-/// any more), first deleting from `allowed4`/`allowed6` the `revoked` addresses.
-pub fn revoke_users_transaction(p: &NftParams, tags: &[String], revoked: &[IpAddr]) -> String {
-    let t = &p.table;
-    let mut s = String::new();
-    for addr in revoked {
-        let d = if addr.is_ipv4() { 4 } else { 6 };
-        // Added first, so a grant that has just expired does not fail the transaction.
-        let _ = writeln!(s, "add element inet {t} allowed{d} {{ {addr} timeout 1s }}");
-        let _ = writeln!(s, "delete element inet {t} allowed{d} {{ {addr} }}");
-    }
-    for tag in tags {
-        for family in Family::BOTH {
-            let name = grants_set(tag, family);
-            let _ = writeln!(s, "add set inet {t} {name} {}", grants_set_def(p, family));
-            let _ = writeln!(s, "delete set inet {t} {name}");
-        }
-        let counter = opened_counter(tag);
-        let _ = writeln!(s, "add counter inet {t} {counter}");
-        let _ = writeln!(s, "delete counter inet {t} {counter}");
-    }
-    s
-}
-
 /// The `state` set's elements: the windows whose doors are in place.
-fn record_windows(s: &mut String, t: &str, keys: &[DoorKey]) {
-    let counters: BTreeSet<u64> = keys.iter().map(|k| k.counter).collect();
+fn record_windows(s: &mut String, t: &str, doors: &[NftDoor]) {
+    let counters: BTreeSet<u64> = doors.iter().map(|d| d.counter).collect();
     let _ = writeln!(s, "flush set inet {t} {STATE_SET}");
     if !counters.is_empty() {
         let _ = writeln!(s, "add element inet {t} {STATE_SET} {}", nft_list(counters));
     }
 }
 
-/// One `nft -f` transaction that re-asserts every base chain's rules and
-/// replaces the door rules. Per-door sets are created with `add set` (no-op
-/// when present, so stages and owners of doors that stay survive); sets of
-/// doors in `previous` but not in `doors` are deleted. The contents of
-/// every other set and the counters are untouched. Doors that are not
-/// [`NftDoor::is_renderable`] are skipped.
-pub fn doors_transaction(p: &NftParams, doors: &[NftDoor], previous: &[DoorKey]) -> String {
+/// Empties the door maps and sets that a doors transaction fills.
+fn flush_doors(s: &mut String, t: &str) {
+    for set in [STARTS_SET, USERS_SET] {
+        let _ = writeln!(s, "flush set inet {t} {set}");
+    }
+    for map in [PAIRS_MAP, DOOR_MAP, USER_COUNTER_MAP] {
+        let _ = writeln!(s, "flush map inet {t} {map}");
+    }
+}
+
+/// One `nft -f` transaction that re-asserts every base chain's rules and puts `doors` in
+/// place, as elements only: their A ports, their pairs (each element living until its door
+/// ends, counted from `now`), their grant chains and their users. Doors not live at `now`
+/// and doors that are not [`NftDoor::is_renderable`] are skipped. Stages, owners, grants,
+/// meters and counters are untouched.
+pub fn doors_transaction(p: &NftParams, doors: &[NftDoor], now: u64) -> String {
     let t = &p.table;
-    let doors = effective_doors(p, doors);
+    let doors: Vec<NftDoor> = effective_doors(p, doors)
+        .into_iter()
+        .filter(|d| d.valid_from <= now && now < d.valid_until)
+        .collect();
     let mut s = String::new();
     let chains = base_chains(p);
-    flush_chains(
-        &mut s,
-        t,
-        chains.iter().map(String::as_str).chain(DOOR_CHAINS),
-    );
+    flush_chains(&mut s, t, chains.iter().map(String::as_str));
     s.push_str(&base_rules(p));
-    let users: BTreeSet<&NftUser> = doors.iter().filter_map(|d| d.user.as_ref()).collect();
-    declare_users(&mut s, p, &users);
+    let opens: BTreeSet<u64> = doors.iter().map(|d| d.open_seconds(p)).collect();
+    for open in &opens {
+        let chain = grant_chain(*open);
+        let _ = writeln!(s, "add chain inet {t} {chain}");
+        let _ = writeln!(s, "flush chain inet {t} {chain}");
+        s.push_str(&grant_rules(t, &chain, *open));
+    }
+    let mut users: BTreeMap<u16, &NftUser> = BTreeMap::new();
     for d in &doors {
-        for (name, def) in door_set_defs(p, &d.key()) {
-            let _ = writeln!(s, "add set inet {t} {name} {def}");
+        if let Some(user) = &d.user {
+            users.insert(d.slot, user);
         }
     }
-    let time = |d: &NftDoor| {
-        format!(
-            "meta time >= {} meta time < {}",
-            d.valid_from, d.valid_until
-        )
-    };
-    // 1. completions: staged for this door and the knock is its B.
-    for d in &doors {
-        let (key, b, tm, cm) = (d.key(), d.ports[1], time(d), d.comment());
-        let of = owner_fam_set(&key);
-        let open = d.user.as_ref().map_or(p.open_seconds, |u| u.open_seconds);
-        for family in Family::BOTH {
-            let (f, saddr) = (family.digit(), family.saddr());
-            let (stage, owner) = (stage_set(&key, f), owner_set(&key, f));
-            let attribution = match &d.user {
-                Some(user) => format!(
-                    " update @{} {{ {saddr} timeout {open}s }} counter name {}",
-                    user.grants_set(family),
-                    user.opened_counter()
-                ),
-                None => String::new(),
-            };
-            let _ = writeln!(
-                s,
-                "add rule inet {t} doors {tm} tcp dport {b} {saddr} @{stage} add @{of} {{ meta nfproto }} add @{owner} {{ {saddr} }} update @allowed{f} {{ {saddr} timeout {open}s }}{attribution} counter name {COUNTER_OPENED} goto opened{f} comment \"{cm}\""
-            );
-            let _ = writeln!(
-                s,
-                "add rule inet {t} doors {tm} tcp dport {b} {saddr} @{stage} counter name {COUNTER_REFUSED} goto clear{f}"
-            );
-        }
+    for user in users.values() {
+        let _ = writeln!(s, "add counter inet {t} {}", user.opened_counter());
     }
-    // 2. cancellations: any other knock while staged clears all stages.
+    flush_doors(&mut s, t);
+    let mut starts: BTreeMap<u16, u64> = BTreeMap::new();
     for d in &doors {
-        let key = d.key();
-        for family in Family::BOTH {
-            let f = family.digit();
-            let _ = writeln!(
-                s,
-                "add rule inet {t} doors {} @{} jump cancel{f}",
-                family.saddr(),
-                stage_set(&key, f)
-            );
-        }
+        let until = starts.entry(d.ports[0]).or_default();
+        *until = (*until).max(d.valid_until);
     }
-    // 3. stage starts.
-    for d in &doors {
-        let (key, a, tm) = (d.key(), d.ports[0], time(d));
-        for family in Family::BOTH {
-            let f = family.digit();
-            let _ = writeln!(
-                s,
-                "add rule inet {t} doors {tm} tcp dport {a} meta nfproto {} add @{} {{ {} }}",
-                family.nfproto(),
-                stage_set(&key, f),
-                family.saddr()
-            );
-        }
-    }
-    // 4. wrong knocks: what did not start a door (nor completed one: that went to clear).
-    let starts: BTreeSet<(u16, u64, u64)> = doors
-        .iter()
-        .map(|d| (d.ports[0], d.valid_from, d.valid_until))
-        .collect();
-    for (a, from, until) in starts {
+    if !starts.is_empty() {
+        let elements = starts
+            .iter()
+            .map(|(a, until)| format!("{a} timeout {}s", until - now));
         let _ = writeln!(
             s,
-            "add rule inet {t} doors meta time >= {from} meta time < {until} tcp dport {a} return"
+            "add element inet {t} {STARTS_SET} {}",
+            nft_list(elements)
+        );
+        let pairs = doors.iter().map(|d| {
+            format!(
+                "{} . {} timeout {}s : {}",
+                d.ports[0],
+                d.ports[1],
+                d.valid_until - now,
+                d.id()
+            )
+        });
+        let _ = writeln!(s, "add element inet {t} {PAIRS_MAP} {}", nft_list(pairs));
+        let grants = doors.iter().map(|d| {
+            format!(
+                "{} comment \"{}\" : goto {}",
+                d.id(),
+                d.comment(),
+                grant_chain(d.open_seconds(p))
+            )
+        });
+        let _ = writeln!(s, "add element inet {t} {DOOR_MAP} {}", nft_list(grants));
+    }
+    if !users.is_empty() {
+        let described = users
+            .iter()
+            .map(|(slot, u)| format!("{slot} comment \"{}\"", u.comment()));
+        let _ = writeln!(
+            s,
+            "add element inet {t} {USERS_SET} {}",
+            nft_list(described)
+        );
+        let counters = users
+            .iter()
+            .map(|(slot, u)| format!("{slot} : \"{}\"", u.opened_counter()));
+        let _ = writeln!(
+            s,
+            "add element inet {t} {USER_COUNTER_MAP} {}",
+            nft_list(counters)
         );
     }
-    let _ = writeln!(s, "add rule inet {t} doors goto wrong");
-    for d in &doors {
-        let key = d.key();
-        for family in Family::BOTH {
-            let f = family.digit();
-            let _ = writeln!(
-                s,
-                "add rule inet {t} clear{f} delete @{} {{ {} }}",
-                stage_set(&key, f),
-                family.saddr()
-            );
-        }
-    }
-    let keep: BTreeSet<DoorKey> = doors.iter().map(NftDoor::key).collect();
-    let gone: BTreeSet<&DoorKey> = previous.iter().filter(|k| !keep.contains(k)).collect();
-    delete_door_sets(&mut s, p, gone.into_iter());
-    record_windows(&mut s, t, &keep.into_iter().collect::<Vec<_>>());
+    record_windows(&mut s, t, &doors);
     s
 }
 
-/// Removes every door (e.g. on SIGTERM): flushes the door chains and deletes
-/// the per-door sets of `previous`. The table, `allowed*`, `banned*` and the
-/// protected-port drop stay (fail closed).
-pub fn remove_doors_transaction(p: &NftParams, previous: &[DoorKey]) -> String {
+/// The rules of `chain`, which grants `open` seconds to the source of a completed door (the
+/// packet's mark is the door's id).
+fn grant_rules(t: &str, chain: &str, open: u64) -> String {
     let mut s = String::new();
-    flush_chains(&mut s, &p.table, DOOR_CHAINS);
-    let _ = writeln!(s, "add rule inet {} doors goto wrong", p.table);
-    let gone: BTreeSet<&DoorKey> = previous.iter().collect();
-    delete_door_sets(&mut s, p, gone.into_iter());
+    let _ = writeln!(
+        s,
+        "add rule inet {t} {chain} counter name meta mark & {:#x} map @{USER_COUNTER_MAP}",
+        MAX_SLOT
+    );
+    for family in Family::BOTH {
+        let (d, saddr) = (family.digit(), family.saddr());
+        let _ = writeln!(
+            s,
+            "add rule inet {t} {chain} meta nfproto {} update @allowed{d} {{ {saddr} timeout {open}s }} update @{} {{ meta mark . {saddr} timeout {open}s }} counter name {COUNTER_OPENED} goto opened{d}",
+            family.nfproto(),
+            grants_set(family)
+        );
+    }
+    s
+}
+
+/// Removes every door (e.g. on SIGTERM): no knock completes or starts any more. The table,
+/// `allowed*`, `banned*` and the protected-port drop stay (fail closed).
+pub fn remove_doors_transaction(p: &NftParams) -> String {
+    let mut s = String::new();
+    flush_doors(&mut s, &p.table);
     record_windows(&mut s, &p.table, &[]);
+    s
+}
+
+/// Takes `grants` (door id, address) out of the grants sets and `addresses` out of the
+/// protected port's `allowed` sets, and deletes the counters of the users tagged `tags`
+/// (their doors are already gone).
+pub fn revoke_transaction(
+    p: &NftParams,
+    grants: &[(u32, IpAddr)],
+    addresses: &[IpAddr],
+    tags: &[String],
+) -> String {
+    let t = &p.table;
+    let mut s = String::new();
+    let family = |addr: &IpAddr| {
+        if addr.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        }
+    };
+    // Each element is added first, so one that has just expired does not fail the whole.
+    for (id, addr) in grants {
+        let set = grants_set(family(addr));
+        let _ = writeln!(
+            s,
+            "add element inet {t} {set} {{ {id} . {addr} timeout 1s }}"
+        );
+        let _ = writeln!(s, "delete element inet {t} {set} {{ {id} . {addr} }}");
+    }
+    for addr in addresses {
+        let d = family(addr).digit();
+        let _ = writeln!(s, "add element inet {t} allowed{d} {{ {addr} timeout 1s }}");
+        let _ = writeln!(s, "delete element inet {t} allowed{d} {{ {addr} }}");
+    }
+    for tag in tags {
+        let counter = opened_counter(tag);
+        let _ = writeln!(s, "add counter inet {t} {counter}");
+        let _ = writeln!(s, "delete counter inet {t} {counter}");
+    }
     s
 }
 
@@ -1039,9 +1188,6 @@ mod tests {
     fn params() -> NftParams {
         NftParams::with_defaults("knock_totp_web", 2222)
     }
-    fn key(counter: u64) -> DoorKey {
-        DoorKey { tag: None, counter }
-    }
     fn door(c: u64, a: u16, b: u16) -> NftDoor {
         NftDoor {
             counter: c,
@@ -1049,6 +1195,7 @@ mod tests {
             valid_from: c * 30,
             valid_until: c * 30 + 30,
             user: None,
+            slot: SERVER_SLOT,
         }
     }
     /// The rules of `chain` in a rendered text, in order.
@@ -1116,8 +1263,8 @@ mod tests {
         assert!(!door(7, 8080, 4180).is_renderable(&p));
         assert!(!door(7, 4180, 8080).is_renderable(&p));
         assert!(door(7, 4180, 8081).is_renderable(&p));
-        let tx = doors_transaction(&p, &[door(7, 4000, 8080)], &[]);
-        assert!(!tx.contains("stage_7_4"));
+        let tx = doors_transaction(&p, &[door(7, 4000, 8080)], 7 * 30);
+        assert!(!tx.contains("add element inet knock_totp_web pairs"));
     }
 
     #[test]
@@ -1295,7 +1442,8 @@ mod tests {
             assert!(s.contains(&format!("counter {c} {{ }}")));
         }
         assert!(!s.contains("tcp dport 1000-9999 drop"));
-        assert_eq!(rules(&s, "doors"), ["goto wrong"]);
+        // No door yet: `starts` and `pairs` are empty, so every knock ends in `wrong`.
+        assert!(!s.contains("add element"));
         assert_eq!(s.matches('{').count(), s.matches('}').count());
     }
 
@@ -1320,19 +1468,13 @@ mod tests {
     fn a_doors_transaction_reasserts_every_chain_and_records_its_windows() {
         let p = params();
         let base = base_ruleset(&p);
-        let tx = doors_transaction(&p, &[door(10, 1111, 2345)], &[]);
-        for chain in base_chains(&p)
-            .iter()
-            .map(String::as_str)
-            .chain(DOOR_CHAINS)
-        {
+        let tx = doors_transaction(&p, &[door(10, 1111, 2345)], 305);
+        for chain in base_chains(&p) {
             let flush = tx
                 .find(&format!("flush chain inet knock_totp_web {chain}\n"))
                 .unwrap_or_else(|| panic!("{chain} is not flushed"));
             assert!(flush < tx.find("add rule").unwrap());
-            if !DOOR_CHAINS.contains(&chain) {
-                assert_eq!(rules(&tx, chain), rules(&base, chain), "{chain}");
-            }
+            assert_eq!(rules(&tx, &chain), rules(&base, &chain), "{chain}");
         }
         assert!(tx.ends_with(
             "flush set inet knock_totp_web state\nadd element inet knock_totp_web state { 10 }\n"
@@ -1340,99 +1482,157 @@ mod tests {
         assert!(!tx.contains("delete table") && !tx.contains("flush set inet knock_totp_web rate"));
     }
 
+    /// Whatever the number of doors, the rules are the same: a door is elements only.
     #[test]
-    fn doors_order_and_sets() {
+    fn doors_are_elements_and_the_rules_do_not_grow_with_them() {
         let p = params();
-        let ds = [door(10, 1111, 2345), door(11, 3333, 4444)];
-        let s = doors_transaction(&p, &ds, &[]);
-        assert!(s.contains(
-            "add set inet knock_totp_web stage_10_4 { type ipv4_addr; size 65536; flags dynamic,timeout; timeout 10s; }"
+        let one = doors_transaction(&p, &[door(10, 1111, 2345)], 305);
+        let many: Vec<NftDoor> = (0..3000u16)
+            .map(|i| NftDoor {
+                slot: 2 + i / 3,
+                ..door(9 + u64::from(i % 3), 1000 + i * 3, 1001 + i * 3 + 1)
+            })
+            .collect();
+        let big = doors_transaction(&p, &many, 305);
+        let rule_lines = |text: &str| {
+            text.lines()
+                .filter(|l| l.starts_with("add rule") && !l.contains(" grant_"))
+                .count()
+        };
+        assert_eq!(rule_lines(&one), rule_lines(&big));
+        assert!(one.contains(&format!(
+            "add element inet knock_totp_web pairs {{ 1111 . 2345 timeout 25s : {} }}",
+            door_id(10, SERVER_SLOT)
+        )));
+        assert!(one.contains("add element inet knock_totp_web starts { 1111 timeout 25s }"));
+        assert!(one.contains(&format!(
+            "add element inet knock_totp_web door_grant {{ {} comment \"{}\" : goto grant_30 }}",
+            door_id(10, SERVER_SLOT),
+            door(10, 1111, 2345).comment()
+        )));
+        assert!(one.contains(
+            "add rule inet knock_totp_web grant_30 meta nfproto ipv4 update @allowed4 { ip saddr timeout 30s } update @grants4 { meta mark . ip saddr timeout 30s } counter name opened goto opened4"
         ));
-        assert!(s.contains(
-            "add set inet knock_totp_web owner_11_6 { type ipv6_addr; size 1; flags dynamic; }"
-        ));
-        assert!(s.contains("meta time >= 300 meta time < 330 tcp dport 2345 ip saddr @stage_10_4 add @owner_10_f { meta nfproto } add @owner_10_4 { ip saddr } update @allowed4 { ip saddr timeout 30s } counter name opened goto opened4"));
-        assert!(s.contains(
-            "ip6 saddr @stage_11_6 add @owner_11_f { meta nfproto } add @owner_11_6 { ip6 saddr }"
-        ));
-        let doors = rules(&s, "doors");
-        let last_completion = doors
+    }
+
+    /// A staged source's knock first tries to complete (A comes back from its bits), then
+    /// cancels the stage; only then may it start a new one; anything else is wrong.
+    #[test]
+    fn completion_then_cancel_then_start_then_wrong() {
+        let base = base_ruleset(&params());
+        assert_eq!(
+            rules(&base, "doors"),
+            [
+                "meta nfproto ipv4 ip saddr @staged4 goto staged4",
+                "meta nfproto ipv6 ip6 saddr @staged6 goto staged6",
+                "goto fresh"
+            ]
+        );
+        let staged = rules(&base, "staged4");
+        assert_eq!(staged[0], "meta mark set 0x0");
+        assert_eq!(staged[1], "ip saddr @abit4_0 meta mark set meta mark | 0x1");
+        assert_eq!(staged.len(), 1 + usize::from(PORT_BITS) + 3);
+        assert_eq!(
+            staged[staged.len() - 3],
+            "meta mark set meta mark . tcp dport map @pairs goto complete4"
+        );
+        assert_eq!(
+            staged[staged.len() - 2],
+            "counter name cancelled delete @staged4 { ip saddr }"
+        );
+        assert_eq!(staged[staged.len() - 1], "goto fresh");
+        assert_eq!(
+            rules(&base, "fresh"),
+            [
+                "tcp dport @starts meta nfproto ipv4 goto start4",
+                "tcp dport @starts meta nfproto ipv6 goto start6",
+                "goto wrong"
+            ]
+        );
+        let start = rules(&base, "start6");
+        assert!(start[..usize::from(PORT_BITS)]
             .iter()
-            .rposition(|r| r.contains("counter name refused"))
-            .unwrap();
-        let first_cancel = position(&doors, "jump cancel");
-        let last_cancel = doors
-            .iter()
-            .rposition(|r| r.contains("jump cancel"))
-            .unwrap();
-        let first_start = position(&doors, "tcp dport 1111 meta nfproto ipv4 add @stage_10_4");
-        assert!(last_completion < first_cancel && last_cancel < first_start);
-        assert_eq!(doors.last(), Some(&"goto wrong"));
-        assert!(s.contains("add rule inet knock_totp_web clear6 delete @stage_11_6 { ip6 saddr }"));
-        assert!(!s.contains("delete set"));
+            .all(|r| r.starts_with("delete @abit6_")));
+        assert_eq!(
+            start[usize::from(PORT_BITS) + 13],
+            "tcp dport & 0x2000 != 0 update @abit6_13 { ip6 saddr }"
+        );
+        assert_eq!(
+            start[start.len() - 2],
+            "update @staged6 { ip6 saddr } return"
+        );
+        assert_eq!(start[start.len() - 1], "goto untracked");
+        assert_eq!(
+            rules(&base, "complete4"),
+            [
+                "meta mark . ip saddr @owners4 goto grant",
+                "meta mark @used counter name refused goto clear4",
+                "add @used { meta mark } add @owners4 { meta mark . ip saddr } goto grant",
+                "counter name refused goto clear4"
+            ]
+        );
+        assert_eq!(rules(&base, "grant")[0], "meta mark vmap @door_grant");
     }
 
     #[test]
-    fn doors_skip_bad_and_duplicates() {
+    fn doors_skip_bad_duplicate_and_not_live_ones() {
         let p = params();
         let ds = [
             door(1, 1500, 1500), // A == B
             door(2, 2222, 1600), // protected port
             door(3, 999, 1600),  // out of range
             NftDoor {
-                counter: 4,
-                ports: [1200, 1300],
-                valid_from: 10,
                 valid_until: 10,
-                user: None,
+                valid_from: 10,
+                ..door(4, 1200, 1300)
             },
             door(5, 1200, 1300),
-            door(5, 1400, 1500), // duplicate counter
+            door(5, 1400, 1500), // duplicate id
+            door(9, 1700, 1800), // not live yet at 155
         ];
         let eff = effective_doors(&p, &ds);
-        assert_eq!(eff, vec![door(5, 1200, 1300)]);
-        let s = doors_transaction(&p, &ds, &[]);
-        assert!(!s.contains("stage_1_") && !s.contains("stage_2_") && !s.contains("stage_3_"));
-        assert!(!s.contains("stage_4_") && !s.contains("1400"));
+        assert_eq!(eff, vec![door(5, 1200, 1300), door(9, 1700, 1800)]);
+        let s = doors_transaction(&p, &ds, 155);
+        assert!(s.contains("pairs { 1200 . 1300 timeout 25s "), "{s}");
+        for port in ["1500", "1600", "1400", "1700"] {
+            assert!(!s.contains(port), "{port}: {s}");
+        }
     }
 
     #[test]
-    fn doors_delete_only_gone_sets_after_flush() {
+    fn users_get_their_grant_length_counter_and_description() {
         let p = params();
-        let s = doors_transaction(
-            &p,
-            &[door(11, 1111, 2222 + 1), door(12, 3000, 4000)],
-            &[key(10), key(11)],
-        );
-        for n in [
-            "stage_10_4",
-            "stage_10_6",
-            "owner_10_f",
-            "owner_10_4",
-            "owner_10_6",
-        ] {
-            let del = s
-                .find(&format!("delete set inet knock_totp_web {n}\n"))
-                .unwrap();
-            let add = s
-                .find(&format!("add set inet knock_totp_web {n} "))
-                .unwrap();
-            assert!(add < del);
-            assert!(s.find("flush chain inet knock_totp_web clear6").unwrap() < add);
-        }
-        assert!(!s.contains("delete set inet knock_totp_web stage_11"));
-        assert!(!s.contains("delete set inet knock_totp_web stage_12"));
+        let alice = NftUser {
+            name: "alice".into(),
+            tag: "a1a1a1".into(),
+            open_seconds: 60,
+        };
+        let d = NftDoor {
+            user: Some(alice.clone()),
+            slot: 2,
+            ..door(10, 1111, 2345)
+        };
+        let s = doors_transaction(&p, &[d], 305);
+        assert!(s.contains("add counter inet knock_totp_web opened_a1a1a1"));
+        assert!(s.contains(": goto grant_60 }"));
+        assert!(s.contains(&format!(
+            "add element inet knock_totp_web users {{ 2 comment \"{}\" }}",
+            alice.comment()
+        )));
+        assert!(s.contains("add element inet knock_totp_web user_opened { 2 : \"opened_a1a1a1\" }"));
+        assert_eq!(NftUser::parse_comment(&alice.comment()), Some(alice));
+        assert_eq!(slot_of(door_id(10, 2)), 2);
+        assert_ne!(door_id(10, 2), door_id(11, 2));
+        assert_ne!(door_id(0, SERVER_SLOT), 0);
     }
 
     #[test]
     fn remove_doors_keeps_table() {
-        let s = remove_doors_transaction(&params(), &[key(7), key(8)]);
+        let s = remove_doors_transaction(&params());
         assert!(!s.contains("delete table") && !s.contains("allowed"));
-        assert!(s.contains("flush chain inet knock_totp_web doors"));
-        assert!(s.contains("add rule inet knock_totp_web doors goto wrong"));
-        assert!(s.contains("delete set inet knock_totp_web owner_8_6"));
+        assert!(s.contains("flush map inet knock_totp_web pairs"));
+        assert!(s.contains("flush set inet knock_totp_web starts"));
         assert!(s.ends_with("flush set inet knock_totp_web state\n"));
-        assert_eq!(s.matches("delete set").count(), 10);
     }
 
     #[test]
@@ -1443,6 +1643,7 @@ mod tests {
             valid_from: 1_740_000_000,
             valid_until: 1_740_000_030,
             user: None,
+            slot: MAX_SLOT,
         };
         assert_eq!(NftDoor::parse_comment(&d.comment()), Some(d.clone()));
         assert!(
