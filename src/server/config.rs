@@ -13,11 +13,8 @@ use crate::fsutil::{file_place, parse_toml};
 use crate::server::firewall::{
     AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget, ProtectedPort, SettingsSource,
 };
+use crate::server::paths::{self, SECRET_CREDENTIAL};
 
-/// Directory `setup` puts a server's files in on the server.
-pub const SERVER_DIR: &str = "/etc/knock-totp";
-/// Name of the systemd credential that carries the secret (`LoadCredential=secret:...`).
-pub const SECRET_CREDENTIAL: &str = "secret";
 pub const DEFAULT_OPEN_SECONDS: u64 = 30;
 /// Longest grant: a grant only has to let a connection start.
 pub const MAX_OPEN_SECONDS: u64 = 300;
@@ -339,15 +336,11 @@ impl ServerConfig {
         };
         Self {
             name: name.to_owned(),
-            secret_file: Path::new(SERVER_DIR).join(format!("{name}.secret")),
+            secret_file: paths::secret_file_path(name),
             port,
             engine,
             interface: knockd.then(|| interface.to_owned()),
-            knockd_conf: knockd.then(|| {
-                Path::new(SERVER_DIR)
-                    .join("knockd")
-                    .join(format!("{name}.conf"))
-            }),
+            knockd_conf: knockd.then(|| paths::knockd_conf_path(name)),
             knockd_pid_file: None,
             knockd_reload_command: knockd.then(|| {
                 ["systemctl", "reload", "knockd.service"]
@@ -369,7 +362,7 @@ impl ServerConfig {
 
     /// Where the configuration of server `name` goes on the server.
     pub fn default_path(name: &str) -> PathBuf {
-        Path::new(SERVER_DIR).join(format!("{name}.toml"))
+        paths::config_path(name)
     }
 
     /// Parses and validates the file's text; errors name `origin` and the line.

@@ -11,6 +11,7 @@ pub mod config;
 pub mod doors;
 pub mod engine;
 pub mod firewall;
+pub mod paths;
 pub mod rotation;
 pub mod schedule;
 pub mod state;

@@ -12,9 +12,10 @@ use crate::server::config::{EngineKind, ServerConfig};
 use crate::server::engine;
 use crate::server::engine::nftables::{self, report, unban::EntryKind};
 use crate::server::load_secret_file;
+use crate::server::paths::users_dir;
 use crate::server::rotation::{Rotation, StopSignal};
 use crate::server::state::ServedState;
-use crate::server::users::{load_users, users_dir, UserSource};
+use crate::server::users::{load_users, UserSource};
 
 pub fn run(ctx: &Context, args: ServerArgs) -> anyhow::Result<()> {
     if let Some(ServerAction::Unban(unban_args)) = &args.action {

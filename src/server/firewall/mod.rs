@@ -152,14 +152,14 @@ fn host_knock_range_drop(target: &ProtectedPort, heading: &str) -> String {
          # {indent}knock-totp-{name}-base.service loads it again at every boot.\n\
          nft -f {ruleset}\n",
         name = target.server,
-        ruleset = crate::server::systemd::base_ruleset_path(&target.server).display(),
+        ruleset = crate::server::paths::base_ruleset_path(&target.server).display(),
     )
 }
 
 /// The knockd engine's host table on a cloud firewall: the knock range dropped but for open
 /// connections (re-running it replaces the table instead of doubling it).
 pub fn knock_range_drop_ruleset(server: &str) -> String {
-    let table = crate::server::engine::nftables::table_name(server);
+    let table = crate::server::paths::table_name(server);
     let range = knock_range_text();
     format!(
         "table inet {table}\n\

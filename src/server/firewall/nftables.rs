@@ -2,7 +2,7 @@
 //! command).
 
 use super::{Backend, DoorCommands, FromSettings, ProtectedPort, SettingsSource};
-use crate::server::engine::nftables::table_name;
+use crate::server::paths::table_name;
 
 /// An nftables set whose elements time out by themselves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
