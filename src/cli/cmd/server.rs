@@ -13,7 +13,8 @@ use crate::server::engine;
 use crate::server::engine::nftables::{self, report, unban::EntryKind};
 use crate::server::load_secret_file;
 use crate::server::paths::users_dir;
-use crate::server::rotation::{Rotation, StopSignal};
+use crate::server::rotation::Rotation;
+use crate::server::signals::StopSignal;
 use crate::server::state::ServedState;
 use crate::server::users::{load_users, UserSource};
 

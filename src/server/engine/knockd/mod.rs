@@ -23,7 +23,8 @@ use crate::server::config::ServerConfig;
 use crate::server::doors::{door_ports, door_valid_until, door_windows, ActiveDoor};
 use crate::server::engine::Engine;
 use crate::server::firewall::{grant_description_prefix, rule_description};
-use crate::server::rotation::{retrying, StopSignal};
+use crate::server::retry::retrying;
+use crate::server::signals::StopSignal;
 
 /// knockd's `[options]` for a server.
 pub fn knockd_options(config: &ServerConfig) -> KnockdOptions {
