@@ -17,8 +17,6 @@ use crate::fsutil::{
 use crate::server::doors::ActiveDoor;
 use crate::server::paths::{state_file_name, DEFAULT_STATE_DIR};
 
-/// Where the file goes when systemd names no state directory.
-
 /// A file that holds more than this is not ours.
 const MAX_LEN: u64 = 64;
 
