@@ -12,10 +12,11 @@ use crate::core::window::Window;
 use crate::error::UserError;
 use crate::server::config::ServerConfig;
 use crate::server::engine::knockd::conf::render_knockd_conf;
+use crate::server::engine::knockd::host_drop::knock_range_drop_ruleset;
 use crate::server::engine::knockd::{knockd_door, knockd_options};
 use crate::server::engine::nftables::{self, ruleset::base_ruleset};
 use crate::server::engine::{design, AtBoot};
-use crate::server::firewall::{knock_range_drop_ruleset, Firewall};
+use crate::server::firewall::Firewall;
 use crate::server::paths;
 use crate::server::systemd;
 

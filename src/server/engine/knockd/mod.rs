@@ -2,6 +2,7 @@
 
 pub mod conf;
 pub mod design;
+pub mod host_drop;
 pub mod process;
 
 use std::fmt::Write as _;
