@@ -12,7 +12,7 @@ use crate::server::config::{EngineKind, ServerConfig};
 use crate::server::engine;
 use crate::server::engine::nftables::{self, report, unban::EntryKind};
 use crate::server::load_secret_file;
-use crate::server::paths::users_dir;
+use crate::server::paths::{self, users_dir};
 use crate::server::rotation::Rotation;
 use crate::server::signals::StopSignal;
 use crate::server::state::ServedState;
@@ -76,7 +76,7 @@ fn status(
         .with_hint("knockd logs its knocks to syslog (journalctl -u knockd)")
         .into());
     }
-    let table = nftables::table_name(&config.name);
+    let table = paths::table_name(&config.name);
     let nft = nftables::Nft::on_path();
     let Some((state, protected)) = nft.status(&table, config.port)? else {
         return Err(UserError::runtime(format!(

@@ -30,7 +30,7 @@ use crate::log::Log;
 use crate::server::config::ServerConfig;
 use crate::server::doors::{door_valid_until, ActiveDoor, DoorUser};
 use crate::server::engine::Engine;
-pub use crate::server::paths::table_name;
+use crate::server::paths::table_name;
 use crate::server::signals::StopSignal;
 use serde_json::Value;
 
