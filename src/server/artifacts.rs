@@ -12,10 +12,12 @@ use crate::core::window::Window;
 use crate::error::UserError;
 use crate::server::config::ServerConfig;
 use crate::server::engine::knockd::conf::render_knockd_conf;
+use crate::server::engine::knockd::host_drop::knock_range_drop_ruleset;
 use crate::server::engine::knockd::{knockd_door, knockd_options};
 use crate::server::engine::nftables::{self, ruleset::base_ruleset};
 use crate::server::engine::{design, AtBoot};
-use crate::server::firewall::{knock_range_drop_ruleset, Firewall};
+use crate::server::firewall::Firewall;
+use crate::server::paths;
 use crate::server::systemd;
 
 /// The one-time firewall script's name under --out.
@@ -64,7 +66,7 @@ pub fn public_artifacts(
         title: "one-time firewall setup, run as root",
         // The base unit runs it again at every boot from its place on the server.
         server_path: (at_boot == AtBoot::FirewallScript)
-            .then(|| systemd::host_firewall_script_path(name)),
+            .then(|| paths::host_firewall_script_path(name)),
         file_name: FIREWALL_SCRIPT_FILE.into(),
         contents: Zeroizing::new(setup_script),
         mode: 0o644,
@@ -93,7 +95,7 @@ pub fn public_artifacts(
     if let Some((ruleset_title, ruleset)) = ruleset {
         artifacts.push(Artifact {
             title: ruleset_title,
-            server_path: Some(systemd::base_ruleset_path(name)),
+            server_path: Some(paths::base_ruleset_path(name)),
             file_name: format!("{name}.nft"),
             contents: Zeroizing::new(ruleset),
             mode: 0o644,
@@ -103,9 +105,9 @@ pub fn public_artifacts(
         title: unit_title,
         server_path: Some(PathBuf::from(format!(
             "/etc/systemd/system/{}",
-            systemd::base_unit_name(name)
+            paths::base_unit_name(name)
         ))),
-        file_name: systemd::base_unit_name(name),
+        file_name: paths::base_unit_name(name),
         contents: Zeroizing::new(systemd::base_unit(config, firewall)),
         mode: 0o644,
     });
@@ -125,9 +127,10 @@ pub fn public_artifacts(
     artifacts.push(Artifact {
         title: "systemd unit for `knock-totp server`",
         server_path: Some(PathBuf::from(format!(
-            "/etc/systemd/system/knock-totp-{name}.service"
+            "/etc/systemd/system/{}",
+            paths::daemon_unit_name(name)
         ))),
-        file_name: format!("knock-totp-{name}.service"),
+        file_name: paths::daemon_unit_name(name),
         contents: Zeroizing::new(systemd::unit(config, &config_path, executable)),
         mode: 0o644,
     });

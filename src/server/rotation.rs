@@ -1,127 +1,18 @@
 //! The rotation loop: at every window boundary, the doors of the window go to the engine.
 
-use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use crate::clock::wall_clock;
 use crate::core::totp::Totp;
 use crate::core::window::Window;
-use crate::error::UserError;
 use crate::log::Log;
 use crate::server::doors::{holders_doors, DoorUser, Holder};
 use crate::server::engine::Engine;
 use crate::server::schedule::{clock_jump, next_step, ClockJump, Step};
+use crate::server::signals::StopSignal;
 use crate::server::state::{hold_back, newest, starts_behind, ServedState, StateFileError};
 use crate::server::users::UserSource;
-
-/// SIGTERM and SIGINT, turned into a channel the loop can sleep on.
-pub struct StopSignal {
-    rx: mpsc::Receiver<&'static str>,
-    received: Option<&'static str>,
-    /// SIGHUPs received and not yet reported (a SIGHUP never stops the daemon).
-    hangups: u32,
-}
-
-const SIGHUP: &str = "SIGHUP";
-
-impl StopSignal {
-    /// Installs the handlers (before anything that needs undoing on shutdown happens).
-    pub fn install() -> anyhow::Result<Self> {
-        let (tx, rx) = mpsc::channel();
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
-        std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                use tokio::signal::unix::{signal, SignalKind};
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    let handlers = signal(SignalKind::terminate()).and_then(|t| {
-                        Ok((
-                            t,
-                            signal(SignalKind::interrupt())?,
-                            signal(SignalKind::hangup())?,
-                        ))
-                    });
-                    let (mut term, mut int, mut hup) = match handlers {
-                        Ok(h) => h,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e.to_string()));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(Ok(()));
-                    loop {
-                        let name = tokio::select! {
-                            _ = term.recv() => "SIGTERM",
-                            _ = int.recv() => "SIGINT",
-                            _ = hup.recv() => SIGHUP,
-                        };
-                        if tx.send(name).is_err() {
-                            return;
-                        }
-                    }
-                });
-            })?;
-        ready_rx
-            .recv()
-            .map_err(|e| anyhow::anyhow!("the signal thread died: {e}"))?
-            .map_err(|e| UserError::runtime(format!("cannot handle SIGTERM/SIGINT: {e}")))?;
-        Ok(Self {
-            rx,
-            received: None,
-            hangups: 0,
-        })
-    }
-
-    /// Sleeps up to `duration`; false as soon as a stop signal arrives (now or earlier).
-    pub fn pause(&mut self, duration: Duration) -> bool {
-        if self.received.is_some() {
-            return false;
-        }
-        match self.rx.recv_timeout(duration) {
-            Ok(SIGHUP) => {
-                // Back at once: the loop reads the users again.
-                self.hangups += 1;
-                true
-            }
-            Ok(name) => {
-                self.received = Some(name);
-                false
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => true,
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                std::thread::sleep(duration);
-                true
-            }
-        }
-    }
-
-    /// The stop signal received so far, if any.
-    pub fn received(&mut self) -> Option<&'static str> {
-        while self.received.is_none() {
-            match self.rx.try_recv() {
-                Ok(SIGHUP) => self.hangups += 1,
-                Ok(name) => self.received = Some(name),
-                Err(_) => break,
-            }
-        }
-        self.received
-    }
-
-    /// How many SIGHUPs arrived since the last call.
-    pub fn take_hangups(&mut self) -> u32 {
-        std::mem::take(&mut self.hangups)
-    }
-}
 
 /// The daemon: a code generator, an engine, and how chatty to be.
 pub struct Rotation {
@@ -458,35 +349,6 @@ impl Rotation {
             Err(e) => self
                 .log
                 .alarm(format!("SIGHUP: {e:#}; keeping the users as they were")),
-        }
-    }
-}
-
-/// Calls `op` until it succeeds, `deadline` passes or `pause` says to stop (it sleeps and
-/// returns false when the server is shutting down). Backs off 1, 2, 4, 8, 8... seconds and
-/// reports each distinct failure once. A `permanent` failure is not retried.
-pub fn retrying<T, E: Clone + PartialEq>(
-    deadline: Instant,
-    pause: &mut dyn FnMut(Duration) -> bool,
-    report: &mut dyn FnMut(&E),
-    permanent: fn(&E) -> bool,
-    mut op: impl FnMut() -> Result<T, E>,
-) -> Result<T, E> {
-    let mut backoff = Duration::from_secs(1);
-    let mut reported: Vec<E> = Vec::new();
-    loop {
-        match op() {
-            Ok(value) => return Ok(value),
-            Err(e) => {
-                if !reported.contains(&e) {
-                    report(&e);
-                    reported.push(e.clone());
-                }
-                if permanent(&e) || Instant::now() + backoff > deadline || !pause(backoff) {
-                    return Err(e);
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(8));
-            }
         }
     }
 }

@@ -15,9 +15,7 @@ use crate::fsutil::{
     create_private_dir, open_owned_file, unsafe_directory, write_atomically, OwnedFileError,
 };
 use crate::server::doors::ActiveDoor;
-
-/// Where the file goes when systemd names no state directory.
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/knock-totp";
+use crate::server::paths::{state_file_name, DEFAULT_STATE_DIR};
 
 /// A file that holds more than this is not ours.
 const MAX_LEN: u64 = 64;
@@ -60,7 +58,7 @@ impl ServedState {
 
     pub fn in_dir(dir: &Path, name: &str) -> Self {
         Self {
-            path: dir.join(format!("{name}.window")),
+            path: dir.join(state_file_name(name)),
         }
     }
 

@@ -1,12 +1,15 @@
 //! The systemd units that run `knock-totp server`: one per server, and the packaged template.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::core::ports::knock_range_text;
-use crate::server::config::{EngineKind, ServerConfig, SECRET_CREDENTIAL, SERVER_DIR};
+use crate::server::config::{EngineKind, ServerConfig};
 use crate::server::engine::{design, AtBoot, UnitRole};
 use crate::server::firewall::{Firewall, Iptables};
-use crate::server::state::DEFAULT_STATE_DIR;
+use crate::server::paths::{
+    base_ruleset_path, base_unit_name, config_path, host_firewall_script_path, DEFAULT_STATE_DIR,
+    SECRET_CREDENTIAL, STATE_DIRECTORY,
+};
 
 /// A hardened systemd unit running `knock-totp server` with this config at `config_path`.
 pub fn unit(config: &ServerConfig, config_path: &Path, executable: &Path) -> String {
@@ -89,10 +92,6 @@ pub fn unit(config: &ServerConfig, config_path: &Path, executable: &Path) -> Str
     )
 }
 
-/// The unit's `StateDirectory=`: systemd makes `/var/lib/knock-totp` (0700, even under
-/// `ProtectSystem=strict`) and passes it as `$STATE_DIRECTORY`.
-pub const STATE_DIRECTORY: &str = "knock-totp";
-
 /// The packaged template unit `knock-totp-server@.service`: instance NAME runs
 /// `/etc/knock-totp/NAME.toml` with the secret `/etc/knock-totp/NAME.secret`.
 pub fn template_unit(executable: &Path) -> String {
@@ -103,7 +102,7 @@ pub fn template_unit(executable: &Path) -> String {
         "eth0",
         &Firewall::Iptables(Iptables),
     );
-    let config = Path::new(SERVER_DIR).join("%i.toml");
+    let config = config_path("%i");
     unit(&template, &config, executable).replace(
         "Install as /etc/systemd/system/knock-totp-%i.service, then\n\
              # `systemctl daemon-reload && systemctl enable --now knock-totp-%i`.",
@@ -120,22 +119,6 @@ fn exec_word(word: &str) -> String {
     } else {
         escaped
     }
-}
-
-/// The oneshot unit that loads the nftables engine's base table at boot.
-pub fn base_unit_name(name: &str) -> String {
-    format!("knock-totp-{name}-base.service")
-}
-
-/// Where `setup` puts the nftables engine's base table (no doors, the port closed).
-pub fn base_ruleset_path(name: &str) -> PathBuf {
-    Path::new(SERVER_DIR).join(format!("{name}.nft"))
-}
-
-/// Where `setup` puts the knockd engine's host firewall script, which its base unit runs at
-/// every boot (the script changes nothing when run again).
-pub fn host_firewall_script_path(name: &str) -> PathBuf {
-    Path::new(SERVER_DIR).join(format!("{name}-firewall.sh"))
 }
 
 /// What the base unit puts back at boot for this server.

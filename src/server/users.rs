@@ -139,11 +139,6 @@ pub fn validate_user_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// The users directory of the server whose config is `config_path`: `NAME.d` beside it.
-pub fn users_dir(config_path: &Path) -> PathBuf {
-    config_path.with_extension("d")
-}
-
 /// Parses one user's settings; errors name `origin` and the line.
 pub fn parse_user(name: &str, text: &str, origin: &Path) -> Result<User, UserError> {
     validate_user_name(name).map_err(|e| UserError::usage(format!("{}: {e}", origin.display())))?;

@@ -143,3 +143,143 @@ fn no_c_libdbus_is_linked() {
         );
     }
 }
+
+/// The modules of src/server and the arrows between them.
+mod server {
+    use std::collections::BTreeSet;
+    use std::path::{Path, PathBuf};
+
+    /// Every module of src/server, ranked: a module imports only modules of its rank or
+    /// below. `mod` is src/server/mod.rs and what it defines (`load_secret_file`).
+    ///
+    /// config and users sit above the backends: the config's fields are the backends' own
+    /// types (`FirewallKind` from `firewall_backends!`, `AwsTarget`, ... which implement
+    /// `Backend`), while the backends name no config, only paths and the clouds' CLIs.
+    const RANKING: &[(u8, &[&str])] = &[
+        (
+            0,
+            &[
+                "mod", "paths", "doors", "state", "schedule", "signals", "retry",
+            ],
+        ),
+        (1, &["firewall", "cloud"]),
+        (2, &["config", "users"]),
+        (3, &["engine"]),
+        (4, &["rotation", "systemd", "artifacts"]),
+    ];
+
+    fn rank(module: &str) -> Option<u8> {
+        RANKING
+            .iter()
+            .find(|(_, modules)| modules.contains(&module))
+            .map(|(rank, _)| *rank)
+    }
+
+    fn server_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/server")
+    }
+
+    /// The top-level module of src/server a file belongs to (`mod` for src/server/mod.rs).
+    fn module_of(file: &Path) -> String {
+        let relative = file.strip_prefix(server_dir()).unwrap();
+        let first = relative.components().next().unwrap().as_os_str();
+        let first = first.to_str().unwrap();
+        first.strip_suffix(".rs").unwrap_or(first).to_owned()
+    }
+
+    fn rust_files(dir: &Path, files: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, files);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+
+    /// The top-level modules of src/server a text names as `crate::server::X` (in `use`
+    /// lines, groups `crate::server::{x, y::z}` included, and in paths in the code). A name
+    /// that is no module of src/server is an item of src/server/mod.rs: `mod`.
+    fn imported(text: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
+        let code: String = text
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut names = Vec::new();
+        for (at, _) in code.match_indices("crate::server::") {
+            let rest = &code[at + "crate::server::".len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                let mut depth = 0;
+                let mut part = String::new();
+                for c in group.chars() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => break,
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => names.push(std::mem::take(&mut part)),
+                        _ if depth == 0 => part.push(c),
+                        _ => {}
+                    }
+                }
+                names.push(part);
+            } else {
+                names.push(rest.to_owned());
+            }
+        }
+        names
+            .iter()
+            .filter_map(|name| {
+                let name: String = name
+                    .trim_start()
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                (!name.is_empty()).then_some(name)
+            })
+            .map(|name| {
+                if modules.contains(&name) {
+                    name
+                } else {
+                    "mod".to_owned()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn imports_point_down_the_ranking() {
+        let mut files = Vec::new();
+        rust_files(&server_dir(), &mut files);
+        let modules: BTreeSet<String> = files.iter().map(|f| module_of(f)).collect();
+        for module in &modules {
+            assert!(
+                rank(module).is_some(),
+                "src/server/{module} is not in the ranking: give it its place in RANKING"
+            );
+        }
+        let mut upward = Vec::new();
+        for file in &files {
+            let from = module_of(file);
+            let text = std::fs::read_to_string(file).unwrap();
+            for to in imported(&text, &modules) {
+                if to != from && rank(&to) > rank(&from) {
+                    upward.push(format!(
+                        "{} imports {to} (rank {}) from {from} (rank {})",
+                        file.strip_prefix(env!("CARGO_MANIFEST_DIR"))
+                            .unwrap()
+                            .display(),
+                        rank(&to).unwrap(),
+                        rank(&from).unwrap(),
+                    ));
+                }
+            }
+        }
+        assert!(
+            upward.is_empty(),
+            "arrows pointing up:\n{}",
+            upward.join("\n")
+        );
+    }
+}

@@ -12,9 +12,11 @@ use crate::server::config::{EngineKind, ServerConfig};
 use crate::server::engine;
 use crate::server::engine::nftables::{self, report, unban::EntryKind};
 use crate::server::load_secret_file;
-use crate::server::rotation::{Rotation, StopSignal};
+use crate::server::paths::{self, users_dir};
+use crate::server::rotation::Rotation;
+use crate::server::signals::StopSignal;
 use crate::server::state::ServedState;
-use crate::server::users::{load_users, users_dir, UserSource};
+use crate::server::users::{load_users, UserSource};
 
 pub fn run(ctx: &Context, args: ServerArgs) -> anyhow::Result<()> {
     if let Some(ServerAction::Unban(unban_args)) = &args.action {
@@ -74,7 +76,7 @@ fn status(
         .with_hint("knockd logs its knocks to syslog (journalctl -u knockd)")
         .into());
     }
-    let table = nftables::table_name(&config.name);
+    let table = paths::table_name(&config.name);
     let nft = nftables::Nft::on_path();
     let Some((state, protected)) = nft.status(&table, config.port)? else {
         return Err(UserError::runtime(format!(

@@ -27,15 +27,16 @@ use crate::server::artifacts::{
 };
 use crate::server::config::EngineKind;
 use crate::server::config::{
-    validate_interface, ServerConfig, DEFAULT_OPEN_SECONDS, MAX_OPEN_SECONDS, SERVER_DIR,
+    validate_interface, ServerConfig, DEFAULT_OPEN_SECONDS, MAX_OPEN_SECONDS,
 };
 use crate::server::engine::nftables::report::rfc3339;
 use crate::server::engine::{design, AtBoot};
 use crate::server::firewall::{
     AwsTarget, AzureTarget, Firewall, FirewallKind, GcpTarget, SettingsSource,
 };
+use crate::server::paths::{self, users_dir, SERVER_DIR};
 use crate::server::systemd;
-use crate::server::users::{users_dir, validate_user_name, UserSettings};
+use crate::server::users::{validate_user_name, UserSettings};
 
 /// Stands in for the server's address in the client command when --address is not given.
 const ADDRESS_PLACEHOLDER: &str = "SERVER_ADDRESS";
@@ -211,15 +212,15 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
                     "put the files in place and run `sh {script}` once;\n\
                      #      `systemctl daemon-reload && systemctl enable {base}` runs it again at\n\
                      #      every boot, before sshd starts (the firewall's rules do not survive one);",
-                    script = systemd::host_firewall_script_path(&args.name).display(),
-                    base = systemd::base_unit_name(&args.name),
+                    script = paths::host_firewall_script_path(&args.name).display(),
+                    base = paths::base_unit_name(&args.name),
                 )
             } else {
                 format!(
                     "put the files in place and run {FIREWALL_SCRIPT_FILE} once;\n\
                      #      `systemctl daemon-reload && systemctl enable {base}` drops the knock\n\
                      #      range on this host again at every boot;",
-                    base = systemd::base_unit_name(&args.name),
+                    base = paths::base_unit_name(&args.name),
                 )
             };
             let _ = writeln!(
@@ -244,7 +245,7 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
                  #      at every boot, before sshd starts;\n\
                  #   3. `systemctl enable --now knock-totp-{name}` keeps the doors following the code.",
                 port = args.port,
-                base = systemd::base_unit_name(&args.name),
+                base = paths::base_unit_name(&args.name),
                 name = args.name
             );
         }

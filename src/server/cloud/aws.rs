@@ -293,7 +293,7 @@ impl<C: AwsCli> GrantStore for SecurityGroup<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::rotation::retrying;
+    use crate::server::retry::retrying;
     use serde_json::json;
     use std::time::{Duration, Instant};
 

@@ -15,7 +15,7 @@ use crate::log::Log;
 use crate::server::config::{EngineKind, ServerConfig};
 use crate::server::doors::{ActiveDoor, DoorUser};
 use crate::server::firewall::{Firewall, FirewallKind};
-use crate::server::rotation::StopSignal;
+use crate::server::signals::StopSignal;
 
 use self::knockd::design::KnockdDesign;
 use self::nftables::design::NftDesign;

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::validate_cloud_name;
 use super::{
-    grant_description, grant_description_prefix, host_knock_range_drop, Backend, DoorCommands,
-    FirewallError, FromSettings, PolicyFile, ProtectedPort, SettingsSource,
+    grant_description, grant_description_prefix, Backend, DoorCommands, FirewallError,
+    FromSettings, HostDrop, PolicyFile, ProtectedPort, SettingsSource,
 };
 use crate::core::ports::{knock_range_text, MAX_KNOCK_PORT, MIN_KNOCK_PORT};
 pub use crate::server::cloud::aws::aws_cli_flags;
@@ -114,7 +114,7 @@ impl Backend for AwsTarget {
         Some(s)
     }
 
-    fn setup_steps(&self, target: &ProtectedPort) -> String {
+    fn setup_steps(&self, target: &ProtectedPort, host_drop: HostDrop) -> String {
         let port = target.port;
         let name = &target.server;
         let sg = &self.security_group;
@@ -138,7 +138,7 @@ impl Backend for AwsTarget {
              # admin's rule for the same address; `knock-totp server` revokes those whose expiry\n\
              # has passed (a door whose stop command never ran).\n",
             opening = self.opening(target, MIN_KNOCK_PORT, MAX_KNOCK_PORT),
-            host = host_knock_range_drop(target, "4. "),
+            host = host_drop("4. "),
             prefix = grant_description_prefix(name),
         )
     }

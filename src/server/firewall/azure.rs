@@ -5,9 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::validate_cloud_name;
 use super::{
-    cloud_rule_name, door_rule_name, grant_description, grant_description_prefix,
-    host_knock_range_drop, Backend, DoorCommands, FirewallError, FromSettings, ProtectedPort,
-    SettingsSource,
+    cloud_rule_name, door_rule_name, grant_description, grant_description_prefix, Backend,
+    DoorCommands, FirewallError, FromSettings, HostDrop, ProtectedPort, SettingsSource,
 };
 use crate::core::ports::knock_range_text;
 use crate::server::cloud::azure::NsgRules;
@@ -141,7 +140,7 @@ impl Backend for AzureTarget {
         ))
     }
 
-    fn setup_steps(&self, target: &ProtectedPort) -> String {
+    fn setup_steps(&self, target: &ProtectedPort, host_drop: HostDrop) -> String {
         let (low, high) = GRANT_PRIORITIES;
         format!(
             "# 1. Put the VM in this server's application security group, so only it gets the\n\
@@ -172,7 +171,7 @@ impl Backend for AzureTarget {
             address_rule = cloud_rule_name(target, "ADDRESS"),
             asg = asg(target),
             description = target.description(),
-            host = host_knock_range_drop(target, "3. "),
+            host = host_drop("3. "),
             prefix = grant_description_prefix(&target.server),
         )
     }
@@ -220,7 +219,7 @@ mod tests {
             }
         }
         assert_ne!(c1.stop, c2.stop);
-        let setup = azure().setup_steps(&one);
+        let setup = azure().setup_steps(&one, &crate::server::firewall::tests::host_drop);
         assert!(setup.contains(&format!(
             "az network asg create --resource-group rg1 --name {}",
             asg(&one)

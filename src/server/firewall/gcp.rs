@@ -5,9 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::validate_cloud_name;
 use super::{
-    cloud_rule_name, door_rule_name, grant_description, grant_description_prefix,
-    host_knock_range_drop, Backend, DoorCommands, FirewallError, FromSettings, ProtectedPort,
-    SettingsSource,
+    cloud_rule_name, door_rule_name, grant_description, grant_description_prefix, Backend,
+    DoorCommands, FirewallError, FromSettings, HostDrop, ProtectedPort, SettingsSource,
 };
 use crate::core::ports::knock_range_text;
 use crate::server::cloud::gcp::FirewallRules;
@@ -86,7 +85,7 @@ impl Backend for GcpTarget {
         Some(s)
     }
 
-    fn setup_steps(&self, target: &ProtectedPort) -> String {
+    fn setup_steps(&self, target: &ProtectedPort, host_drop: HostDrop) -> String {
         format!(
             "# 1. Tag the instance so only it gets the rules (replace INSTANCE and ZONE).\n\
              gcloud compute instances add-tags INSTANCE --zone=ZONE --tags={tag}\n\n\
@@ -105,7 +104,7 @@ impl Backend for GcpTarget {
                 KNOCK_RANGE_RULE,
                 &format!("tcp:{}", knock_range_text())
             ),
-            host = host_knock_range_drop(target, "3. "),
+            host = host_drop("3. "),
             address_rule = cloud_rule_name(target, "ADDRESS"),
             prefix = grant_description_prefix(&target.server),
         )

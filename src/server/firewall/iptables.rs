@@ -3,7 +3,7 @@
 
 use crate::core::names::name_hash;
 
-use super::{Backend, DoorCommands, FromSettings, ProtectedPort, SettingsSource};
+use super::{Backend, DoorCommands, FromSettings, HostDrop, ProtectedPort, SettingsSource};
 
 /// iptables chain names hold at most 28 characters, ipset names 31.
 const CHAIN_NAME_MAX: usize = 28;
@@ -70,7 +70,7 @@ impl Backend for Iptables {
         }
     }
 
-    fn setup_steps(&self, target: &ProtectedPort) -> String {
+    fn setup_steps(&self, target: &ProtectedPort, _host_drop: HostDrop) -> String {
         let port = target.port;
         let open = target.open_seconds;
         let IptablesNames { chain, set4, set6 } = iptables_names(&target.server);

@@ -13,7 +13,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::core::names::name_hash;
-use crate::core::ports::knock_range_text;
 use crate::server::cloud::GrantStore;
 pub use crate::server::cloud::{grant_description_prefix, rule_description};
 
@@ -136,43 +135,10 @@ fn grant_description(target: &ProtectedPort) -> String {
     )
 }
 
-/// The host part of a knockd engine on a cloud firewall, for the one-time script, its comment
-/// opening with `heading` (e.g. `4. `): the cloud firewall lets the whole knock range
-/// through, and knockd captures knocks before any firewall does, so the host drops the range
-/// (`knock_range_drop_ruleset`, which the base unit loads again at every boot) and nothing
-/// listening there is exposed.
-fn host_knock_range_drop(target: &ProtectedPort, heading: &str) -> String {
-    let range = knock_range_text();
-    let indent = " ".repeat(heading.len());
-    format!(
-        "# {heading}On this host: drop the knock range, so nothing listening on {range} is\n\
-         # {indent}exposed to the world. knockd captures packets before any firewall: it still\n\
-         # {indent}sees the knocks. A public service on a port in the range: add\n\
-         # {indent}`tcp dport PORT accept` before the drop in {ruleset}.\n\
-         # {indent}knock-totp-{name}-base.service loads it again at every boot.\n\
-         nft -f {ruleset}\n",
-        name = target.server,
-        ruleset = crate::server::systemd::base_ruleset_path(&target.server).display(),
-    )
-}
-
-/// The knockd engine's host table on a cloud firewall: the knock range dropped but for open
-/// connections (re-running it replaces the table instead of doubling it).
-pub fn knock_range_drop_ruleset(server: &str) -> String {
-    let table = crate::server::engine::nftables::table_name(server);
-    let range = knock_range_text();
-    format!(
-        "table inet {table}\n\
-         delete table inet {table}\n\
-         table inet {table} {{\n\
-         \tchain input {{\n\
-         \t\ttype filter hook input priority filter - 10; policy accept;\n\
-         \t\ttcp dport {range} ct state established,related accept\n\
-         \t\ttcp dport {range} drop\n\
-         \t}}\n\
-         }}\n"
-    )
-}
+/// The host's part of the knockd engine behind a cloud firewall, for the one-time script: the
+/// text for the heading it is called with (e.g. `4. `). The knockd engine writes it
+/// (`engine::knockd::host_drop`); a host firewall's script has no such part.
+pub type HostDrop<'a> = &'a dyn Fn(&str) -> String;
 
 /// A file of permissions for a cloud: its name under `--out`, what it is, its text.
 pub struct PolicyFile {
@@ -291,8 +257,8 @@ pub trait Backend {
     /// knockd's start/stop commands for a door of `target`.
     fn door_commands(&self, target: &ProtectedPort) -> DoorCommands;
 
-    /// The body of the one-time setup script (after its header).
-    fn setup_steps(&self, target: &ProtectedPort) -> String;
+    /// The body of the one-time setup script (after its header); a cloud's holds `host_drop`.
+    fn setup_steps(&self, target: &ProtectedPort, host_drop: HostDrop) -> String;
 
     /// For a cloud firewall, the one-time commands that open the whole knock range and the
     /// protected port to everyone, IPv4 and IPv6, for the nftables engine (which then decides
@@ -333,7 +299,7 @@ impl Firewall {
     }
 
     /// The one-time admin commands (a POSIX shell script) that prepare the firewall.
-    pub fn setup_script(&self, target: &ProtectedPort) -> String {
+    pub fn setup_script(&self, target: &ProtectedPort, host_drop: HostDrop) -> String {
         let port = target.port;
         let name = &target.server;
         let mut s = format!(
@@ -343,7 +309,7 @@ impl Firewall {
              set -eu\n\n",
             kind = self.kind().as_str()
         );
-        s.push_str(&self.backend().setup_steps(target));
+        s.push_str(&self.backend().setup_steps(target, host_drop));
         s.truncate(s.trim_end().len());
         s.push('\n');
         s
@@ -361,7 +327,7 @@ pub(crate) fn sample_target(name: &str) -> ProtectedPort {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::nftables::nft_ruleset;
     use super::*;
 
@@ -388,12 +354,17 @@ mod tests {
         ]
     }
 
+    /// Stands in for the knockd engine's host part (`engine::knockd::host_drop`).
+    pub fn host_drop(heading: &str) -> String {
+        format!("# {heading}the host's part\n")
+    }
+
     /// Every piece of text a backend produces.
     fn texts(fw: &Firewall) -> Vec<String> {
         let c = fw.door_commands(&target());
         let mut all = vec![
             c.start,
-            fw.setup_script(&target()),
+            fw.setup_script(&target(), &host_drop),
             nft_ruleset("Web_1", 22),
         ];
         all.extend(c.stop);
@@ -463,7 +434,7 @@ mod tests {
             "ipset -exist add knock-totp-Web_1-v6 %IP% timeout 30"
         );
         assert_eq!((c.stop, c.stop_6), (None, None));
-        let script = Firewall::Iptables(Iptables).setup_script(&target());
+        let script = Firewall::Iptables(Iptables).setup_script(&target(), &host_drop);
         assert!(script.contains("-m set --match-set knock-totp-Web_1-v4 src -j ACCEPT"));
         assert!(script.contains("ip6tables -w -I INPUT 1 -p tcp --dport 22 -j knock-totp-Web_1"));
     }
@@ -513,16 +484,12 @@ mod tests {
             .unwrap()
             .contains("Ipv6Ranges=[{CidrIpv6=%IP%/128,Description=knock-totp:Web_1 until "));
         assert!(c.stop_6.unwrap().contains("CidrIpv6==`\"%IP%/128\"`"));
-        let setup = fw.setup_script(&target());
+        let setup = fw.setup_script(&target(), &host_drop);
         assert!(
             setup.contains("'IpProtocol=tcp,FromPort=1000,ToPort=9999,IpRanges="),
             "{setup}"
         );
-        assert!(
-            setup.contains("\nnft -f /etc/knock-totp/Web_1.nft\n"),
-            "{setup}"
-        );
-        assert!(knock_range_drop_ruleset("Web_1").contains("\t\ttcp dport 1000-9999 drop\n"));
+        assert!(setup.contains("\n# 4. the host's part\n"), "{setup}");
         let Firewall::Aws(aws) = fw else {
             unreachable!()
         };

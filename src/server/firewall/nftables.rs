@@ -1,8 +1,8 @@
 //! nftables: a table of the server's own whose address sets time out by themselves (no stop
 //! command).
 
-use super::{Backend, DoorCommands, FromSettings, ProtectedPort, SettingsSource};
-use crate::server::engine::nftables::table_name;
+use super::{Backend, DoorCommands, FromSettings, HostDrop, ProtectedPort, SettingsSource};
+use crate::server::paths::table_name;
 
 /// An nftables set whose elements time out by themselves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +36,7 @@ impl Backend for Nftables {
         }
     }
 
-    fn setup_steps(&self, target: &ProtectedPort) -> String {
+    fn setup_steps(&self, target: &ProtectedPort, _host_drop: HostDrop) -> String {
         let mut s = String::new();
         s.push_str(
             "# Creates (or recreates) only this server's table; other tables are untouched.\n\

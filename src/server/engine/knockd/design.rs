@@ -6,6 +6,7 @@ use crate::server::config::ServerConfig;
 use crate::server::engine::{AtBoot, Design, Engine, UnitRole};
 use crate::server::firewall::{Firewall, FirewallKind};
 
+use super::host_drop::host_knock_range_drop;
 use super::{knockd_for, KnockdEngine};
 
 /// knockd with one door per window (the original design).
@@ -67,7 +68,8 @@ impl Design for KnockdDesign {
     }
 
     fn setup_script(&self, config: &ServerConfig, firewall: &Firewall) -> String {
-        firewall.setup_script(&config.protected_port())
+        let target = config.protected_port();
+        firewall.setup_script(&target, &|heading| host_knock_range_drop(&target, heading))
     }
 
     /// On a cloud, its doors' grants and the daemon's sweep go through the cloud's CLI.

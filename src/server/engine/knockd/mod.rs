@@ -2,6 +2,7 @@
 
 pub mod conf;
 pub mod design;
+pub mod host_drop;
 pub mod process;
 
 use std::fmt::Write as _;
@@ -23,7 +24,8 @@ use crate::server::config::ServerConfig;
 use crate::server::doors::{door_ports, door_valid_until, door_windows, ActiveDoor};
 use crate::server::engine::Engine;
 use crate::server::firewall::{grant_description_prefix, rule_description};
-use crate::server::rotation::{retrying, StopSignal};
+use crate::server::retry::retrying;
+use crate::server::signals::StopSignal;
 
 /// knockd's `[options]` for a server.
 pub fn knockd_options(config: &ServerConfig) -> KnockdOptions {

@@ -4,7 +4,7 @@ use crate::log::Log;
 use crate::server::config::ServerConfig;
 use crate::server::engine::{AtBoot, Design, Engine, UnitRole};
 use crate::server::firewall::{Firewall, FirewallKind};
-use crate::server::systemd;
+use crate::server::paths;
 
 use super::NftEngine;
 
@@ -29,7 +29,7 @@ impl Design for NftDesign {
     fn unit_role(&self, config: &ServerConfig) -> UnitRole {
         UnitRole {
             what: "replaces the doors in the kernel",
-            after: systemd::base_unit_name(&config.name),
+            after: paths::base_unit_name(&config.name),
             sandbox: "CapabilityBoundingSet=CAP_NET_ADMIN\n\
                       RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK\n\
                       ProtectProc=invisible\n\
@@ -53,7 +53,7 @@ impl Design for NftDesign {
              nft -f {base}\n",
             name = config.name,
             port = config.port,
-            base = systemd::base_ruleset_path(&config.name).display()
+            base = paths::base_ruleset_path(&config.name).display()
         );
         if let Some(opening) = firewall.backend().static_opening(&config.protected_port()) {
             s.push('\n');

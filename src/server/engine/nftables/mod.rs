@@ -33,18 +33,9 @@ use crate::log::Log;
 use crate::server::config::ServerConfig;
 use crate::server::doors::{door_valid_until, ActiveDoor, DoorUser};
 use crate::server::engine::Engine;
-use crate::server::rotation::StopSignal;
+use crate::server::paths::table_name;
+use crate::server::signals::StopSignal;
 use serde_json::Value;
-
-/// The nft table of server `name`: `knock_totp_` and the name with every character nft does
-/// not allow in a name turned into `_`.
-pub fn table_name(name: &str) -> String {
-    let tail: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    format!("knock_totp_{tail}")
-}
 
 /// The ruleset parameters of a server's config.
 pub fn params(config: &ServerConfig) -> NftParams {
