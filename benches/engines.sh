@@ -3,8 +3,8 @@
 #   1. knock-to-open latency: from the second knock SYN to the first accepted connection to
 #      the protected port, nftables engine (the library's ruleset, doors in the kernel) vs
 #      knockd engine (knockd's start_command adds the knocker to an nft set), interleaved;
-#   2. rotation cost per window: `nft -f -` of the doors transaction shifting 3 doors, and
-#      300 doors, by one window, and of the base ruleset (benches/engines.rs);
+#   2. rotation cost per window: `nft -f -` of the doors transaction shifting 3, 300 and
+#      3,000 doors (1,000 users) by one window, and of the base ruleset (benches/engines.rs);
 #   3. a guesser's SYNs before the ban: random wrong pairs at full speed (at most 200 SYNs)
 #      against the nftables table with rate 60/minute, burst 40, ban 600 s.
 # Appends a Markdown section to target/bench-report.md and prints it.
@@ -186,19 +186,24 @@ EOF
     [ "$missing" -gt 0 ] && text_row "knock-to-open trials that never opened (3 s)" "$missing of $((2 * trials))"
 
     # ---------------------------------------------------------------- 2. rotation cost
-    say "rotation: nft -f of base ruleset, 3 and 300 doors shifted one window, $loads loads each"
+    say "rotation: nft -f of base ruleset, 3, 300 and 3,000 doors shifted one window, $loads loads each"
     ns "$engines_bin" --bench rotation kt_bench_rot "$loads" >>"$samples" 2>"$work/rotation.log" ||
         { cat "$work/rotation.log" >&2; exit 1; }
     cat "$work/rotation.log" >&2
     lines3=$(sed -n 's/.* 3 doors: transaction of \([0-9]*\) lines.*/\1/p' "$work/rotation.log")
     lines300=$(sed -n 's/.* 300 doors: transaction of \([0-9]*\) lines.*/\1/p' "$work/rotation.log")
+    lines3000=$(sed -n 's/.* 3000 doors: transaction of \([0-9]*\) lines.*/\1/p' "$work/rotation.log")
     row rot-base "rotation: base ruleset load (nft -f -, whole table)" ms
     row rot-load-3 "rotation: 3 doors shifted one window (nft -f -, ${lines3} lines)" ms \
-        '{"ref": "rotation: base ruleset load (nft -f -, whole table)"}'
-    row rot-load-300 "rotation: 300 doors shifted one window (nft -f -, ${lines300} lines)" ms \
+        '{"ref": "rotation: base ruleset load (nft -f -, whole table)", "goal_max": 5}'
+    row rot-load-300 "rotation: 300 doors (100 users) shifted one window (nft -f -, ${lines300} lines)" ms \
         "{\"ref\": \"rotation: 3 doors shifted one window (nft -f -, ${lines3} lines)\"}"
+    row rot-load-3000 "rotation: 3,000 doors (1,000 users) shifted one window (nft -f -, ${lines3000} lines)" ms \
+        "{\"ref\": \"rotation: 3 doors shifted one window (nft -f -, ${lines3} lines)\", \"goal_max\": 50}"
     row rot-render-3 "rotation: render the 3-door transaction (in process)" µs '{"scale": 1000}'
     row rot-render-300 "rotation: render the 300-door transaction (in process)" µs \
+        '{"scale": 1000, "ref": "rotation: render the 3-door transaction (in process)"}'
+    row rot-render-3000 "rotation: render the 3,000-door transaction (in process)" µs \
         '{"scale": 1000, "ref": "rotation: render the 3-door transaction (in process)"}'
 
     # ---------------------------------------------------------------- 3. guesser

@@ -258,11 +258,13 @@ table inet flood_count {
     }
 }
 EOF
+# 1,000 users: the same table with 2,997 more doors (elements only; the rules are the same).
+python3 benches/many_doors.py "$work/doors.nft" >"$work/doors-1000-users.nft"
 tp_procs=2
-say "packet path: $tp_rounds rounds × 3 tables, ${tp_secs} s unpaced floods ($tp_procs spoof.py processes)"
+say "packet path: $tp_rounds rounds × 4 tables, ${tp_secs} s unpaced floods ($tp_procs spoof.py processes)"
 : >"$work/tp.jsonl"
 for ((round = 0; round < tp_rounds; round++)); do
-    for variant in counter table meters; do
+    for variant in counter table meters users; do
         sns nft delete table inet flood_count 2>/dev/null || true
         sns nft delete table inet "$table" 2>/dev/null || true
         sns nft delete table inet flood_sink 2>/dev/null || true
@@ -271,6 +273,7 @@ for ((round = 0; round < tp_rounds; round++)); do
             counter) sns nft -f "$work/counter.nft" ;;
             table) sns nft -f "$work/base.nft"; sns nft -f "$work/doors.nft" ;;
             meters) sns nft -f "$work/base-meters.nft"; sns nft -f "$work/doors.nft" ;;
+            users) sns nft -f "$work/base-meters.nft"; sns nft -f "$work/doors-1000-users.nft" ;;
         esac
         before=$(python3 "$helper" cpustat)
         spoof_pids=()
@@ -305,7 +308,7 @@ done
 python3 - "$work/tp.jsonl" >>"$samples" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-for v in ("counter", "table", "meters"):
+for v in ("counter", "table", "meters", "users"):
     mine = [r for r in rows if r["variant"] == v]
     print(json.dumps({"id": f"tp-rate-{v}", "samples": [r["rate"] for r in mine]}))
     print(json.dumps({"id": f"tp-seen-{v}", "samples": [r["seen"] / r["sent"] * 100 for r in mine]}))
@@ -326,6 +329,10 @@ row tp-attacked-meters "share of sent SYNs dropped as attacked, budget never tri
 row tp-soft-counter "$base_soft" µs
 row tp-soft-table "softirq CPU per SYN, knock-totp table (attack path)" µs "{\"ref\": \"$base_soft\"}"
 row tp-soft-meters "softirq CPU per SYN, knock-totp table, meters path" µs "{\"ref\": \"$base_soft\"}"
+row tp-rate-users "SYNs/s the sender reached, meters path, 1,000 users' 3,000 doors" SYN/s \
+    '{"ref": "SYNs/s the sender reached, knock-totp table, budget never trips (meters path)"}'
+row tp-soft-users "softirq CPU per SYN, meters path, 1,000 users' 3,000 doors" µs \
+    '{"ref": "softirq CPU per SYN, knock-totp table, meters path", "goal_ratio": 1.1}'
 
 # ---------------------------------------------------------------- report
 secs=$(($(date +%s) - start_secs))
