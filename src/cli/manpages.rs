@@ -50,6 +50,12 @@ Manager (Windows) under service \fBknock\-totp\fR, account = host name.
 \fI/etc/knock\-totp/\fR
 Server side: the server configuration and its 0600 secret file written by \fBsetup\fR.
 .TP
+\fI/etc/knock\-totp/NAME.d/USER.toml\fR, \fIUSER.secret\fR
+Server side: the server's users, written by \fBsetup NAME \-\-user USER\fR (settings
+\fBenabled\fR, \fBexpires\fR, \fBopen_seconds\fR; the secret 0600). With at least one user
+file the server's own secret opens no door. \fBsystemctl reload\fR (SIGHUP) makes the
+daemon read them again: a removed, disabled or expired user's doors and grants go at once.
+.TP
 \fI/var/lib/knock\-totp/NAME.window\fR
 Server side (in \fB$STATE_DIRECTORY\fR when systemd sets it, as the unit's
 \fBStateDirectory=knock\-totp\fR does): one line \fBwindow=N\fR, the newest TOTP window whose
