@@ -131,20 +131,11 @@ pub fn run(ctx: &Context, args: SetupArgs) -> anyhow::Result<()> {
     );
     let mut text = Zeroizing::new(String::new());
     if show_secret {
-        if stdout_is_tty() {
-            ctx.log
-                .note("this output holds the new secret: do not paste it into logs or tickets");
-        }
-        let _ = writeln!(
-            text,
+        let heading = format!(
             "# knock-totp setup for {}: scan the code with an authenticator app.",
             args.name
         );
-        text.push_str(&terminal_qr);
-        if !terminal_qr.ends_with('\n') {
-            text.push('\n');
-        }
-        let _ = writeln!(text, "{}\n", uri.as_str());
+        show_code(ctx, &mut text, &heading, &terminal_qr, &uri);
         let _ = writeln!(
             text,
             "# On each client (paste the URI above on stdin, then Ctrl-D):\n{client}"
@@ -378,20 +369,11 @@ fn run_user(ctx: &Context, args: &SetupArgs, user: &str) -> anyhow::Result<()> {
     let uri_file = users.join(&names[2]);
     let mut text = Zeroizing::new(String::new());
     if show_secret {
-        if stdout_is_tty() {
-            ctx.log
-                .note("this output holds the new secret: do not paste it into logs or tickets");
-        }
-        let _ = writeln!(
-            text,
+        let heading = format!(
             "# knock-totp setup for {}, user {user}: {user} scans the code with an authenticator app.",
             args.name
         );
-        text.push_str(&terminal_qr);
-        if !terminal_qr.ends_with('\n') {
-            text.push('\n');
-        }
-        let _ = writeln!(text, "{}\n", uri.as_str());
+        show_code(ctx, &mut text, &heading, &terminal_qr, &uri);
     } else {
         ctx.log.note(format!(
             "the QR code and otpauth URI (they hold the secret) are not printed when stdout is \
@@ -794,4 +776,19 @@ fn warn_if_absent_here(ctx: &Context, interface: &str) {
             present.join(", ")
         ));
     }
+}
+
+/// Adds to `text` the heading, the QR code and the URI that hold a new secret (warning first
+/// when they go to a terminal, where they may end up pasted).
+fn show_code(ctx: &Context, text: &mut String, heading: &str, terminal_qr: &str, uri: &str) {
+    if stdout_is_tty() {
+        ctx.log
+            .note("this output holds the new secret: do not paste it into logs or tickets");
+    }
+    let _ = writeln!(text, "{heading}");
+    text.push_str(terminal_qr);
+    if !terminal_qr.ends_with('\n') {
+        text.push('\n');
+    }
+    let _ = writeln!(text, "{uri}\n");
 }
