@@ -13,9 +13,14 @@ table = re.search(r"add element inet (\S+) pairs", text).group(1)
 grant = re.search(r"add chain inet \S+ (grant_\d+)", text).group(1)
 rng = random.Random(1000)
 starts, pairs, grants = set(), [], []
+# A pair is one door (the daemon renders two holders' doors with one pair once).
+taken = {(int(a), int(b)) for a, b in re.findall(r"(\d+) \. (\d+) timeout", text)}
 for slot in range(2, 1001):
     for counter in range(3):
         a, b = rng.sample(range(1000, 10000), 2)
+        while (a, b) in taken:
+            a, b = rng.sample(range(1000, 10000), 2)
+        taken.add((a, b))
         door = (counter << 12) | slot
         starts.add(a)
         pairs.append(f"{a} . {b} timeout 3600s : {door}")

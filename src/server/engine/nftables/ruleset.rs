@@ -982,13 +982,17 @@ pub fn base_ruleset(p: &NftParams) -> String {
     s
 }
 
-/// Doors actually rendered: renderable, first occurrence of each id.
+/// Doors actually rendered: renderable, first occurrence of each id and of each pair. Two
+/// holders' doors with the same pair (about 4 in a million pairs of doors, so a few at a time
+/// among 1,000 users') are one door in the kernel: the first holder's, and whoever knocks it
+/// first uses it; the other's client finds it used and knocks its next window's pair.
 pub fn effective_doors(p: &NftParams, doors: &[NftDoor]) -> Vec<NftDoor> {
-    let mut seen = BTreeSet::new();
+    let mut ids = BTreeSet::new();
+    let mut pairs = BTreeSet::new();
     doors
         .iter()
         .filter(|d| d.is_renderable(p))
-        .filter(|d| seen.insert(d.id()))
+        .filter(|d| ids.insert(d.id()) && pairs.insert(d.ports))
         .cloned()
         .collect()
 }
@@ -1588,6 +1592,10 @@ mod tests {
             },
             door(5, 1200, 1300),
             door(5, 1400, 1500), // duplicate id
+            NftDoor {
+                slot: 2,
+                ..door(5, 1200, 1300) // another holder's door with the same pair
+            },
             door(9, 1700, 1800), // not live yet at 155
         ];
         let eff = effective_doors(&p, &ds);
