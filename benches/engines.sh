@@ -235,7 +235,7 @@ EOF
 import json, sys
 objs = json.load(sys.stdin)["nftables"]
 counters = {o["counter"]["name"]: o["counter"]["packets"] for o in objs if "counter" in o}
-banned = [o["set"] for o in objs if "set" in o and o["set"]["name"] == "banned4"][0]
+banned = [o["set"] for o in objs if "set" in o and o["set"]["name"] == "banned_4_32"][0]
 elems = banned.get("elem", [])
 ip = sys.argv[1]
 flat = json.dumps(elems)
@@ -261,8 +261,8 @@ import json, statistics, sys
 before, bans, dropped = (json.loads(a) for a in sys.argv[1:4])
 n = len(before)
 print(f"SYN #{statistics.median(before) + 1:g} (median) went over the limit and banned the source in "
-      f"{sum(1 for b in bans if b >= 1)} of {n} runs; the rest of each 200 were dropped by banned4 "
-      f"(median {statistics.median(dropped):g}); client in banned4 afterwards: {sys.argv[4]} of {n}")' \
+      f"{sum(1 for b in bans if b >= 1)} of {n} runs; the rest of each 200 were dropped by banned_4_32 "
+      f"(median {statistics.median(dropped):g}); client in banned_4_32 afterwards: {sys.argv[4]} of {n}")' \
         "[$(IFS=,; echo "${before[*]}")]" "[$(IFS=,; echo "${bans_seen[*]}")]" \
         "[$(IFS=,; echo "${dropped[*]}")]" "$in_set")"
 fi
