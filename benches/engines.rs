@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use knock_totp::server::engine::nftables::ruleset::{
-    base_ruleset, doors_transaction, NftDoor, NftParams, NftUser, SERVER_SLOT,
+    base_ruleset, doors_transaction, rotation_transaction, NftDoor, NftParams, NftUser, SERVER_SLOT,
 };
 
 /// The server's period; only the door time bounds depend on it.
@@ -192,7 +192,8 @@ fn rotation(table: &str, runs: usize) -> Result<(), String> {
             let at = now();
             let next = doors(n, window + 1, at);
             let t = Instant::now();
-            let text = doors_transaction(&p, &next, at);
+            // What the daemon loads at a boundary (its repair re-asserts the chains apart).
+            let text = rotation_transaction(&p, &next, at);
             let render = t.elapsed().as_secs_f64() * 1000.0;
             let load = nft_load(&text)?;
             if i > 0 {
@@ -202,7 +203,7 @@ fn rotation(table: &str, runs: usize) -> Result<(), String> {
         }
         emit(&format!("rot-load-{n}"), &load_ms);
         emit(&format!("rot-render-{n}"), &render_ms);
-        let text = doors_transaction(&p, &doors(n, window + 2, now()), now());
+        let text = rotation_transaction(&p, &doors(n, window + 2, now()), now());
         eprintln!(
             "engines: {n} doors: transaction of {} lines, {} KiB",
             text.lines().count(),

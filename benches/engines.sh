@@ -239,7 +239,7 @@ banned = [o["set"] for o in objs if "set" in o and o["set"]["name"] == "banned_4
 elems = banned.get("elem", [])
 ip = sys.argv[1]
 flat = json.dumps(elems)
-print(counters["knocks"], counters["bans"], counters["opened"], "yes" if ip in flat else "no")' "$c_ip"
+print(counters["knocks"], counters["bans"], counters["opened"], counters["banned"], "yes" if ip in flat else "no")' "$c_ip"
     }
     before=() bans_seen=() dropped=() in_set=0
     for ((i = 0; i < guessers; i++)); do
@@ -247,11 +247,12 @@ print(counters["knocks"], counters["bans"], counters["opened"], "yes" if ip in f
         ns env TZ=UTC nft -f "$work/guess/doors.nft"
         sent=$(ip netns exec "$c_ns" python3 "$work/guesser.py" "$s_ip" "$nft_a" "$nft_b" "$nft_port" 200 "$i")
         sleep 0.05
-        read -r knocks bans opened banned < <(read_table)
+        read -r knocks bans opened dropped_banned banned < <(read_table)
         [ "$opened" = 0 ] || { echo "guesser opened the door?" >&2; exit 1; }
-        before+=("$((knocks - bans))")
+        # `knocks` counts every SYN of the knock range, the banned ones too.
+        before+=("$((knocks - dropped_banned - bans))")
         bans_seen+=("$bans")
-        dropped+=("$((sent - knocks))")
+        dropped+=("$dropped_banned")
         [ "$banned" = yes ] && in_set=$((in_set + 1))
     done
     record guess-before "${before[@]}"

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use self::ruleset::{
     base_ruleset, base_settings, doors_transaction, effective_doors, remove_doors_transaction,
-    NftDoor, NftParams, NftUser, ATTACK_SET, STATE_SET,
+    rotation_transaction, NftDoor, NftParams, NftUser, ATTACK_SET, STATE_SET,
 };
 use self::ruleset::{
     grants_set, opened_counter, revoke_transaction, slot_of, Family, MAX_SLOT, SERVER_SLOT,
@@ -487,13 +487,17 @@ impl NftEngine {
         Ok(())
     }
 
-    /// Replaces the doors in the kernel with `doors` (one transaction); returns how many were
-    /// put in place (doors that knock the protected port or a public port are skipped, and
-    /// doors not live now).
-    fn load_doors(&mut self, doors: Vec<NftDoor>) -> anyhow::Result<usize> {
+    /// Replaces the doors in the kernel with `doors` (one transaction, which also re-asserts
+    /// every chain when `reassert`); returns how many were put in place (doors that knock the
+    /// protected port or a public port are skipped, and doors not live now).
+    fn load_doors(&mut self, doors: Vec<NftDoor>, reassert: bool) -> anyhow::Result<usize> {
         let now = crate::clock::wall_clock()?.as_secs();
-        self.nft
-            .load(&doors_transaction(&self.params, &doors, now))?;
+        let transaction = if reassert {
+            doors_transaction(&self.params, &doors, now)
+        } else {
+            rotation_transaction(&self.params, &doors, now)
+        };
+        self.nft.load(&transaction)?;
         self.installed = effective_doors(&self.params, &doors)
             .iter()
             .filter(|d| d.valid_from <= now && now < d.valid_until)
@@ -541,7 +545,9 @@ impl Engine for NftEngine {
         self.ensure_base(first)?;
         let doors = self.nft_doors(doors)?;
         let wanted = doors.len();
-        let in_place = self.load_doors(doors)?;
+        // A base table loaded just now has every chain; otherwise the repair every few
+        // seconds re-asserts them, and the boundary's transaction is the doors alone.
+        let in_place = self.load_doors(doors, first)?;
         let skipped = wanted - in_place;
         self.log.note(format!(
             "window {}: {} doors in table inet {}{}, {} ms",
@@ -577,10 +583,10 @@ impl Engine for NftEngine {
     }
 
     /// A deleted table or a flushed chain is restored within seconds, doors included, not at
-    /// the next boundary: the doors transaction re-asserts every chain's rules.
+    /// the next boundary: the repair's doors transaction re-asserts every chain's rules.
     fn repair(&mut self) -> anyhow::Result<()> {
         self.ensure_base(false)?;
-        self.load_doors(self.last_doors.clone())?;
+        self.load_doors(self.last_doors.clone(), true)?;
         self.watch_attack()?;
         self.watch_openings()
     }

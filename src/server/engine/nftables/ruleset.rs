@@ -1022,21 +1022,30 @@ fn flush_doors(s: &mut String, t: &str) {
     }
 }
 
-/// One `nft -f` transaction that re-asserts every base chain's rules and puts `doors` in
-/// place, as elements only: their A ports, their pairs (each element living until its door
-/// ends, counted from `now`), their grant chains and their users. Doors not live at `now`
-/// and doors that are not [`NftDoor::is_renderable`] are skipped. Stages, owners, grants,
-/// meters and counters are untouched.
+/// One `nft -f` transaction that re-asserts every base chain's rules (a flushed chain comes
+/// back without the table being read) and puts `doors` in place: what the daemon loads every
+/// few seconds. See [`rotation_transaction`] for the doors alone.
 pub fn doors_transaction(p: &NftParams, doors: &[NftDoor], now: u64) -> String {
+    let mut s = String::new();
+    let chains = base_chains(p);
+    flush_chains(&mut s, &p.table, chains.iter().map(String::as_str));
+    s.push_str(&base_rules(p));
+    s.push_str(&rotation_transaction(p, doors, now));
+    s
+}
+
+/// One `nft -f` transaction that puts `doors` in place, as elements only: their A ports,
+/// their pairs (each element living until its door ends, counted from `now`), their grant
+/// chains and their users; what the daemon loads at a window boundary. Doors not live at
+/// `now` and doors that are not [`NftDoor::is_renderable`] are skipped. Stages, owners,
+/// grants, meters and counters are untouched.
+pub fn rotation_transaction(p: &NftParams, doors: &[NftDoor], now: u64) -> String {
     let t = &p.table;
     let doors: Vec<NftDoor> = effective_doors(p, doors)
         .into_iter()
         .filter(|d| d.valid_from <= now && now < d.valid_until)
         .collect();
     let mut s = String::new();
-    let chains = base_chains(p);
-    flush_chains(&mut s, t, chains.iter().map(String::as_str));
-    s.push_str(&base_rules(p));
     let opens: BTreeSet<u64> = doors.iter().map(|d| d.open_seconds(p)).collect();
     for open in &opens {
         let chain = grant_chain(*open);
@@ -1484,6 +1493,19 @@ mod tests {
             "flush set inet knock_totp_web state\nadd element inet knock_totp_web state { 10 }\n"
         ));
         assert!(!tx.contains("delete table") && !tx.contains("flush set inet knock_totp_web rate"));
+    }
+
+    /// A boundary's transaction is the doors' elements (and the grant chains they use) only.
+    #[test]
+    fn a_rotation_transaction_touches_no_base_chain() {
+        let p = params();
+        let tx = rotation_transaction(&p, &[door(10, 1111, 2345)], 305);
+        for line in tx.lines() {
+            let touches_rules = line.starts_with("add rule") || line.starts_with("flush chain");
+            assert!(!touches_rules || line.contains(" grant_30"), "{line}");
+        }
+        assert!(tx.contains("add element inet knock_totp_web pairs"));
+        assert!(doors_transaction(&p, &[door(10, 1111, 2345)], 305).ends_with(&tx));
     }
 
     /// Whatever the number of doors, the rules are the same: a door is elements only.
