@@ -65,6 +65,8 @@ pub struct Lab {
     netns_etc: Option<PathBuf>,
     /// Whether this lab created /etc/netns itself (then it removes it again when empty).
     created_etc_netns: bool,
+    /// A third namespace behind the server, standing for a container (see `add_container`).
+    container_ns: Option<String>,
 }
 
 impl Lab {
@@ -90,6 +92,7 @@ impl Lab {
             knockd_out: None,
             netns_etc: None,
             created_etc_netns: false,
+            container_ns: None,
         };
         // Created before the namespaces so that a failure below still cleans up in Drop.
         run_ok(Command::new("ip").args(["netns", "add", &lab.server_ns]));
@@ -383,7 +386,11 @@ impl Drop for Lab {
             let _ = child.kill();
         }
         // Everything else that runs in the namespaces: knockd's command children, socat forks.
-        for ns in [&self.server_ns, &self.client_ns] {
+        let namespaces: Vec<&String> = [&self.server_ns, &self.client_ns]
+            .into_iter()
+            .chain(self.container_ns.as_ref())
+            .collect();
+        for ns in &namespaces {
             if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
                 for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                     let _ = Command::new("kill").args(["-9", pid]).status();
@@ -393,7 +400,7 @@ impl Drop for Lab {
         for child in &mut self.children {
             let _ = child.wait();
         }
-        for ns in [&self.server_ns, &self.client_ns] {
+        for ns in &namespaces {
             let _ = Command::new("ip")
                 .args(["netns", "del", ns])
                 .stderr(Stdio::null())
@@ -579,4 +586,105 @@ fn client_neighbours_ready(lab: &Lab, server: Ipv6Addr) {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!("the client never reached {server}");
+}
+
+// A container behind the server, published as Docker does it (tests/it/nft_e2e/docker.rs).
+
+/// The container's link, the same in every lab (it exists only between the lab's server
+/// and container namespaces).
+const CONTAINER_HOST_IP: &str = "10.213.251.1";
+const CONTAINER_IP: &str = "10.213.251.2";
+
+impl Lab {
+    /// A namespace behind the server standing for a container: a veth to the server, which
+    /// forwards to it; returns its address.
+    pub fn add_container(&mut self) -> Ipv4Addr {
+        let ns = format!("{}-k", self.server_ns.trim_end_matches("-s"));
+        run_ok(Command::new("ip").args(["netns", "add", &ns]));
+        self.container_ns = Some(ns.clone());
+        let s = self.server_ns.clone();
+        run_ok(Command::new("ip").args([
+            "-n", &s, "link", "add", "ktbr0", "type", "veth", "peer", "name", "eth0", "netns", &ns,
+        ]));
+        run_ok(Command::new("ip").args([
+            "-n",
+            &s,
+            "addr",
+            "add",
+            &format!("{CONTAINER_HOST_IP}/24"),
+            "dev",
+            "ktbr0",
+        ]));
+        run_ok(Command::new("ip").args([
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{CONTAINER_IP}/24"),
+            "dev",
+            "eth0",
+        ]));
+        for (n, dev) in [(&s, "ktbr0"), (&ns, "eth0"), (&ns, "lo")] {
+            run_ok(Command::new("ip").args(["-n", n, "link", "set", dev, "up"]));
+        }
+        run_ok(Command::new("ip").args([
+            "-n",
+            &ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            CONTAINER_HOST_IP,
+        ]));
+        run_ok(&mut netns_cmd(&s, OsStr::new("sysctl")).args(["-qw", "net.ipv4.ip_forward=1"]));
+        CONTAINER_IP.parse().unwrap()
+    }
+
+    /// An echo server on `port` in the container.
+    pub fn start_container_echo_server(&mut self, port: u16) {
+        let ns = self.container_ns.clone().expect("add_container first");
+        let log = std::fs::File::create(self.dir.path().join("container-echo.log")).unwrap();
+        let child = netns_cmd(&ns, OsStr::new("socat"))
+            .args([&format!("TCP4-LISTEN:{port},reuseaddr,fork"), "EXEC:cat"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children.push(child);
+        wait_until(
+            Duration::from_secs(5),
+            Duration::from_millis(10),
+            || {
+                !netns_cmd(&ns, OsStr::new("ss"))
+                    .args(["-Htln", &format!("sport = :{port}")])
+                    .output()
+                    .unwrap()
+                    .stdout
+                    .is_empty()
+            },
+            || format!("the container's echo server on port {port} never listened"),
+        );
+    }
+
+    /// What Docker does to publish the container's `container_port` on the server's
+    /// `host_port`: a DNAT in prerouting and, in its own forward chain (policy drop), an
+    /// accept for the container (Docker's rules, in an nft table of their own).
+    pub fn publish_like_docker(&self, host_port: u16, container_port: u16) {
+        let rules = format!(
+            "table ip docker_lab {{\n\
+             \tchain prerouting {{ type nat hook prerouting priority dstnat; policy accept;\n\
+             \t\tfib daddr type local tcp dport {host_port} dnat to {CONTAINER_IP}:{container_port}\n\t}}\n\
+             \tchain forward {{ type filter hook forward priority filter; policy drop;\n\
+             \t\tct state established,related accept\n\
+             \t\tip daddr {CONTAINER_IP} tcp dport {container_port} accept\n\t}}\n\
+             }}\n"
+        );
+        let path = self.dir.path().join("docker.nft");
+        std::fs::write(&path, rules).unwrap();
+        run_ok(
+            &mut netns_cmd(&self.server_ns, OsStr::new("nft"))
+                .arg("-f")
+                .arg(&path),
+        );
+    }
 }

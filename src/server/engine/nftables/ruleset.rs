@@ -544,11 +544,12 @@ impl NftDoor {
     }
 }
 
-/// Every chain of the base table, in the order they are declared. The door
-/// chains (`doors`, `clear4`, `clear6`) are filled by [`doors_transaction`].
+/// Every chain of the base table, in the order they are declared (the same whatever the
+/// doors; only the `grant_N` chains are made by [`rotation_transaction`], as needed).
 fn base_chains(p: &NftParams) -> Vec<String> {
     let mut chains: Vec<String> = [
         "input",
+        "forward",
         "knock",
         "trusted",
         "wrong",
@@ -597,6 +598,27 @@ fn base_rules(p: &NftParams) -> String {
     rule(
         "input",
         format!("tcp dport {port} counter name {COUNTER_DENIED} drop"),
+    );
+    // The protected port published by a container (Docker DNATs it to the container, so its
+    // connections take the forward hook, not input): the same grants, by original port.
+    let published = format!("meta l4proto tcp ct status dnat ct original proto-dst {port}");
+    rule(
+        "forward",
+        format!("{published} ct state established,related accept"),
+    );
+    for family in Family::BOTH {
+        rule(
+            "forward",
+            format!(
+                "{published} {} @allowed{} accept",
+                family.saddr(),
+                family.digit()
+            ),
+        );
+    }
+    rule(
+        "forward",
+        format!("{published} counter name {COUNTER_DENIED} drop"),
     );
     rule(
         "input",
@@ -968,13 +990,14 @@ pub fn base_ruleset(p: &NftParams) -> String {
     let _ = writeln!(s, "\tmap {DOOR_MAP} {{ type mark : verdict; }}");
     let _ = writeln!(s, "\tset {USERS_SET} {{ type mark; }}");
     let _ = writeln!(s, "\tmap {USER_COUNTER_MAP} {{ type mark : counter; }}");
-    let hook = "\t\ttype filter hook input priority filter - 10; policy accept;\n";
     for chain in base_chains(p).iter().map(String::as_str) {
-        let _ = writeln!(
-            s,
-            "\tchain {chain} {{\n{}\t}}",
-            if chain == "input" { hook } else { "" }
-        );
+        let hook = match chain {
+            "input" | "forward" => {
+                format!("\t\ttype filter hook {chain} priority filter - 10; policy accept;\n")
+            }
+            _ => String::new(),
+        };
+        let _ = writeln!(s, "\tchain {chain} {{\n{hook}\t}}");
     }
     s.push_str("}\n");
     // No doors yet: `starts` and `pairs` are empty, so every knock is a wrong one.
