@@ -636,7 +636,7 @@ impl Lab {
             "via",
             CONTAINER_HOST_IP,
         ]));
-        run_ok(&mut netns_cmd(&s, OsStr::new("sysctl")).args(["-qw", "net.ipv4.ip_forward=1"]));
+        run_ok(netns_cmd(&s, OsStr::new("sysctl")).args(["-qw", "net.ipv4.ip_forward=1"]));
         CONTAINER_IP.parse().unwrap()
     }
 
@@ -682,7 +682,7 @@ impl Lab {
         let path = self.dir.path().join("docker.nft");
         std::fs::write(&path, rules).unwrap();
         run_ok(
-            &mut netns_cmd(&self.server_ns, OsStr::new("nft"))
+            netns_cmd(&self.server_ns, OsStr::new("nft"))
                 .arg("-f")
                 .arg(&path),
         );
