@@ -824,31 +824,34 @@ fn door_rules(p: &NftParams, family: Family, rule: &mut impl FnMut(&str, String)
         &staged_chain,
         format!("meta mark set meta mark . tcp dport map @{PAIRS_MAP} goto {complete}"),
     );
-    // Any other knock ends the stage, then counts as a new knock.
+    // Any other knock ends the stage: a live door's A stages the source afresh (its stage
+    // is kept and rewritten, not deleted and added again: the kernel cannot add back at once
+    // an element a packet just deleted), anything else deletes it and is a wrong knock.
+    rule(
+        &staged_chain,
+        format!("tcp dport @{STARTS_SET} counter name {COUNTER_CANCELLED} goto {start}"),
+    );
     rule(
         &staged_chain,
         format!("counter name {COUNTER_CANCELLED} delete @{staged} {{ {saddr} }}"),
     );
-    rule(&staged_chain, "goto fresh".into());
+    rule(&staged_chain, "goto wrong".into());
+    // Each bit is either kept or deleted, never deleted and added back in one packet.
     for bit in 0..PORT_BITS {
+        let (mask, set) = (1u32 << bit, port_bit_set(family, bit));
         rule(
             &start,
-            format!("delete @{} {{ {saddr} }}", port_bit_set(family, bit)),
+            format!("tcp dport & {mask:#x} != 0 update @{set} {{ {saddr} }}"),
         );
-    }
-    for bit in 0..PORT_BITS {
         rule(
             &start,
-            format!(
-                "tcp dport & {:#x} != 0 update @{} {{ {saddr} }}",
-                1u32 << bit,
-                port_bit_set(family, bit)
-            ),
+            format!("tcp dport & {mask:#x} == 0 delete @{set} {{ {saddr} }}"),
         );
     }
     rule(&start, format!("update @{staged} {{ {saddr} }} return"));
-    // A full set: the stage cannot be kept.
-    rule(&start, "goto untracked".into());
+    // The stage could not be kept (a full set, or a source whose stage ended microseconds
+    // ago): this knock stages nothing, and opens nothing. Not an attack: nothing is evaded.
+    rule(&start, format!("counter name {COUNTER_UNTRACKED} drop"));
     let owners = owners_set(family);
     rule(
         &complete,
@@ -1580,16 +1583,15 @@ mod tests {
         let staged = rules(&base, "staged4");
         assert_eq!(staged[0], "meta mark set 0x0");
         assert_eq!(staged[1], "ip saddr @abit4_0 meta mark set meta mark | 0x1");
-        assert_eq!(staged.len(), 1 + usize::from(PORT_BITS) + 3);
         assert_eq!(
-            staged[staged.len() - 3],
-            "meta mark set meta mark . tcp dport map @pairs goto complete4"
+            staged[1 + usize::from(PORT_BITS)..],
+            [
+                "meta mark set meta mark . tcp dport map @pairs goto complete4",
+                "tcp dport @starts counter name cancelled goto start4",
+                "counter name cancelled delete @staged4 { ip saddr }",
+                "goto wrong"
+            ]
         );
-        assert_eq!(
-            staged[staged.len() - 2],
-            "counter name cancelled delete @staged4 { ip saddr }"
-        );
-        assert_eq!(staged[staged.len() - 1], "goto fresh");
         assert_eq!(
             rules(&base, "fresh"),
             [
@@ -1599,18 +1601,24 @@ mod tests {
             ]
         );
         let start = rules(&base, "start6");
-        assert!(start[..usize::from(PORT_BITS)]
-            .iter()
-            .all(|r| r.starts_with("delete @abit6_")));
-        assert_eq!(
-            start[usize::from(PORT_BITS) + 13],
-            "tcp dport & 0x2000 != 0 update @abit6_13 { ip6 saddr }"
-        );
+        assert_eq!(start.len(), 2 * usize::from(PORT_BITS) + 2);
+        // No packet deletes an element and adds it back (the kernel would refuse the add).
+        for bit in 0..PORT_BITS {
+            let mask = 1u32 << bit;
+            assert_eq!(
+                start[2 * usize::from(bit)],
+                format!("tcp dport & {mask:#x} != 0 update @abit6_{bit} {{ ip6 saddr }}")
+            );
+            assert_eq!(
+                start[2 * usize::from(bit) + 1],
+                format!("tcp dport & {mask:#x} == 0 delete @abit6_{bit} {{ ip6 saddr }}")
+            );
+        }
         assert_eq!(
             start[start.len() - 2],
             "update @staged6 { ip6 saddr } return"
         );
-        assert_eq!(start[start.len() - 1], "goto untracked");
+        assert_eq!(start[start.len() - 1], "counter name untracked drop");
         assert_eq!(
             rules(&base, "complete4"),
             [
