@@ -7,6 +7,7 @@
 //! one SYN, `close` drops the socket before any answer. Every wait and loop is bounded.
 
 mod attack;
+mod many_users;
 mod operator;
 mod state;
 mod users;

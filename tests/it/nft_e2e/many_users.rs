@@ -1,0 +1,458 @@
+//! A server of 1,000 users (period 5 s), as root in the lab: about 3,000 doors live, all set
+//! elements, so the attacks of the single-secret tests must fail just the same: a knock
+//! straddling a rotation gets in, a sweep of the knock range opens nothing (and a user still
+//! gets in afterwards), a replayed pair is refused at another address; `--status --json`
+//! lists the 1,000 users. The daemon's rotation time with ~3,000 doors is printed, not
+//! asserted. Knocks are raw SYNs (the SYN script); every wait and loop is bounded.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use knock_totp::core::secret::SecretKey;
+use knock_totp::core::totp::{Algorithm, Totp};
+use knock_totp::core::window::Window;
+
+use super::{counter, nft_lab_available, sources, v4, Rig, NAME, PROTECTED, TABLE};
+use crate::support::unix_now;
+
+const USERS: usize = 1000;
+/// Short windows, so that rotations come within the test.
+const PERIOD: u64 = 5;
+/// Long enough that no grant ends by itself within the test.
+const OPEN: u64 = 60;
+
+/// User #`n` (1-based): name `u0001`..`u1000`.
+fn user_name(n: usize) -> String {
+    format!("u{n:04}")
+}
+
+/// User #`n`'s secret: the 10 bytes `user{n:06}` (80 bits, the fewest a secret may have).
+fn user_secret(n: usize) -> SecretKey {
+    SecretKey::from_bytes(format!("user{n:06}").into_bytes()).unwrap()
+}
+
+fn user_totp(n: usize) -> Totp {
+    Totp::new(&user_secret(n), Algorithm::Sha1, PERIOD).unwrap()
+}
+
+fn ports_of(totp: &Totp, counter: u64) -> [u16; 2] {
+    totp.ports_for(Window {
+        counter,
+        period: PERIOD,
+    })
+    .0
+}
+
+/// Whether the pair gets a door: not weak (|A - B| <= 1), no port the protected one.
+fn served(pair: [u16; 2]) -> bool {
+    let [a, b] = pair;
+    a.abs_diff(b) > 1 && a != PROTECTED && b != PROTECTED
+}
+
+/// The doors the daemon puts in place at window `c`: every user's pairs of c-1, c and c+1
+/// that get a door, as (A, B) -> how many doors have that pair.
+fn expected_pairs(totps: &[Totp], c: u64) -> BTreeMap<[u16; 2], usize> {
+    let mut pairs = BTreeMap::new();
+    for totp in totps {
+        for w in [c - 1, c, c + 1] {
+            let pair = ports_of(totp, w);
+            if served(pair) {
+                *pairs.entry(pair).or_default() += 1;
+            }
+        }
+    }
+    pairs
+}
+
+/// A rotation line of the daemon: "knock-totp: window N: D doors in table inet T..., M ms".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rotation {
+    window: u64,
+    doors: usize,
+    ms: u64,
+}
+
+fn rotation_lines(log: &str) -> Vec<Rotation> {
+    log.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("knock-totp: window ")?;
+            let (window, rest) = rest.split_once(": ")?;
+            let (doors, rest) = rest.split_once(" doors in table inet ")?;
+            let ms = rest.strip_suffix(" ms")?.rsplit_once(", ")?.1;
+            Some(Rotation {
+                window: window.parse().ok()?,
+                doors: doors.parse().ok()?,
+                ms: ms.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+impl Rig {
+    /// Writes users #1..=#`count` straight into `web.d` (an empty `.toml` each: every key is
+    /// optional; the secret 0600, owned by root as the test runs as root).
+    fn write_users(&self, count: usize) {
+        let dir = self.files.join(format!("{NAME}.d"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        for n in 1..=count {
+            let name = user_name(n);
+            std::fs::write(dir.join(format!("{name}.toml")), "").unwrap();
+            let secret = dir.join(format!("{name}.secret"));
+            std::fs::write(&secret, format!("{}\n", user_secret(n).to_base32().as_str()))
+                .unwrap();
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+
+    /// Starts the daemon; returns its first rotation line once logged (within 20 s).
+    fn start_many(&mut self) -> Rotation {
+        self.logs += 1;
+        let config = std::path::PathBuf::from(&self.config);
+        let log = self
+            .lab
+            .spawn_daemon(&[], &config, &format!("server-{}.log", self.logs));
+        self.log = Some(log);
+        self.wait_rotation(0, Duration::from_secs(20));
+        rotation_lines(&self.log_text())
+            .first()
+            .copied()
+            .unwrap_or_else(|| panic!("no rotation line in the log:\n{}", self.log_text()))
+    }
+
+    /// The report without the full status (3,000 doors): the log, the counters, the grants.
+    fn short_report(&self) -> String {
+        let status = self.status();
+        format!(
+            "daemon log:\n{}\ncounters: {}\nallowed: {:?}\nbanned: {:?}",
+            self.log_text(),
+            status["counters"],
+            sources(&status, "allowed"),
+            sources(&status, "banned")
+        )
+    }
+
+    /// Waits until at least `seconds` are left in the current window, at least 0.7 s into
+    /// it (the rotation done); returns the window.
+    fn mid_window(&self, seconds: f64) -> u64 {
+        for _ in 0..3 {
+            let now = unix_now().as_secs_f64();
+            let phase = now % PERIOD as f64;
+            if phase >= 0.7 && PERIOD as f64 - phase >= seconds {
+                return (now / PERIOD as f64) as u64;
+            }
+            let wait = if phase < 0.7 {
+                0.7 - phase
+            } else {
+                PERIOD as f64 - phase + 0.7
+            };
+            std::thread::sleep(Duration::from_secs_f64(wait));
+        }
+        panic!("no window with {seconds} s left within 3 tries");
+    }
+}
+
+/// The first of c, c+1, c-1 whose pair of `totp` gets a door.
+fn live_window(totp: &Totp, c: u64) -> u64 {
+    [c, c + 1, c - 1]
+        .into_iter()
+        .find(|&w| served(ports_of(totp, w)))
+        .expect("three weak pairs in a row")
+}
+
+#[test]
+fn nft_many_users_straddle_sweep_replay_and_status() {
+    if !nft_lab_available(true) {
+        return;
+    }
+    let started = Instant::now();
+    let mut rig = Rig::setup("nftmany", PERIOD, OPEN);
+    // The sweep is about the stages: no meter or ban may stop it before it is done. The
+    // global budget is divided by the users (burst 10,000,000 / 1,000 = 10,000 wrong knocks),
+    // which one sweep up the range (~6,500 wrong knocks, ~2,500 stages) stays under.
+    for (key, value) in [
+        ("rate_per_minute", "1000000"),
+        ("burst", "1000000"),
+        ("wrong_knocks_per_hour", "1000000"),
+        ("wrong_knock_burst", "1000000"),
+        ("global_wrong_knocks_per_hour", "10000000"),
+        ("global_wrong_knock_burst", "10000000"),
+    ] {
+        rig.set(key, value);
+    }
+    rig.write_users(USERS);
+    let totps: Vec<Totp> = (1..=USERS).map(user_totp).collect();
+    rig.install_base();
+    rig.lab.start_echo_server(PROTECTED);
+    let first = rig.start_many();
+    let setup_took = started.elapsed();
+    let pairs = expected_pairs(&totps, first.window);
+    let expected: usize = pairs.values().sum();
+    let shared: Vec<_> = pairs.iter().filter(|(_, n)| **n > 1).collect();
+    eprintln!(
+        "many users: {USERS} users, first window {} with {} doors in {} ms (expected {expected}, \
+         pairs shared by two doors: {shared:?}); up in {setup_took:.1?}",
+        first.window, first.doors, first.ms
+    );
+    assert_eq!(
+        first.doors,
+        expected,
+        "window {}: the daemon put {} doors in place, the users' secrets give {expected}\n{}",
+        first.window,
+        first.doors,
+        rig.log_text()
+    );
+    assert!(
+        (2900..=3000).contains(&first.doors),
+        "{} doors for {USERS} users",
+        first.doors
+    );
+    let (u7, u42, u500) = (&totps[6], &totps[41], &totps[499]);
+    let (at7, at42, replayer, at500, sweeper) = (
+        rig.lab.add_client_ipv4(7),
+        rig.lab.add_client_ipv4(42),
+        rig.lab.add_client_ipv4(43),
+        rig.lab.add_client_ipv4(50),
+        rig.lab.add_client_ipv4(66),
+    );
+    for from in [at7, at42, replayer, at500, sweeper] {
+        assert!(!rig.can_connect(from), "{from} connects before any knock");
+    }
+
+    // 1. Straddle: user #500's pair of window w, A 0.1 s before w's end, B once the daemon
+    // logged window w+1 (its rotation of ~3,000 doors done).
+    let log = rig.log.clone().unwrap();
+    let t = Instant::now();
+    let mut straddled_at = None;
+    for attempt in 0..3u64 {
+        // A window at least a second away from its end, whose pair of user #500 is served.
+        let w = rig.counter_at(unix_now().as_secs_f64() + 1.0) + attempt;
+        if !served(ports_of(u500, w)) {
+            eprintln!("straddle attempt {attempt}: user #500's pair of window {w} is not served");
+            continue;
+        }
+        rig.wait_rotation(w, Duration::from_secs(2 * PERIOD + 2));
+        let boundary = ((w + 1) * PERIOD) as f64;
+        if unix_now().as_secs_f64() > boundary - 0.5 {
+            continue;
+        }
+        let [a, b] = ports_of(u500, w);
+        let out = rig.syn(&[
+            "straddle".into(),
+            at500.to_string(),
+            rig.lab.server_ip.to_string(),
+            format!("{:.3}", boundary - 0.1),
+            a.to_string(),
+            b.to_string(),
+            log.to_string_lossy().into_owned(),
+            format!("window {}: ", w + 1),
+        ]);
+        let fields: Vec<f64> = out.split_whitespace().map(|f| f.parse().unwrap()).collect();
+        let (t_a, t_b, rotated_before_a) = (fields[0], fields[1], fields[2] != 0.0);
+        let straddled = t_a < boundary && !rotated_before_a && t_b >= boundary;
+        eprintln!(
+            "straddle attempt {attempt}: A at boundary{:+.3} s, B at boundary{:+.3} s, \
+             straddled {straddled}",
+            t_a - boundary,
+            t_b - boundary
+        );
+        if straddled {
+            straddled_at = Some(w);
+            break;
+        }
+    }
+    let w = straddled_at.expect("could not send a knock across a rotation in 3 attempts");
+    assert!(
+        rig.can_connect(at500),
+        "user #500's knock straddling the rotation to window {} failed\n{}",
+        w + 1,
+        rig.short_report()
+    );
+    for from in [at7, at42, replayer, sweeper] {
+        assert!(!rig.can_connect(from), "user #500's knock let {from} in");
+    }
+    eprintln!("many users: straddle ok in {:.1?}", t.elapsed());
+
+    // 2. Sweep: from a fresh address, every port of the knock range once, upwards (with
+    // ~3,000 doors a quarter of the ports are some door's A: the sweep stages and cancels
+    // all along). Downwards adds nothing (B = A - 1 is as weak as B = A + 1) and would spend
+    // the global budget beyond its burst.
+    let t = Instant::now();
+    let c = rig.mid_window(3.0);
+    let before = rig.status();
+    let sweep: Vec<u16> = (1000..=9999).collect();
+    rig.send(v4(sweeper), &sweep, 0);
+    let after = rig.status();
+    let delta = |name: &str| counter(&after, name) - counter(&before, name);
+    let sweep_took = t.elapsed();
+    eprintln!(
+        "many users: sweep of {} ports in window {c}..{}: knocks +{}, cancelled +{}, opened +{}, \
+         bans +{}, attacked +{}; {sweep_took:.1?}",
+        sweep.len(),
+        rig.counter_at(unix_now().as_secs_f64()),
+        delta("knocks"),
+        delta("cancelled"),
+        delta("opened"),
+        delta("bans"),
+        delta("attacked")
+    );
+    assert!(
+        !sources(&after, "allowed").contains(&sweeper.to_string()),
+        "the sweep opened a door for {sweeper}\n{}",
+        rig.short_report()
+    );
+    assert!(
+        !rig.can_connect(sweeper),
+        "the sweeper can connect\n{}",
+        rig.short_report()
+    );
+    assert_eq!(delta("opened"), 0, "the sweep opened a door: {after}");
+    // The sweep reached the doors (not banned, no attack state: every SYN but the one to
+    // the protected port was a knock), and staged again and again.
+    assert_eq!(delta("knocks"), sweep.len() as u64 - 1, "{}", after["counters"]);
+    assert_eq!(delta("bans"), 0, "{}", after["counters"]);
+    assert_eq!(delta("attacked"), 0, "{}", after["counters"]);
+    assert!(delta("cancelled") >= 1000, "{}", after["counters"]);
+    // User #7 still gets in, from their own address.
+    let now = rig.counter_at(unix_now().as_secs_f64());
+    let w7 = live_window(u7, now);
+    rig.send(v4(at7), &ports_of(u7, w7), 100);
+    assert!(
+        rig.can_connect(at7),
+        "user #7's pair of window {w7} did not let them in after the sweep\n{}",
+        rig.short_report()
+    );
+    assert!(!rig.can_connect(sweeper), "user #7's knock let the sweeper in");
+    eprintln!("many users: sweep ok in {:.1?}", t.elapsed());
+
+    // 3. Replay: user #42 opens from X; the same two SYNs from Y are refused (single use).
+    let t = Instant::now();
+    let before = rig.status();
+    let now = rig.counter_at(unix_now().as_secs_f64());
+    let w42 = live_window(u42, now);
+    let pair = ports_of(u42, w42);
+    rig.send(v4(at42), &pair, 100);
+    assert!(
+        rig.can_connect(at42),
+        "user #42's pair of window {w42} did not let them in\n{}",
+        rig.short_report()
+    );
+    rig.send(v4(replayer), &pair, 100);
+    assert!(
+        !rig.can_connect(replayer),
+        "the replay of user #42's pair of window {w42} let {replayer} in\n{}",
+        rig.short_report()
+    );
+    assert!(rig.can_connect(at42), "user #42 lost the grant to the replay");
+    let after = rig.status();
+    let delta = |name: &str| counter(&after, name) - counter(&before, name);
+    assert_eq!(delta("opened"), 1, "{}", after["counters"]);
+    assert_eq!(delta("refused"), 1, "{}", after["counters"]);
+    eprintln!("many users: replay refused in {:.1?}", t.elapsed());
+
+    // 4. --status --json: the 1,000 users, each with their doors; the grants of #7, #42
+    // and #500 under their names, and no one else's.
+    let t = Instant::now();
+    let status = rig.status();
+    let status_took = t.elapsed();
+    let users = status["users"].as_array().expect("users in --status");
+    assert_eq!(users.len(), USERS, "{} users listed", users.len());
+    let mut names: Vec<&str> = users.iter().filter_map(|u| u["name"].as_str()).collect();
+    names.sort_unstable();
+    let wanted: Vec<String> = (1..=USERS).map(user_name).collect();
+    assert_eq!(names, wanted.iter().map(String::as_str).collect::<Vec<_>>());
+    let doors = status["doors"].as_array().expect("doors in --status");
+    assert!((2900..=3000).contains(&doors.len()), "{} doors", doors.len());
+    let granted: BTreeMap<String, Vec<String>> = users
+        .iter()
+        .filter_map(|u| {
+            let grants = sources(u, "grants");
+            (!grants.is_empty()).then(|| (u["name"].as_str().unwrap().to_owned(), grants))
+        })
+        .collect();
+    let expect_grants: BTreeMap<String, Vec<String>> = [
+        (user_name(7), vec![at7.to_string()]),
+        (user_name(42), vec![at42.to_string()]),
+        (user_name(500), vec![at500.to_string()]),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(granted, expect_grants);
+    let mut allowed = sources(&status, "allowed");
+    allowed.sort();
+    let mut expect_allowed: Vec<String> = [at7, at42, at500]
+        .iter()
+        .map(Ipv4Addr::to_string)
+        .collect();
+    expect_allowed.sort();
+    assert_eq!(allowed, expect_allowed);
+    let status_bytes = serde_json::to_string(&status).unwrap().len();
+
+    // Every rotation kept up: ~3,000 doors each, each as the users' secrets give.
+    let rotations = rotation_lines(&rig.log_text());
+    for r in &rotations {
+        let expected: usize = expected_pairs(&totps, r.window).values().sum();
+        assert_eq!(r.doors, expected, "window {}: {r:?}", r.window);
+    }
+    let ms: Vec<u64> = rotations.iter().map(|r| r.ms).collect();
+    assert!(rotations.len() >= 3, "{rotations:?}");
+    let log = rig.log_text();
+    assert!(
+        !log.contains("panicked") && log.contains(&format!("table inet {TABLE}")),
+        "{log}"
+    );
+    eprintln!(
+        "many users: --status --json ({} users, {} doors, {status_bytes} bytes) in \
+         {status_took:.1?}; rotations {:?} doors, {ms:?} ms; total {:.1?}",
+        users.len(),
+        doors.len(),
+        rotations.iter().map(|r| r.doors).collect::<Vec<_>>(),
+        started.elapsed()
+    );
+}
+
+/// Two users with the same pair in one window (here: the same secret, so every pair) are
+/// two doors whose (A . B) is one key of `pairs`.
+#[test]
+fn nft_many_users_two_users_with_one_pair_each_get_in() {
+    if !nft_lab_available(false) {
+        return;
+    }
+    let started = Instant::now();
+    let mut rig = Rig::setup("nftsame", PERIOD, OPEN);
+    let dir = rig.files.join(format!("{NAME}.d"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for name in ["alice", "bob"] {
+        std::fs::write(dir.join(format!("{name}.toml")), "").unwrap();
+        let secret = dir.join(format!("{name}.secret"));
+        std::fs::write(&secret, format!("{}\n", user_secret(1).to_base32().as_str())).unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    rig.install_base();
+    rig.lab.start_echo_server(PROTECTED);
+    let first = rig.start_many();
+    let totp = user_totp(1);
+    let expected = 2 * [first.window - 1, first.window, first.window + 1]
+        .into_iter()
+        .filter(|&w| served(ports_of(&totp, w)))
+        .count();
+    assert_eq!(first.doors, expected, "{}", rig.log_text());
+    let (alice_at, bob_at) = (rig.lab.add_client_ipv4(3), rig.lab.add_client_ipv4(4));
+    let w = live_window(&totp, rig.counter_at(unix_now().as_secs_f64()));
+    let pair = ports_of(&totp, w);
+    rig.send(v4(alice_at), &pair, 100);
+    assert!(
+        rig.can_connect(alice_at),
+        "the shared pair of window {w} let nobody in\n{}",
+        rig.short_report()
+    );
+    rig.send(v4(bob_at), &pair, 100);
+    let second_in = rig.can_connect(bob_at);
+    eprintln!(
+        "same pair: first knock in, second knock in: {second_in}; {:.1?}",
+        started.elapsed()
+    );
+}
