@@ -8,6 +8,7 @@
 
 mod attack;
 mod docker;
+mod many_users;
 mod operator;
 mod state;
 mod users;
