@@ -218,6 +218,7 @@ Register-ArgumentCompleter -Native -CommandName 'knock-totp' -ScriptBlock {
         'knock-totp;server' {
             [CompletionResult]::new('-c', '-c', [CompletionResultType]::ParameterName, 'Server configuration file (written by `setup`)')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Server configuration file (written by `setup`)')
+            [CompletionResult]::new('--metrics-file', '--metrics-file', [CompletionResultType]::ParameterName, 'Write Prometheus metrics (counters, attack state, doors) to PATH, replaced atomically after each rotation and within seconds of a change, for node_exporter''s textfile collector (name it *.prom); nftables engine only')
             [CompletionResult]::new('--once', '--once', [CompletionResultType]::ParameterName, 'Do one rotation and exit')
             [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print the actions instead of doing them, window after window (it never exits: add --once for one pass)')
             [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Print the engine''s state (doors, allowed and banned sources, counters) and exit; with -v, the door ports too')

@@ -555,7 +555,7 @@ _knock__totp() {
             return 0
             ;;
         knock__totp__subcmd__server)
-            opts="-c -v -q -h --config --once --dry-run --status --json --verbose --quiet --help unban"
+            opts="-c -v -q -h --config --once --dry-run --status --json --metrics-file --verbose --quiet --help unban"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -566,6 +566,10 @@ _knock__totp() {
                     return 0
                     ;;
                 -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

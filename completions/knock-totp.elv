@@ -204,6 +204,7 @@ set edit:completion:arg-completer[knock-totp] = {|@words|
         &'knock-totp;server'= {
             cand -c 'Server configuration file (written by `setup`)'
             cand --config 'Server configuration file (written by `setup`)'
+            cand --metrics-file 'Write Prometheus metrics (counters, attack state, doors) to PATH, replaced atomically after each rotation and within seconds of a change, for node_exporter''s textfile collector (name it *.prom); nftables engine only'
             cand --once 'Do one rotation and exit'
             cand --dry-run 'Print the actions instead of doing them, window after window (it never exits: add --once for one pass)'
             cand --status 'Print the engine''s state (doors, allowed and banned sources, counters) and exit; with -v, the door ports too'

@@ -138,6 +138,7 @@ complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -s v -l ver
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -s q -l quiet -d 'Print only results and errors'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand setup" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand server; and not __fish_seen_subcommand_from unban" -s c -l config -d 'Server configuration file (written by `setup`)' -r -F
+complete -c knock-totp -n "__fish_knock_totp_using_subcommand server; and not __fish_seen_subcommand_from unban" -l metrics-file -d 'Write Prometheus metrics (counters, attack state, doors) to PATH, replaced atomically after each rotation and within seconds of a change, for node_exporter\'s textfile collector (name it *.prom); nftables engine only' -r -F
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand server; and not __fish_seen_subcommand_from unban" -l once -d 'Do one rotation and exit'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand server; and not __fish_seen_subcommand_from unban" -l dry-run -d 'Print the actions instead of doing them, window after window (it never exits: add --once for one pass)'
 complete -c knock-totp -n "__fish_knock_totp_using_subcommand server; and not __fish_seen_subcommand_from unban" -l status -d 'Print the engine\'s state (doors, allowed and banned sources, counters) and exit; with -v, the door ports too'

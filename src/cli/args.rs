@@ -442,6 +442,12 @@ pub struct ServerArgs {
     #[arg(long, requires = "status")]
     pub json: bool,
 
+    /// Write Prometheus metrics (counters, attack state, doors) to PATH, replaced atomically
+    /// after each rotation and within seconds of a change, for node_exporter's textfile
+    /// collector (name it *.prom); nftables engine only
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["status", "dry_run"])]
+    pub metrics_file: Option<PathBuf>,
+
     #[command(subcommand)]
     pub action: Option<ServerAction>,
 }

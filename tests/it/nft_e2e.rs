@@ -9,6 +9,7 @@
 mod attack;
 mod docker;
 mod many_users;
+mod metrics;
 mod operator;
 mod state;
 mod users;
@@ -136,6 +137,8 @@ pub(crate) struct Rig {
     /// The current daemon's stderr (the lab's log file).
     log: Option<PathBuf>,
     logs: usize,
+    /// Options the daemon gets after `--config FILE`.
+    daemon_args: Vec<String>,
 }
 
 impl Rig {
@@ -175,6 +178,7 @@ impl Rig {
             .unwrap(),
             log: None,
             logs: 0,
+            daemon_args: Vec::new(),
         };
         let secret = rig.files.join("web.secret");
         assert_eq!(
@@ -267,10 +271,13 @@ impl Rig {
     /// first window with `doors` doors.
     fn start_daemon_via(&mut self, prefix: &[&str], doors: usize) {
         self.logs += 1;
-        let config = PathBuf::from(&self.config);
+        let mut argv = prefix.to_vec();
+        argv.extend([env!("CARGO_BIN_EXE_knock-totp"), "server", "--config"]);
+        argv.push(&self.config);
+        argv.extend(self.daemon_args.iter().map(String::as_str));
         let log = self
             .lab
-            .spawn_daemon(prefix, &config, &format!("server-{}.log", self.logs));
+            .server_spawn(&argv, &format!("server-{}.log", self.logs));
         self.log = Some(log);
         let first = self.wait_rotation(0, Duration::from_secs(10));
         let log = self.log_text();
@@ -280,6 +287,11 @@ impl Rig {
             )),
             "{log}"
         );
+    }
+
+    /// Options every later start of the daemon gets after `--config FILE`.
+    pub(crate) fn with_daemon_args(&mut self, args: &[&str]) {
+        self.daemon_args = args.iter().map(|a| a.to_string()).collect();
     }
 
     /// The daemon's state file: the newest window whose door it put in the kernel.

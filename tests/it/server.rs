@@ -581,3 +581,44 @@ fn a_daemon_whose_rotations_fail_leaves_no_door_once_their_time_is_up() {
         "doors left after SIGTERM:\n{text}"
     );
 }
+
+#[test]
+fn metrics_file_is_refused_with_the_knockd_engine_or_a_missing_directory() {
+    let dir = ServerDir::new();
+    let metrics = dir.path("knock-totp.prom");
+    let config = dir.config("engine = \"knockd\"\nfirewall = \"iptables\"");
+    let out = dir
+        .server(&config)
+        .args(["--once", "--metrics-file"])
+        .arg(&metrics)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    let first = err.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("--metrics-file") && first.contains("engine = \"knockd\""),
+        "{err}"
+    );
+    assert!(!metrics.exists() && !dir.conf().exists(), "{err}");
+
+    let config = dir.config("engine = \"nftables\"\nfirewall = \"nftables\"");
+    let missing = dir.path("no-such-dir/knock-totp.prom");
+    let out = dir
+        .server(&config)
+        .args(["--once", "--metrics-file"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(err.contains("does not exist"), "{err}");
+
+    let out = dir
+        .server(&config)
+        .args(["--status", "--metrics-file"])
+        .arg(&metrics)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+}

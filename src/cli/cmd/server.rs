@@ -45,7 +45,19 @@ pub fn run(ctx: &Context, args: ServerArgs) -> anyhow::Result<()> {
 
     let state = ServedState::for_server(&config.name);
     let user_count = holders.as_ref().map_or(0, |h| h.len().max(1));
-    let engine = engine::build(config, user_count, ctx.log)?;
+    if args.metrics_file.is_some() && config.engine != EngineKind::Nftables {
+        return Err(UserError::usage(format!(
+            "--metrics-file writes the nftables engine's counters, which the kernel keeps; \
+             this server runs engine = \"{}\", whose knocks only knockd sees",
+            config.engine.as_str()
+        ))
+        .with_hint("knockd logs its knocks to syslog (journalctl -u knockd): count them there")
+        .into());
+    }
+    let mut engine = engine::build(config, user_count, ctx.log)?;
+    if let Some(path) = &args.metrics_file {
+        engine.write_metrics_to(path)?;
+    }
     let mut server = Rotation::new(totp, engine, ctx.log, args.dry_run).remembering(state);
     if let Some(holders) = holders {
         ctx.log.note(format!(
@@ -162,9 +174,9 @@ fn guessing(config: &ServerConfig, config_path: &std::path::Path) -> anyhow::Res
 /// `server unban ADDRESS`: lifts the address's bans (and its networks') and forgets its
 /// wrong knocks, in one nft transaction.
 fn unban(ctx: &Context, args: &ServerArgs, unban_args: &UnbanArgs) -> anyhow::Result<()> {
-    if args.status || args.once || args.dry_run || args.json {
+    if args.status || args.once || args.dry_run || args.json || args.metrics_file.is_some() {
         return Err(UserError::usage(
-            "server unban does not take --status, --json, --once or --dry-run",
+            "server unban does not take --status, --json, --once, --dry-run or --metrics-file",
         )
         .with_hint("run `knock-totp server unban --config FILE ADDRESS` on its own")
         .into());

@@ -7,10 +7,12 @@
 pub mod knockd;
 pub mod nftables;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::core::window::Window;
+use crate::error::UserError;
 use crate::log::Log;
 use crate::server::config::{EngineKind, ServerConfig};
 use crate::server::doors::{ActiveDoor, DoorUser};
@@ -60,6 +62,16 @@ pub trait Engine {
     /// there and restores it if someone removed it.
     fn repair(&mut self) -> anyhow::Result<()> {
         Ok(())
+    }
+
+    /// From now on, writes the engine's metrics to `path` (`server --metrics-file`), a
+    /// Prometheus textfile replaced atomically; an engine that keeps no counters refuses.
+    fn write_metrics_to(&mut self, path: &Path) -> anyhow::Result<()> {
+        Err(UserError::usage(format!(
+            "--metrics-file {}: this engine keeps no counters to write",
+            path.display()
+        ))
+        .into())
     }
 
     /// How long before a window starts its doors go in place (zero: at the boundary).

@@ -523,7 +523,15 @@ fn nft_users_status_and_log_name_the_user_not_the_ports() {
         return;
     }
     let started = Instant::now();
-    let rig = both("nftusname");
+    // `both`, with the metrics file.
+    let mut rig = Rig::setup("nftusname", PERIOD, OPEN);
+    rig.add_user("alice", ALICE, &[]);
+    rig.add_user("bob", BOB, &[]);
+    let metrics = rig.lab.dir.path().join("knock-totp.prom");
+    rig.with_daemon_args(&["--metrics-file", &metrics.to_string_lossy()]);
+    rig.install_base();
+    rig.lab.start_echo_server(PROTECTED);
+    rig.start_daemon_expecting(6);
     let (alice, bob) = (User::alice(), User::bob());
     let alice_at = rig.lab.add_client_ipv4(3);
     let w = live_window(&alice.totp, &[]);
@@ -568,11 +576,24 @@ fn nft_users_status_and_log_name_the_user_not_the_ports() {
     rig.wait_rotation(last + 1, Duration::from_secs(PERIOD + 3));
     let log = rig.log_text();
     assert!(!log.contains("door opened: user bob"), "{log}");
+    // The metrics name the users too, with the doors each opened.
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let opened = |user: &str| -> u64 {
+        let series =
+            format!("knock_totp_user_doors_opened_total{{server=\"web\",user=\"{user}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .unwrap_or_else(|| panic!("no {series}in\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(opened("alice") >= 1, "{text}");
+    assert_eq!(opened("bob"), 0, "{text}");
 
     // No port of a door served appears in the log (nor anywhere in a line of it).
     let served: BTreeSet<u64> = rig.rotations().into_iter().collect();
     assert!(!served.is_empty(), "{log}");
-    let words = log_words(&log);
+    let words = log_words(&(log.clone() + &text));
     let mut checked = 0;
     for counter in &served {
         for user in [&alice, &bob] {

@@ -6,6 +6,7 @@
 //! daemon at all.
 
 pub mod design;
+pub mod metrics;
 pub mod report;
 pub mod ruleset;
 pub mod status;
@@ -14,11 +15,12 @@ pub mod unban;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
+use self::metrics::MetricsInput;
 use self::ruleset::{
     base_ruleset, base_settings, doors_transaction, effective_doors, remove_doors_transaction,
     rotation_transaction, NftDoor, NftParams, NftUser, ATTACK_SET, STATE_SET,
@@ -26,7 +28,9 @@ use self::ruleset::{
 use self::ruleset::{
     grants_set, opened_counter, revoke_transaction, slot_of, Family, MAX_SLOT, SERVER_SLOT,
 };
-use self::status::{keyed_sources, named_counters, parse_status_value, set_elements, NftStatus};
+use self::status::{
+    keyed_sources, named_counters, parse_status_value, set_elements, Counters, NftStatus,
+};
 use crate::core::window::Window;
 use crate::error::UserError;
 use crate::log::Log;
@@ -277,6 +281,21 @@ pub struct NftEngine {
     opened_seen: BTreeMap<String, u64>,
     /// The grants seen at the last look: (slot, address) -> the unix second it ends.
     grants_seen: BTreeMap<(u16, IpAddr), u64>,
+    /// The server's name (the metrics' `server` label).
+    server: String,
+    /// The metrics file (`server --metrics-file`), if any.
+    metrics: Option<MetricsFile>,
+    /// The unix second the doors of a window were last put in place.
+    last_rotation: u64,
+}
+
+/// Where the metrics go, and what was last written there.
+struct MetricsFile {
+    path: PathBuf,
+    /// The text last written (an unchanged text is not written again).
+    written: Option<String>,
+    /// Whether the last attempt failed (to log a failure once, and the recovery).
+    failing: bool,
 }
 
 /// Most lines one look at the openings logs (a burst of logins must not flood the journal).
@@ -295,6 +314,9 @@ impl NftEngine {
             next_slot: SERVER_SLOT + 1,
             opened_seen: BTreeMap::new(),
             grants_seen: BTreeMap::new(),
+            server: config.name.clone(),
+            metrics: None,
+            last_rotation: 0,
         }
     }
 
@@ -367,23 +389,39 @@ impl NftEngine {
             .collect()
     }
 
+    /// The table's named counters (`nft -j list counters`: cheap, no set is listed), or
+    /// `None` when the table is not in the kernel.
+    fn read_counters(&self) -> anyhow::Result<Option<BTreeMap<String, u64>>> {
+        let table = &self.params.table;
+        let Some(json) = self
+            .nft
+            .list(table, &["counters", "table", "inet", table])?
+        else {
+            return Ok(None);
+        };
+        let value: Value = serde_json::from_str(&json)
+            .map_err(|e| UserError::runtime(format!("cannot read the counters of {table}: {e}")))?;
+        Ok(Some(named_counters(&value)))
+    }
+
     /// Logs who opened a door since the last look, and from where (never the ports): reads
     /// the counters, and the grants only when a user's count went up.
     fn watch_openings(&mut self) -> anyhow::Result<()> {
+        if self.users_served().is_empty() {
+            return Ok(());
+        }
+        match self.read_counters()? {
+            Some(counters) => self.note_openings(&counters),
+            None => Ok(()),
+        }
+    }
+
+    /// `watch_openings` with the counters read.
+    fn note_openings(&mut self, counters: &BTreeMap<String, u64>) -> anyhow::Result<()> {
         let users = self.users_served();
         if users.is_empty() {
             return Ok(());
         }
-        let table = self.params.table.clone();
-        let Some(json) = self
-            .nft
-            .list(&table, &["counters", "table", "inet", &table])?
-        else {
-            return Ok(());
-        };
-        let value: Value = serde_json::from_str(&json)
-            .map_err(|e| UserError::runtime(format!("cannot read the counters of {table}: {e}")))?;
-        let counters = named_counters(&value);
         let mut changed = false;
         for (_, tag) in users.values() {
             let count = counters.get(&opened_counter(tag)).copied().unwrap_or(0);
@@ -426,6 +464,64 @@ impl NftEngine {
             ));
         }
         Ok(())
+    }
+
+    /// Writes the metrics file from `counters` when its text changed; a failure is logged
+    /// once (and the recovery), never an error of the doors.
+    fn write_metrics(&mut self, counters: &BTreeMap<String, u64>) {
+        let mut users: Vec<(String, u64)> = self
+            .users_served()
+            .into_values()
+            .map(|(name, tag)| {
+                let opened = counters.get(&opened_counter(&tag)).copied().unwrap_or(0);
+                (name, opened)
+            })
+            .collect();
+        users.sort();
+        let text = metrics::render(&MetricsInput {
+            server: self.server.clone(),
+            counters: Counters::from_named(counters),
+            users,
+            under_attack: self.under_attack,
+            doors: self.installed,
+            last_rotation: self.last_rotation,
+        });
+        let Some(file) = self.metrics.as_mut() else {
+            return;
+        };
+        if file.written.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        let result = crate::fsutil::write_atomically(&file.path, text.as_bytes(), 0o644);
+        let failed = result.as_ref().err().map(|e| format!("{e:#}"));
+        let was_failing = std::mem::replace(&mut file.failing, failed.is_some());
+        let shown = file.path.display().to_string();
+        match failed {
+            None => {
+                file.written = Some(text);
+                if was_failing {
+                    self.log.note(format!("metrics: {shown} written again"));
+                }
+            }
+            Some(error) if !was_failing => self.log.alarm(format!(
+                "metrics: {error} (the metrics file stays as it was until a write succeeds; \
+                 the doors are not concerned)"
+            )),
+            Some(_) => {}
+        }
+    }
+
+    /// Reads the counters and writes the metrics file, when there is one (after a rotation,
+    /// or at a stop: a failure is logged, never an error of the doors).
+    fn refresh_metrics(&mut self) {
+        if self.metrics.is_none() {
+            return;
+        }
+        match self.read_counters() {
+            Ok(Some(counters)) => self.write_metrics(&counters),
+            Ok(None) => {}
+            Err(e) => self.log.alarm(format!("metrics: {e:#}")),
+        }
     }
 
     /// The slot of a door's holder: the single secret's, or the user's (given at first sight).
@@ -548,6 +644,7 @@ impl Engine for NftEngine {
         // A base table loaded just now has every chain; otherwise the repair every few
         // seconds re-asserts them, and the boundary's transaction is the doors alone.
         let in_place = self.load_doors(doors, first)?;
+        self.last_rotation = crate::clock::wall_clock()?.as_secs();
         let skipped = wanted - in_place;
         self.log.note(format!(
             "window {}: {} doors in table inet {}{}, {} ms",
@@ -561,6 +658,7 @@ impl Engine for NftEngine {
             },
             started.elapsed().as_millis()
         ));
+        self.refresh_metrics();
         Ok(())
     }
 
@@ -584,11 +682,54 @@ impl Engine for NftEngine {
 
     /// A deleted table or a flushed chain is restored within seconds, doors included, not at
     /// the next boundary: the repair's doors transaction re-asserts every chain's rules.
+    /// Then writes the metrics file when anything in it changed (one read of the counters
+    /// serves both the openings' log and the metrics).
     fn repair(&mut self) -> anyhow::Result<()> {
         self.ensure_base(false)?;
         self.load_doors(self.last_doors.clone(), true)?;
         self.watch_attack()?;
-        self.watch_openings()
+        if self.metrics.is_none() {
+            return self.watch_openings();
+        }
+        let Some(counters) = self.read_counters()? else {
+            return Ok(());
+        };
+        self.note_openings(&counters)?;
+        self.write_metrics(&counters);
+        Ok(())
+    }
+
+    /// Checks that the file can go there: a file name in an existing directory. Whether the
+    /// daemon may write it shows at the first rotation (logged, never an error of the doors).
+    fn write_metrics_to(&mut self, path: &Path) -> anyhow::Result<()> {
+        let shown = path.display();
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let bad = |why: String| -> anyhow::Error {
+            UserError::usage(format!("--metrics-file {shown}: {why}"))
+                .with_hint(
+                    "give a file in node_exporter's textfile directory, e.g. \
+                     /var/lib/prometheus/node-exporter/knock-totp.prom",
+                )
+                .into()
+        };
+        if path.file_name().is_none() {
+            return Err(bad("not a file name".into()));
+        }
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+            return Err(bad("is a directory".into()));
+        }
+        if !std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
+            return Err(bad(format!("directory {} does not exist", dir.display())));
+        }
+        self.metrics = Some(MetricsFile {
+            path: path.to_path_buf(),
+            written: None,
+            failing: false,
+        });
+        Ok(())
     }
 
     /// Deletes the users' grants sets and counters, and their addresses from the protected
@@ -642,6 +783,7 @@ impl Engine for NftEngine {
             self.installed, self.params.port
         ));
         self.installed = 0;
+        self.refresh_metrics();
         Ok(())
     }
 }

@@ -53,6 +53,26 @@ pub struct Counters {
     pub limited: u64,
 }
 
+impl Counters {
+    /// The counters among a table's named counters (as [`named_counters`] reads them); a
+    /// missing one is 0.
+    pub fn from_named(named: &BTreeMap<String, u64>) -> Self {
+        let get = |name: &str| named.get(name).copied().unwrap_or(0);
+        Self {
+            knocks: get(COUNTER_KNOCKS),
+            opened: get(COUNTER_OPENED),
+            refused: get(COUNTER_REFUSED),
+            cancelled: get(COUNTER_CANCELLED),
+            bans: get(COUNTER_BANS),
+            denied: get(COUNTER_DENIED),
+            banned: get(COUNTER_BANNED),
+            attacked: get(COUNTER_ATTACKED),
+            untracked: get(COUNTER_UNTRACKED),
+            limited: get(COUNTER_LIMITED),
+        }
+    }
+}
+
 /// One user of a server with users, as the kernel holds them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserStatus {
@@ -485,6 +505,8 @@ mod tests {
             }
         );
         assert!(st.allowed.is_empty() && st.doors.is_empty());
+        let named = named_counters(&serde_json::from_str(j).unwrap());
+        assert_eq!(Counters::from_named(&named), st.counters);
         assert_eq!(st.banned.len(), 2);
         assert_eq!(st.banned[0].seconds_left, Some(59));
         assert_eq!(st.banned[1].seconds_left, None);
