@@ -5,19 +5,30 @@ use std::process::ExitCode;
 use clap::Parser;
 use knock_totp::cli::{self, args::Cli};
 use knock_totp::error;
+use knock_totp::log::{self, Priority};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Usage errors too carry their priority in the journal (a unit's ExecStart= typo).
+        Err(err) if err.use_stderr() && log::stderr_is_journal() => {
+            log::emit(Priority::Error, err.render().to_string().trim_end());
+            std::process::exit(err.exit_code());
+        }
+        Err(err) => err.exit(),
+    };
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let (code, hint) = error::classify(&err);
             if code != 0 {
                 let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
-                eprintln!("knock-totp: {}", dedup_chain(&chain));
+                let mut text = format!("knock-totp: {}", dedup_chain(&chain));
                 if let Some(hint) = hint {
-                    eprintln!("hint: {hint}");
+                    text.push_str(&format!("\nhint: {hint}"));
                 }
+                // One write: in the journal, each line carries the error's priority.
+                log::emit(Priority::Error, &text);
             }
             ExitCode::from(code as u8)
         }

@@ -76,6 +76,12 @@ in \fIsecrets/\fR beside it.
 .TP
 \fBKNOCK_TOTP_SSH\fR
 The ssh program \fBknock\-totp ssh\fR runs (default \fBssh\fR).
+.TP
+\fBJOURNAL_STREAM\fR
+Set by systemd when standard error is the journal: when it names the file on standard
+error, every line starts with its syslog priority (\fB<3>\fR errors, \fB<4>\fR warnings,
+\fB<6>\fR notes, \fB<7>\fR details), so \fBjournalctl \-p warning\fR shows attacks and
+failures only.
 "#;
 
 const EXAMPLES: &str = r#".SH EXAMPLES

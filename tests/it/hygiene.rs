@@ -13,20 +13,25 @@ use knock_totp::core::secret::SecretKey;
 
 use crate::support::{have, is_root, stderr_of, write_private, Env};
 
-struct Secret {
+pub(crate) struct Secret {
     upper: String,
     lower: String,
 }
 
 impl Secret {
     fn new() -> Self {
-        let upper = SecretKey::generate().to_base32().to_string();
+        Self::known(&SecretKey::generate().to_base32())
+    }
+
+    /// A secret some command made (setup's), in base32.
+    pub(crate) fn known(base32: &str) -> Self {
+        let upper = base32.trim().to_ascii_uppercase();
         let lower = upper.to_ascii_lowercase();
         Self { upper, lower }
     }
 
     /// Fails if `text` holds the secret in either case, or any 12-character run of it.
-    fn assert_absent(&self, what: &str, text: &str) {
+    pub(crate) fn assert_absent(&self, what: &str, text: &str) {
         let folded = text.to_ascii_uppercase();
         for start in 0..=self.upper.len() - 12 {
             let run = &self.upper[start..start + 12];

@@ -11,6 +11,7 @@ mod diagnosis;
 mod generated;
 mod hardening;
 mod hygiene;
+mod journal;
 mod keyring;
 mod knock_e2e;
 mod knock_local;
