@@ -264,12 +264,7 @@ impl Rig {
     /// Like `start_daemon`, with the daemon run through `prefix` (argv words before it), its
     /// first window with `doors` doors.
     fn start_daemon_via(&mut self, prefix: &[&str], doors: usize) {
-        self.logs += 1;
-        let config = PathBuf::from(&self.config);
-        let log = self
-            .lab
-            .spawn_daemon(prefix, &config, &format!("server-{}.log", self.logs));
-        self.log = Some(log);
+        self.spawn_daemon_via(prefix);
         let first = self.wait_rotation(0, Duration::from_secs(10));
         let log = self.log_text();
         assert!(
@@ -278,6 +273,16 @@ impl Rig {
             )),
             "{log}"
         );
+    }
+
+    /// Starts the daemon through `prefix` (e.g. `env NAME=VALUE...`) and returns at once.
+    pub(crate) fn spawn_daemon_via(&mut self, prefix: &[&str]) {
+        self.logs += 1;
+        let config = PathBuf::from(&self.config);
+        let log = self
+            .lab
+            .spawn_daemon(prefix, &config, &format!("server-{}.log", self.logs));
+        self.log = Some(log);
     }
 
     /// The daemon's state file: the newest window whose door it put in the kernel.
@@ -378,7 +383,7 @@ impl Rig {
         json_of(&out)
     }
 
-    fn table_exists(&self) -> bool {
+    pub(crate) fn table_exists(&self) -> bool {
         self.lab
             .server_cmd("nft")
             .args(["list", "table", "inet", TABLE])
