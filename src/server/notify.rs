@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use crate::log::Log;
 
+/// The shortest sleep the watchdog imposes on the loop.
+pub const MIN_WAKE: Duration = Duration::from_millis(100);
+
 /// Where the messages go and how often the watchdog wants them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyEnv {
@@ -138,9 +141,11 @@ impl Notifier {
     }
 
     /// `sleep`, cut so that the loop wakes (and pings) at least every quarter of the watchdog
-    /// interval: a ping at least every half of it even with a slow repair in between.
+    /// interval: a ping at least every half of it even with a slow repair in between. Never
+    /// below `MIN_WAKE`: a tiny `WatchdogSec=` must not make the loop spin on the firewall.
     pub fn wake_within(&self, sleep: Duration) -> Duration {
-        self.watchdog.map_or(sleep, |w| sleep.min(w / 4))
+        self.watchdog
+            .map_or(sleep, |w| sleep.min((w / 4).max(MIN_WAKE)))
     }
 
     /// The doors are in place (or the fail-closed start without them): `READY=1`.
@@ -254,6 +259,12 @@ mod tests {
             notifier.wake_within(Duration::from_millis(100)),
             Duration::from_millis(100)
         );
+        let tiny = NotifyEnv {
+            watchdog: Some(Duration::from_millis(20)),
+            ..env
+        };
+        let notifier = Notifier::to(&tiny, Log::default());
+        assert_eq!(notifier.wake_within(Duration::from_secs(5)), MIN_WAKE);
     }
 
     #[test]
