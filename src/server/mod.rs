@@ -1,6 +1,6 @@
 //! The server: the doors of each window go to a knock engine, which opens the protected port
 //! through the host firewall or the cloud's. `config` is the daemon's file, `artifacts` what
-//! `setup` writes, `doors` what a window needs, `rotation` the loop that follows the clock, `state`
+//! `setup` writes, `doors` what a window needs, `rotation` the loop that follows the clock, `notify` its word to systemd, `state`
 //! the newest window served (kept across restarts),
 //! `engine/` the knock engines, `firewall/` the backends a door's grant runs through, and
 //! `cloud/` the cloud CLIs.
@@ -11,6 +11,7 @@ pub mod config;
 pub mod doors;
 pub mod engine;
 pub mod firewall;
+pub mod notify;
 pub mod paths;
 pub mod retry;
 pub mod rotation;

@@ -9,6 +9,7 @@ use crate::core::window::Window;
 use crate::log::Log;
 use crate::server::doors::{holders_doors, DoorUser, Holder};
 use crate::server::engine::Engine;
+use crate::server::notify::Notifier;
 use crate::server::schedule::{clock_jump, next_step, ClockJump, Step};
 use crate::server::signals::StopSignal;
 use crate::server::state::{hold_back, newest, starts_behind, ServedState, StateFileError};
@@ -33,6 +34,8 @@ pub struct Rotation {
     floor: Option<u64>,
     /// The newest window recorded in the state file.
     recorded: Option<u64>,
+    /// systemd's readiness and watchdog (silent without `$NOTIFY_SOCKET`).
+    pub notify: Notifier,
 }
 
 impl Rotation {
@@ -48,6 +51,7 @@ impl Rotation {
             served: None,
             floor: None,
             recorded: None,
+            notify: Notifier::from_env(log),
         }
     }
 
@@ -140,6 +144,12 @@ impl Rotation {
             }
             return Err(self.cleanup_after(e));
         }
+        // systemd: the table and the doors are in place (or the fail-closed start is).
+        self.notify.ready(&if behind {
+            "started without doors: the clock is behind the windows already served".to_owned()
+        } else {
+            format!("window {}: doors in place", window.counter)
+        });
         if once {
             return Ok(());
         }
@@ -171,6 +181,13 @@ impl Rotation {
                             "rotation to window {} failed (trying again): {e:#}",
                             window.counter
                         ));
+                        self.notify.status(&format!(
+                            "rotation to window {} failed (trying again)",
+                            window.counter
+                        ));
+                    } else {
+                        self.notify
+                            .rotated(&format!("window {}: doors in place", window.counter));
                     }
                     continue;
                 }
@@ -191,12 +208,17 @@ impl Rotation {
                     sleep
                 }
             };
-            if !stop.pause(sleep) {
+            // Woken often enough for the watchdog's pings (only after a success: a hung or
+            // failing engine stops them, and systemd restarts the daemon).
+            if !stop.pause(self.notify.wake_within(sleep)) {
                 break;
             }
-            if !self.dry_run {
-                if let Err(e) = self.engine.repair() {
-                    self.log.alarm(format!("{e:#}"));
+            if self.dry_run {
+                self.notify.alive();
+            } else {
+                match self.engine.repair() {
+                    Ok(()) => self.notify.alive(),
+                    Err(e) => self.log.alarm(format!("{e:#}")),
                 }
             }
             if stop.take_hangups() > 0 {
@@ -229,6 +251,7 @@ impl Rotation {
     /// The engine's shut-down, except in a dry run, which never touches the firewall (a real
     /// daemon may be running beside it).
     fn shut_down(&mut self) -> anyhow::Result<()> {
+        self.notify.stopping(self.engine.stopping());
         if self.dry_run {
             return Ok(());
         }

@@ -39,7 +39,11 @@ pub fn unit(config: &ServerConfig, config_path: &Path, executable: &Path) -> Str
          After=network-online.target {after}\n\
          \n\
          [Service]\n\
-         Type=simple\n\
+         # READY=1 once the doors are in place; WATCHDOG=1 after each rotation or repair that\n\
+         # succeeded (the loop wakes at least every 5 s): a hung daemon is restarted.\n\
+         Type=notify\n\
+         NotifyAccess=main\n\
+         WatchdogSec={watchdog}\n\
          ExecStart={executable} server --config {config}\n\
          # `systemctl reload`: the daemon reads its users directory again (SIGHUP).\n\
          ExecReload=/bin/kill -HUP $MAINPID\n\
@@ -89,8 +93,14 @@ pub fn unit(config: &ServerConfig, config_path: &Path, executable: &Path) -> Str
         secret = config.secret_file.display(),
         state = STATE_DIRECTORY,
         state_dir = DEFAULT_STATE_DIR,
+        watchdog = WATCHDOG_SECONDS,
     )
 }
+
+/// `WatchdogSec=`: six of the loop's wakes (`MAX_SLEEP_CHUNK`, 5 s) fit in it, so a slow
+/// repair or two never trips it, and a hung one is restarted within half a minute (a TOTP
+/// window: the doors in the kernel outlive it).
+pub const WATCHDOG_SECONDS: u64 = 30;
 
 /// The packaged template unit `knock-totp-server@.service`: instance NAME runs
 /// `/etc/knock-totp/NAME.toml` with the secret `/etc/knock-totp/NAME.secret`.
@@ -186,6 +196,7 @@ pub const NFT_PROGRAM: &str = "/usr/sbin/nft";
 mod tests {
     use super::*;
     use crate::server::firewall::Nftables;
+    use std::time::Duration;
 
     fn sample() -> ServerConfig {
         crate::server::config::sample_config()
@@ -207,6 +218,10 @@ mod tests {
             "PrivateTmp=yes",
             "StateDirectory=knock-totp",
             "StateDirectoryMode=0700",
+            "Type=notify",
+            "NotifyAccess=main",
+            "WatchdogSec=30",
+            "Restart=on-failure",
         ] {
             assert!(unit.lines().any(|l| l == line), "{line} missing:\n{unit}");
         }
@@ -253,6 +268,13 @@ mod tests {
             !knockd.lines().any(|l| l.starts_with("ProtectProc=")),
             "{knockd}"
         );
+    }
+
+    /// Three loop wakes at least fit in the watchdog's interval.
+    #[test]
+    fn the_watchdog_leaves_room_for_several_wakes() {
+        use crate::server::schedule::MAX_SLEEP_CHUNK;
+        assert!(Duration::from_secs(WATCHDOG_SECONDS) >= 3 * MAX_SLEEP_CHUNK);
     }
 
     #[test]

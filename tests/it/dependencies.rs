@@ -159,7 +159,7 @@ mod server {
         (
             0,
             &[
-                "mod", "paths", "doors", "state", "schedule", "signals", "retry",
+                "mod", "paths", "doors", "state", "schedule", "signals", "retry", "notify",
             ],
         ),
         (1, &["firewall", "cloud"]),

@@ -16,6 +16,7 @@ mod keyring;
 mod knock_e2e;
 mod knock_local;
 mod nft_e2e;
+mod notify;
 mod packaging;
 mod readme;
 mod readme_admin;

@@ -270,15 +270,7 @@ impl Rig {
     /// Like `start_daemon`, with the daemon run through `prefix` (argv words before it), its
     /// first window with `doors` doors.
     fn start_daemon_via(&mut self, prefix: &[&str], doors: usize) {
-        self.logs += 1;
-        let mut argv = prefix.to_vec();
-        argv.extend([env!("CARGO_BIN_EXE_knock-totp"), "server", "--config"]);
-        argv.push(&self.config);
-        argv.extend(self.daemon_args.iter().map(String::as_str));
-        let log = self
-            .lab
-            .server_spawn(&argv, &format!("server-{}.log", self.logs));
-        self.log = Some(log);
+        self.spawn_daemon_via(prefix);
         let first = self.wait_rotation(0, Duration::from_secs(10));
         let log = self.log_text();
         assert!(
@@ -292,6 +284,20 @@ impl Rig {
     /// Options every later start of the daemon gets after `--config FILE`.
     pub(crate) fn with_daemon_args(&mut self, args: &[&str]) {
         self.daemon_args = args.iter().map(|a| a.to_string()).collect();
+    }
+
+    /// Starts the daemon through `prefix` (e.g. `env NAME=VALUE...`), with the options of
+    /// `with_daemon_args`, and returns at once.
+    pub(crate) fn spawn_daemon_via(&mut self, prefix: &[&str]) {
+        self.logs += 1;
+        let mut argv = prefix.to_vec();
+        argv.extend([env!("CARGO_BIN_EXE_knock-totp"), "server", "--config"]);
+        argv.push(&self.config);
+        argv.extend(self.daemon_args.iter().map(String::as_str));
+        let log = self
+            .lab
+            .server_spawn(&argv, &format!("server-{}.log", self.logs));
+        self.log = Some(log);
     }
 
     /// The daemon's state file: the newest window whose door it put in the kernel.
@@ -392,7 +398,7 @@ impl Rig {
         json_of(&out)
     }
 
-    fn table_exists(&self) -> bool {
+    pub(crate) fn table_exists(&self) -> bool {
         self.lab
             .server_cmd("nft")
             .args(["list", "table", "inet", TABLE])
