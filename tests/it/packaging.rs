@@ -98,7 +98,11 @@ rm -f /usr/bin/systemctl
 printf '#!/bin/sh\necho "$*" >>/tmp/systemctl.log\n' >/usr/bin/systemctl
 chmod 755 /usr/bin/systemctl
 cd /tmp/pkg
-[ ! -e /usr/bin/knock-totp ] || fail "knock-totp is installed already"
+# A knock-totp that this machine has already (the package, or a copy) goes first, in here only.
+if dpkg-query -W -f='${Status}' knock-totp 2>/dev/null | grep -q ' installed$'; then
+    dpkg --purge knock-totp >/dev/null
+fi
+rm -f /usr/bin/knock-totp /tmp/systemctl.log
 apt-get install -y --no-install-recommends ./knock-totp_*.deb
 echo "status: $(dpkg-query -W -f='${Status}' knock-totp)"
 echo "version: $(/usr/bin/knock-totp --version)"
