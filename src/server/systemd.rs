@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::core::ports::knock_range_text;
 use crate::server::config::{EngineKind, ServerConfig};
 use crate::server::engine::{design, AtBoot, UnitRole};
-use crate::server::firewall::{Firewall, Iptables};
+use crate::server::firewall::{Firewall, Nftables};
 use crate::server::paths::{
     base_ruleset_path, base_unit_name, config_path, host_firewall_script_path, DEFAULT_STATE_DIR,
     SECRET_CREDENTIAL, STATE_DIRECTORY,
@@ -105,12 +105,13 @@ pub const WATCHDOG_SECONDS: u64 = 30;
 /// The packaged template unit `knock-totp-server@.service`: instance NAME runs
 /// `/etc/knock-totp/NAME.toml` with the secret `/etc/knock-totp/NAME.secret`.
 pub fn template_unit(executable: &Path) -> String {
+    // The default engine's unit: a knockd-engine server uses the unit `setup` writes for it.
     let template = ServerConfig::new(
         "%i",
         22,
-        EngineKind::Knockd,
+        EngineKind::Nftables,
         "eth0",
-        &Firewall::Iptables(Iptables),
+        &Firewall::Nftables(Nftables),
     );
     let config = config_path("%i");
     unit(&template, &config, executable).replace(
@@ -195,7 +196,6 @@ pub const NFT_PROGRAM: &str = "/usr/sbin/nft";
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::firewall::Nftables;
     use std::time::Duration;
 
     fn sample() -> ServerConfig {

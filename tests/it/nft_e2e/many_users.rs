@@ -465,7 +465,10 @@ fn nft_many_users_straddle_sweep_replay_and_status() {
     // A sweep at full speed may fail to keep some of its own stages (`untracked`: the kernel
     // cannot add back at once what the previous SYN deleted), which stages nothing; it must
     // never put the server under attack.
-    eprintln!("many users: stages the sweep could not keep: {}", delta("untracked"));
+    eprintln!(
+        "many users: stages the sweep could not keep: {}",
+        delta("untracked")
+    );
     assert_eq!(
         delta("attacked"),
         0,
