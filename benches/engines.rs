@@ -8,18 +8,21 @@
 //!       (ports A, B) valid from a minute ago for an hour.
 //!   engines --bench rotation TABLE RUNS
 //!       run inside a network namespace as root: times `nft -f -` (TZ=UTC, as the server
-//!       runs it) of the base ruleset and of the per-window doors transaction that shifts
-//!       3 doors, and 300 doors, by one window; also the time to render each transaction.
+//!       runs it) of the base ruleset and, for 3, 300 and 3,000 doors shifted one window at
+//!       each whole second, of what the daemon loads at a boundary (the new doors added,
+//!       else flushed and refilled) and of the flush-and-refill transaction; also the time
+//!       to render each.
 //!       Prints {"id", "samples"} lines in milliseconds (benches/report.py's format).
 //!
 //! Without a sub-command it prints this hint and exits 0 (`cargo bench` alone stays green).
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use knock_totp::server::engine::nftables::ruleset::{
-    base_ruleset, doors_transaction, rotation_transaction, NftDoor, NftParams, NftUser, SERVER_SLOT,
+    added_doors_transaction, base_ruleset, doors_transaction, live_doors, rotation_transaction,
+    NftDoor, NftParams, NftUser, SERVER_SLOT,
 };
 
 /// The server's period; only the door time bounds depend on it.
@@ -59,11 +62,21 @@ fn num<T: std::str::FromStr>(s: &str) -> T {
         .unwrap_or_else(|_| panic!("engines: not a number: {s:?}"))
 }
 
-fn now() -> u64 {
+fn wall() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
-        .as_secs()
+}
+
+fn now() -> u64 {
+    wall().as_secs()
+}
+
+/// Sleeps until 5 ms past the next whole second (a bench window's boundary); returns then.
+fn next_boundary() -> Duration {
+    let past = wall().subsec_millis();
+    std::thread::sleep(Duration::from_millis(u64::from(1005 - past)));
+    wall()
 }
 
 fn params(table: &str, port: u16) -> NftParams {
@@ -102,13 +115,18 @@ fn render_lab(
         std::fs::write(format!("{dir}/{name}"), text).map_err(|e| format!("{dir}/{name}: {e}"))
     };
     write("base.nft", base_ruleset(&p))?;
-    write("doors.nft", doors_transaction(&p, &[door], t))
+    write(
+        "doors.nft",
+        doors_transaction(&p, &[door], Duration::from_secs(t)),
+    )
 }
 
 /// `n` doors: the previous, current and next windows' (ending at window `last`) of each of
 /// `n / 3` users (the single secret's when `n` is 3), with knock ports derived from the
-/// counter and the user, all live at `now` (as the server's are).
-fn doors(n: u64, last: u64, now: u64) -> Vec<NftDoor> {
+/// counter and the user. The bench's windows last a second (counter = unix second), so that
+/// the kernel's element timeouts run out between boundaries as they do on the server; each
+/// door lives from the window before its own to the one after, as the server's do.
+fn doors(n: u64, last: u64) -> Vec<NftDoor> {
     let users = (n / 3).max(1);
     (0..users)
         .flat_map(|u| (last - 2..=last).map(move |c| (u, c)))
@@ -127,8 +145,8 @@ fn doors(n: u64, last: u64, now: u64) -> Vec<NftDoor> {
             NftDoor {
                 counter: c,
                 ports: [a, b],
-                valid_from: now - 1,
-                valid_until: now + (c + 2 - last) * PERIOD,
+                valid_from: c - 1,
+                valid_until: c + 2,
                 user,
                 slot: SERVER_SLOT + 1 + u as u16,
             }
@@ -180,32 +198,41 @@ fn rotation(table: &str, runs: usize) -> Result<(), String> {
     base_ms.remove(0); // warm-up (first table creation, page cache)
     emit("rot-base", &base_ms);
 
-    let start = now() / PERIOD;
     for n in [3u64, 300, 3000] {
-        // The table as the server leaves it: base, then the doors of window `start`.
+        // The table as the server leaves it: base, then the doors of this window.
         nft_load(&base)?;
-        let mut window = start;
-        nft_load(&doors_transaction(&p, &doors(n, window + 1, now()), now()))?;
-        let (mut load_ms, mut render_ms) = (Vec::new(), Vec::new());
+        let at = next_boundary();
+        let first = doors(n, at.as_secs() + 1);
+        nft_load(&doors_transaction(&p, &first, at))?;
+        let mut in_kernel = live_doors(&p, &first, at);
+        let (mut load_ms, mut full_ms, mut render_ms) = (Vec::new(), Vec::new(), Vec::new());
+        let mut refilled = 0;
         for i in 0..runs + 1 {
-            window += 1;
-            let at = now();
-            let next = doors(n, window + 1, at);
+            let at = next_boundary();
+            let next = doors(n, at.as_secs() + 1);
             let t = Instant::now();
             // What the daemon loads at a boundary (its repair re-asserts the chains apart).
-            let text = rotation_transaction(&p, &next, at);
+            let added = added_doors_transaction(&p, &in_kernel, &next, at);
+            let refill = added.is_none();
+            let text = added.unwrap_or_else(|| rotation_transaction(&p, &next, at));
             let render = t.elapsed().as_secs_f64() * 1000.0;
             let load = nft_load(&text)?;
+            // The flush-and-refill transaction of the same doors, for comparison.
+            let full = nft_load(&rotation_transaction(&p, &next, wall()))?;
+            in_kernel = live_doors(&p, &next, wall());
             if i > 0 {
                 render_ms.push(render);
                 load_ms.push(load);
+                full_ms.push(full);
+                refilled += usize::from(refill);
             }
         }
         emit(&format!("rot-load-{n}"), &load_ms);
+        emit(&format!("rot-full-{n}"), &full_ms);
         emit(&format!("rot-render-{n}"), &render_ms);
-        let text = rotation_transaction(&p, &doors(n, window + 2, now()), now());
+        let text = rotation_transaction(&p, &doors(n, now() + 1), wall());
         eprintln!(
-            "engines: {n} doors: transaction of {} lines, {} KiB",
+            "engines: {n} doors: transaction of {} lines, {} KiB; refilled at {refilled} of {runs} boundaries",
             text.lines().count(),
             text.len() / 1024
         );

@@ -3,7 +3,8 @@
 #   1. knock-to-open latency: from the second knock SYN to the first accepted connection to
 #      the protected port, nftables engine (the library's ruleset, doors in the kernel) vs
 #      knockd engine (knockd's start_command adds the knocker to an nft set), interleaved;
-#   2. rotation cost per window: `nft -f -` of the doors transaction shifting 3, 300 and
+#   2. rotation cost per window: `nft -f -` of what the daemon loads at a boundary (the new
+#      doors added, else the doors flushed and refilled) and of the full refill, shifting 3, 300 and
 #      3,000 doors (1,000 users) by one window, and of the base ruleset (benches/engines.rs);
 #   3. a guesser's SYNs before the ban: random wrong pairs at full speed (at most 200 SYNs)
 #      against the nftables table with rate 60/minute, burst 40, ban 600 s.
@@ -194,12 +195,17 @@ EOF
     lines300=$(sed -n 's/.* 300 doors: transaction of \([0-9]*\) lines.*/\1/p' "$work/rotation.log")
     lines3000=$(sed -n 's/.* 3000 doors: transaction of \([0-9]*\) lines.*/\1/p' "$work/rotation.log")
     row rot-base "rotation: base ruleset load (nft -f -, whole table)" ms
-    row rot-load-3 "rotation: 3 doors shifted one window (nft -f -, ${lines3} lines)" ms \
-        '{"ref": "rotation: base ruleset load (nft -f -, whole table)", "goal_max": 5}'
-    row rot-load-300 "rotation: 300 doors (100 users) shifted one window (nft -f -, ${lines300} lines)" ms \
-        "{\"ref\": \"rotation: 3 doors shifted one window (nft -f -, ${lines3} lines)\"}"
-    row rot-load-3000 "rotation: 3,000 doors (1,000 users) shifted one window (nft -f -, ${lines3000} lines)" ms \
-        "{\"ref\": \"rotation: 3 doors shifted one window (nft -f -, ${lines3} lines)\", \"goal_max\": 50}"
+    refilled() { sed -n "s/.* $1 doors: .*refilled at \([0-9]* of [0-9]*\) boundaries.*/\1/p" "$work/rotation.log"; }
+    full3="rotation: 3 doors, flush and refill (nft -f -, ${lines3} lines)"
+    row rot-load-3 "rotation: 3 doors shifted one window (what the daemon loads; refilled at $(refilled 3))" ms \
+        "{\"ref\": \"$full3\", \"goal_max\": 5}"
+    row rot-full-3 "$full3" ms
+    row rot-load-300 "rotation: 300 doors (100 users) shifted one window (refilled at $(refilled 300))" ms \
+        "{\"ref\": \"rotation: 300 doors, flush and refill (nft -f -, ${lines300} lines)\"}"
+    row rot-full-300 "rotation: 300 doors, flush and refill (nft -f -, ${lines300} lines)" ms
+    row rot-load-3000 "rotation: 3,000 doors (1,000 users) shifted one window (refilled at $(refilled 3000))" ms \
+        "{\"ref\": \"rotation: 3,000 doors, flush and refill (nft -f -, ${lines3000} lines)\", \"goal_max\": 50}"
+    row rot-full-3000 "rotation: 3,000 doors, flush and refill (nft -f -, ${lines3000} lines)" ms
     row rot-render-3 "rotation: render the 3-door transaction (in process)" µs '{"scale": 1000}'
     row rot-render-300 "rotation: render the 300-door transaction (in process)" µs \
         '{"scale": 1000, "ref": "rotation: render the 3-door transaction (in process)"}'

@@ -18,12 +18,13 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use self::metrics::MetricsInput;
 use self::ruleset::{
-    base_ruleset, base_settings, doors_transaction, effective_doors, remove_doors_transaction,
-    rotation_transaction, NftDoor, NftParams, NftUser, ATTACK_SET, STATE_SET,
+    added_doors_transaction, base_ruleset, base_settings, doors_transaction, live_doors,
+    remove_doors_transaction, rotation_transaction, NftDoor, NftParams, NftUser, ATTACK_SET,
+    STATE_SET,
 };
 use self::ruleset::{
     grants_set, opened_counter, revoke_transaction, slot_of, Family, MAX_SLOT, SERVER_SLOT,
@@ -271,6 +272,9 @@ pub struct NftEngine {
     installed: usize,
     /// The doors last put in place, to restore them with the table.
     last_doors: Vec<NftDoor>,
+    /// What the last doors transaction left in the kernel; None when unknown (a table
+    /// loaded afresh, a failed load, a revocation, the doors removed).
+    in_kernel: Option<InKernel>,
     /// Whether the table was under attack at the last look (to log each change once).
     under_attack: bool,
     /// Each user's slot (by tag), which their door ids carry. A slot is never given to
@@ -309,6 +313,7 @@ impl NftEngine {
             log,
             installed: 0,
             last_doors: Vec::new(),
+            in_kernel: None,
             under_attack: false,
             slots: BTreeMap::new(),
             next_slot: SERVER_SLOT + 1,
@@ -347,6 +352,7 @@ impl NftEngine {
                 ));
                 self.nft.load(&base_ruleset(&self.params))?;
                 self.installed = 0;
+                self.in_kernel = None;
                 Ok(true)
             }
             found => {
@@ -359,6 +365,7 @@ impl NftEngine {
                 }
                 self.nft.load(&base_ruleset(&self.params))?;
                 self.installed = 0;
+                self.in_kernel = None;
                 Ok(true)
             }
         }
@@ -585,21 +592,48 @@ impl NftEngine {
 
     /// Replaces the doors in the kernel with `doors` (one transaction, which also re-asserts
     /// every chain when `reassert`); returns how many were put in place (doors that knock the
-    /// protected port or a public port are skipped, and doors not live now).
+    /// protected port or a public port are skipped, and doors not live now). Without
+    /// `reassert`, adds the new doors alone when that is exact (see [`added_doors_transaction`]).
     fn load_doors(&mut self, doors: Vec<NftDoor>, reassert: bool) -> anyhow::Result<usize> {
-        let now = crate::clock::wall_clock()?.as_secs();
-        let transaction = if reassert {
-            doors_transaction(&self.params, &doors, now)
-        } else {
-            rotation_transaction(&self.params, &doors, now)
+        let now = crate::clock::wall_clock()?;
+        let steady = Instant::now();
+        let added = self
+            .in_kernel
+            .take()
+            .filter(|k| !reassert && k.clock_held(now, steady))
+            .and_then(|k| added_doors_transaction(&self.params, &k.doors, &doors, now));
+        let transaction = match added {
+            Some(added) => added,
+            None if reassert => doors_transaction(&self.params, &doors, now),
+            None => rotation_transaction(&self.params, &doors, now),
         };
         self.nft.load(&transaction)?;
-        self.installed = effective_doors(&self.params, &doors)
-            .iter()
-            .filter(|d| d.valid_from <= now && now < d.valid_until)
-            .count();
+        let live = live_doors(&self.params, &doors, now);
+        self.installed = live.len();
+        self.in_kernel = Some(InKernel {
+            doors: live,
+            wall: now,
+            steady,
+        });
         self.last_doors = doors;
         Ok(self.installed)
+    }
+}
+
+/// The doors a transaction put in the kernel, and when (by both clocks).
+struct InKernel {
+    doors: Vec<NftDoor>,
+    wall: Duration,
+    steady: Instant,
+}
+
+impl InKernel {
+    /// Whether the wall clock moved with the monotonic one since then (within a second):
+    /// element timeouts run on the monotonic clock, doors' bounds on the wall clock.
+    fn clock_held(&self, wall: Duration, steady: Instant) -> bool {
+        let by_wall = wall.as_secs_f64() - self.wall.as_secs_f64();
+        let by_steady = steady.duration_since(self.steady).as_secs_f64();
+        (by_wall - by_steady).abs() <= 1.0
     }
 }
 
@@ -664,7 +698,7 @@ impl Engine for NftEngine {
 
     fn dry_run(&mut self, window: Window, doors: &[ActiveDoor]) -> anyhow::Result<()> {
         let doors = self.nft_doors(doors)?;
-        let now = crate::clock::wall_clock()?.as_secs();
+        let now = crate::clock::wall_clock()?;
         print!(
             "# dry run: window {}\n# would make sure table inet {} is in place:\n{}\
              # would load in one transaction (nft -f -):\n{}",
@@ -767,6 +801,7 @@ impl Engine for NftEngine {
         for tag in &tags {
             self.opened_seen.remove(tag);
         }
+        self.in_kernel = None;
         self.nft.load(&revoke_transaction(
             &self.params,
             &revoked,
@@ -783,6 +818,7 @@ impl Engine for NftEngine {
             self.installed, self.params.port
         ));
         self.installed = 0;
+        self.in_kernel = None;
         self.refresh_metrics();
         Ok(())
     }

@@ -58,6 +58,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::RangeInclusive;
+use std::time::Duration;
 
 use crate::core::names::name_hash;
 use crate::core::ports::{MAX_KNOCK_PORT, MIN_KNOCK_PORT};
@@ -341,7 +342,7 @@ fn nft_list<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
 pub fn base_settings(p: &NftParams) -> String {
     let every_setting = format!("{p:?}");
     format!(
-        "{BASE_COMMENT_PREFIX} v4 port={} open={} seq={} #{}",
+        "{BASE_COMMENT_PREFIX} v5 port={} open={} seq={} #{}",
         p.port,
         p.open_seconds,
         p.seq_timeout,
@@ -915,7 +916,7 @@ pub fn base_ruleset(p: &NftParams) -> String {
     );
     let _ = writeln!(
         s,
-        "\tset {STATE_SET} {{ type mark; size 16; comment \"{}\"; }}",
+        "\tset {STATE_SET} {{ type mark; size 16; flags timeout; comment \"{}\"; }}",
         base_settings(p)
     );
     let _ = writeln!(
@@ -990,7 +991,10 @@ pub fn base_ruleset(p: &NftParams) -> String {
         s,
         "\tmap {PAIRS_MAP} {{ type mark . inet_service : mark; flags timeout; }}"
     );
-    let _ = writeln!(s, "\tmap {DOOR_MAP} {{ type mark : verdict; }}");
+    let _ = writeln!(
+        s,
+        "\tmap {DOOR_MAP} {{ type mark : verdict; flags timeout; }}"
+    );
     let _ = writeln!(s, "\tset {USERS_SET} {{ type mark; }}");
     let _ = writeln!(s, "\tmap {USER_COUNTER_MAP} {{ type mark : counter; }}");
     for chain in base_chains(p).iter().map(String::as_str) {
@@ -1029,18 +1033,25 @@ fn flush_chains<'a>(s: &mut String, t: &str, chains: impl IntoIterator<Item = &'
     }
 }
 
-/// The `state` set's elements: the windows whose doors are in place.
-fn record_windows(s: &mut String, t: &str, doors: &[NftDoor]) {
-    let counters: BTreeSet<u64> = doors.iter().map(|d| d.counter).collect();
-    let _ = writeln!(s, "flush set inet {t} {STATE_SET}");
-    if !counters.is_empty() {
-        let _ = writeln!(s, "add element inet {t} {STATE_SET} {}", nft_list(counters));
+/// The `state` set's elements: the windows whose doors are in place, each living as long as
+/// its last door.
+fn record_windows(s: &mut String, t: &str, doors: &[NftDoor], now: Duration) {
+    let mut windows: BTreeMap<u64, u64> = BTreeMap::new();
+    for d in doors {
+        let until = windows.entry(d.counter).or_default();
+        *until = (*until).max(d.valid_until);
+    }
+    if !windows.is_empty() {
+        let elements = windows
+            .iter()
+            .map(|(counter, until)| format!("{counter} timeout {}", timeout(*until, now)));
+        let _ = writeln!(s, "add element inet {t} {STATE_SET} {}", nft_list(elements));
     }
 }
 
 /// Empties the door maps and sets that a doors transaction fills.
 fn flush_doors(s: &mut String, t: &str) {
-    for set in [STARTS_SET, USERS_SET] {
+    for set in [STARTS_SET, USERS_SET, STATE_SET] {
         let _ = writeln!(s, "flush set inet {t} {set}");
     }
     for map in [PAIRS_MAP, DOOR_MAP, USER_COUNTER_MAP] {
@@ -1048,10 +1059,23 @@ fn flush_doors(s: &mut String, t: &str) {
     }
 }
 
+/// An element timeout that ends at the unix second `until`, to the millisecond: a door's
+/// elements leave the kernel at its end by themselves, whichever transaction put them there.
+fn timeout(until: u64, now: Duration) -> String {
+    let ms = (u128::from(until) * 1000).saturating_sub(now.as_millis());
+    format!("{ms}ms")
+}
+
+/// Whether `d` is live at `now`: only live doors are put in the kernel.
+fn live_at(d: &NftDoor, now: Duration) -> bool {
+    let now = now.as_secs();
+    d.valid_from <= now && now < d.valid_until
+}
+
 /// One `nft -f` transaction that re-asserts every base chain's rules (a flushed chain comes
 /// back without the table being read) and puts `doors` in place: what the daemon loads every
 /// few seconds. See [`rotation_transaction`] for the doors alone.
-pub fn doors_transaction(p: &NftParams, doors: &[NftDoor], now: u64) -> String {
+pub fn doors_transaction(p: &NftParams, doors: &[NftDoor], now: Duration) -> String {
     let mut s = String::new();
     let chains = base_chains(p);
     flush_chains(&mut s, &p.table, chains.iter().map(String::as_str));
@@ -1060,17 +1084,22 @@ pub fn doors_transaction(p: &NftParams, doors: &[NftDoor], now: u64) -> String {
     s
 }
 
-/// One `nft -f` transaction that puts `doors` in place, as elements only: their A ports,
-/// their pairs (each element living until its door ends, counted from `now`), their grant
-/// chains and their users; what the daemon loads at a window boundary. Doors not live at
-/// `now` and doors that are not [`NftDoor::is_renderable`] are skipped. Stages, owners,
-/// grants, meters and counters are untouched.
-pub fn rotation_transaction(p: &NftParams, doors: &[NftDoor], now: u64) -> String {
-    let t = &p.table;
-    let doors: Vec<NftDoor> = effective_doors(p, doors)
+/// The doors of `doors` that [`rotation_transaction`] puts in the kernel at `now`.
+pub fn live_doors(p: &NftParams, doors: &[NftDoor], now: Duration) -> Vec<NftDoor> {
+    effective_doors(p, doors)
         .into_iter()
-        .filter(|d| d.valid_from <= now && now < d.valid_until)
-        .collect();
+        .filter(|d| live_at(d, now))
+        .collect()
+}
+
+/// One `nft -f` transaction that puts `doors` in place, as elements only: their A ports,
+/// their pairs, their grant chains and their users, every element living until its door
+/// ends; what the daemon loads at a window boundary when [`added_doors_transaction`] cannot
+/// serve. Doors not live at `now` and doors that are not [`NftDoor::is_renderable`] are
+/// skipped. Stages, owners, grants, meters and counters are untouched.
+pub fn rotation_transaction(p: &NftParams, doors: &[NftDoor], now: Duration) -> String {
+    let t = &p.table;
+    let doors = live_doors(p, doors, now);
     let mut s = String::new();
     let opens: BTreeSet<u64> = doors.iter().map(|d| d.open_seconds(p)).collect();
     for open in &opens {
@@ -1079,8 +1108,60 @@ pub fn rotation_transaction(p: &NftParams, doors: &[NftDoor], now: u64) -> Strin
         let _ = writeln!(s, "flush chain inet {t} {chain}");
         s.push_str(&grant_rules(t, &chain, *open));
     }
+    flush_doors(&mut s, t);
+    add_doors(&mut s, p, &doors, &doors, now);
+    s
+}
+
+/// The transaction that takes the kernel from `in_kernel` (what the last transaction put
+/// there, as [`live_doors`] gave it) to `doors` by adding elements only, or None when that
+/// cannot be exact: a door in the kernel that `doors` no longer has (a revoked user, a clock
+/// that jumped), a new grant chain or user, or a new door whose A port is already live (the
+/// start's timeout would have to grow, which kernels before 6.10 ignore on an add). A
+/// transaction that deletes nothing is about four times as fast: every deletion makes the
+/// kernel wait for an RCU grace period before `nft` exits. Doors that end leave by their
+/// elements' timeouts.
+pub fn added_doors_transaction(
+    p: &NftParams,
+    in_kernel: &[NftDoor],
+    doors: &[NftDoor],
+    now: Duration,
+) -> Option<String> {
+    let doors = live_doors(p, doors, now);
+    let kept: Vec<&NftDoor> = in_kernel.iter().filter(|d| live_at(d, now)).collect();
+    let ended = in_kernel.iter().filter(|d| !live_at(d, now));
+    // A door that ended by the wall clock but not by the kernel's: the clock jumped.
+    if ended.clone().any(|d| d.valid_until > now.as_secs())
+        || !kept.iter().all(|d| doors.contains(d))
+    {
+        return None;
+    }
+    let opens: BTreeSet<u64> = kept.iter().map(|d| d.open_seconds(p)).collect();
+    let slots: BTreeSet<u16> = kept.iter().map(|d| d.slot).collect();
+    let live_starts: BTreeSet<u16> = kept.iter().map(|d| d.ports[0]).collect();
+    let new: Vec<NftDoor> = doors
+        .iter()
+        .filter(|d| !kept.contains(d))
+        .cloned()
+        .collect();
+    let serves = new.iter().all(|d| {
+        opens.contains(&d.open_seconds(p))
+            && slots.contains(&d.slot)
+            && !live_starts.contains(&d.ports[0])
+    });
+    if !serves {
+        return None;
+    }
+    let mut s = String::new();
+    add_doors(&mut s, p, &new, &doors, now);
+    Some(s)
+}
+
+/// Adds the elements of `new`, whose users and windows are among `all`'s.
+fn add_doors(s: &mut String, p: &NftParams, new: &[NftDoor], all: &[NftDoor], now: Duration) {
+    let t = &p.table;
     let mut users: BTreeMap<u16, &NftUser> = BTreeMap::new();
-    for d in &doors {
+    for d in new {
         if let Some(user) = &d.user {
             users.insert(d.slot, user);
         }
@@ -1088,35 +1169,35 @@ pub fn rotation_transaction(p: &NftParams, doors: &[NftDoor], now: u64) -> Strin
     for user in users.values() {
         let _ = writeln!(s, "add counter inet {t} {}", user.opened_counter());
     }
-    flush_doors(&mut s, t);
     let mut starts: BTreeMap<u16, u64> = BTreeMap::new();
-    for d in &doors {
+    for d in new {
         let until = starts.entry(d.ports[0]).or_default();
         *until = (*until).max(d.valid_until);
     }
     if !starts.is_empty() {
         let elements = starts
             .iter()
-            .map(|(a, until)| format!("{a} timeout {}s", until - now));
+            .map(|(a, until)| format!("{a} timeout {}", timeout(*until, now)));
         let _ = writeln!(
             s,
             "add element inet {t} {STARTS_SET} {}",
             nft_list(elements)
         );
-        let pairs = doors.iter().map(|d| {
+        let pairs = new.iter().map(|d| {
             format!(
-                "{} . {} timeout {}s : {}",
+                "{} . {} timeout {} : {}",
                 d.ports[0],
                 d.ports[1],
-                d.valid_until - now,
+                timeout(d.valid_until, now),
                 d.id()
             )
         });
         let _ = writeln!(s, "add element inet {t} {PAIRS_MAP} {}", nft_list(pairs));
-        let grants = doors.iter().map(|d| {
+        let grants = new.iter().map(|d| {
             format!(
-                "{} comment \"{}\" : goto {}",
+                "{} timeout {} comment \"{}\" : goto {}",
                 d.id(),
+                timeout(d.valid_until, now),
                 d.comment(),
                 grant_chain(d.open_seconds(p))
             )
@@ -1141,8 +1222,13 @@ pub fn rotation_transaction(p: &NftParams, doors: &[NftDoor], now: u64) -> Strin
             nft_list(counters)
         );
     }
-    record_windows(&mut s, t, &doors);
-    s
+    let windows: BTreeSet<u64> = new.iter().map(|d| d.counter).collect();
+    let of_windows: Vec<NftDoor> = all
+        .iter()
+        .filter(|d| windows.contains(&d.counter))
+        .cloned()
+        .collect();
+    record_windows(s, t, &of_windows, now);
 }
 
 /// The rules of `chain`, which grants `open` seconds to the source of a completed door (the
@@ -1171,7 +1257,6 @@ fn grant_rules(t: &str, chain: &str, open: u64) -> String {
 pub fn remove_doors_transaction(p: &NftParams) -> String {
     let mut s = String::new();
     flush_doors(&mut s, &p.table);
-    record_windows(&mut s, &p.table, &[]);
     s
 }
 
@@ -1223,6 +1308,11 @@ pub fn delete_table(p: &NftParams) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The unix time `secs`, as the transactions take it.
+    fn at(secs: u64) -> Duration {
+        Duration::from_secs(secs)
+    }
 
     fn params() -> NftParams {
         NftParams::with_defaults("knock_totp_web", 2222)
@@ -1302,7 +1392,7 @@ mod tests {
         assert!(!door(7, 8080, 4180).is_renderable(&p));
         assert!(!door(7, 4180, 8080).is_renderable(&p));
         assert!(door(7, 4180, 8081).is_renderable(&p));
-        let tx = doors_transaction(&p, &[door(7, 4000, 8080)], 7 * 30);
+        let tx = doors_transaction(&p, &[door(7, 4000, 8080)], at(7 * 30));
         assert!(!tx.contains("add element inet knock_totp_web pairs"));
     }
 
@@ -1507,7 +1597,7 @@ mod tests {
     fn a_doors_transaction_reasserts_every_chain_and_records_its_windows() {
         let p = params();
         let base = base_ruleset(&p);
-        let tx = doors_transaction(&p, &[door(10, 1111, 2345)], 305);
+        let tx = doors_transaction(&p, &[door(10, 1111, 2345)], at(305));
         for chain in base_chains(&p) {
             let flush = tx
                 .find(&format!("flush chain inet knock_totp_web {chain}\n"))
@@ -1515,9 +1605,8 @@ mod tests {
             assert!(flush < tx.find("add rule").unwrap());
             assert_eq!(rules(&tx, &chain), rules(&base, &chain), "{chain}");
         }
-        assert!(tx.ends_with(
-            "flush set inet knock_totp_web state\nadd element inet knock_totp_web state { 10 }\n"
-        ));
+        assert!(tx.contains("flush set inet knock_totp_web state\n"));
+        assert!(tx.ends_with("add element inet knock_totp_web state { 10 timeout 25000ms }\n"));
         assert!(!tx.contains("delete table") && !tx.contains("flush set inet knock_totp_web rate"));
     }
 
@@ -1525,27 +1614,27 @@ mod tests {
     #[test]
     fn a_rotation_transaction_touches_no_base_chain() {
         let p = params();
-        let tx = rotation_transaction(&p, &[door(10, 1111, 2345)], 305);
+        let tx = rotation_transaction(&p, &[door(10, 1111, 2345)], at(305));
         for line in tx.lines() {
             let touches_rules = line.starts_with("add rule") || line.starts_with("flush chain");
             assert!(!touches_rules || line.contains(" grant_30"), "{line}");
         }
         assert!(tx.contains("add element inet knock_totp_web pairs"));
-        assert!(doors_transaction(&p, &[door(10, 1111, 2345)], 305).ends_with(&tx));
+        assert!(doors_transaction(&p, &[door(10, 1111, 2345)], at(305)).ends_with(&tx));
     }
 
     /// Whatever the number of doors, the rules are the same: a door is elements only.
     #[test]
     fn doors_are_elements_and_the_rules_do_not_grow_with_them() {
         let p = params();
-        let one = doors_transaction(&p, &[door(10, 1111, 2345)], 305);
+        let one = doors_transaction(&p, &[door(10, 1111, 2345)], at(305));
         let many: Vec<NftDoor> = (0..3000u16)
             .map(|i| NftDoor {
                 slot: 2 + i / 3,
                 ..door(9 + u64::from(i % 3), 1000 + i * 3, 1001 + i * 3 + 1)
             })
             .collect();
-        let big = doors_transaction(&p, &many, 305);
+        let big = doors_transaction(&p, &many, at(305));
         let rule_lines = |text: &str| {
             text.lines()
                 .filter(|l| l.starts_with("add rule") && !l.contains(" grant_"))
@@ -1553,12 +1642,12 @@ mod tests {
         };
         assert_eq!(rule_lines(&one), rule_lines(&big));
         assert!(one.contains(&format!(
-            "add element inet knock_totp_web pairs {{ 1111 . 2345 timeout 25s : {} }}",
+            "add element inet knock_totp_web pairs {{ 1111 . 2345 timeout 25000ms : {} }}",
             door_id(10, SERVER_SLOT)
         )));
-        assert!(one.contains("add element inet knock_totp_web starts { 1111 timeout 25s }"));
+        assert!(one.contains("add element inet knock_totp_web starts { 1111 timeout 25000ms }"));
         assert!(one.contains(&format!(
-            "add element inet knock_totp_web door_grant {{ {} comment \"{}\" : goto grant_30 }}",
+            "add element inet knock_totp_web door_grant {{ {} timeout 25000ms comment \"{}\" : goto grant_30 }}",
             door_id(10, SERVER_SLOT),
             door(10, 1111, 2345).comment()
         )));
@@ -1653,8 +1742,8 @@ mod tests {
         ];
         let eff = effective_doors(&p, &ds);
         assert_eq!(eff, vec![door(5, 1200, 1300), door(9, 1700, 1800)]);
-        let s = doors_transaction(&p, &ds, 155);
-        assert!(s.contains("pairs { 1200 . 1300 timeout 25s "), "{s}");
+        let s = doors_transaction(&p, &ds, at(155));
+        assert!(s.contains("pairs { 1200 . 1300 timeout 25000ms "), "{s}");
         for port in ["1500", "1600", "1400", "1700"] {
             assert!(!s.contains(port), "{port}: {s}");
         }
@@ -1673,7 +1762,7 @@ mod tests {
             slot: 2,
             ..door(10, 1111, 2345)
         };
-        let s = doors_transaction(&p, &[d], 305);
+        let s = doors_transaction(&p, &[d], at(305));
         assert!(s.contains("add counter inet knock_totp_web opened_a1a1a1"));
         assert!(s.contains(": goto grant_60 }"));
         assert!(s.contains(&format!(
@@ -1687,13 +1776,109 @@ mod tests {
         assert_ne!(door_id(0, SERVER_SLOT), 0);
     }
 
+    /// A door as the server makes it: from the window before its own to the one after.
+    fn three_window_door(c: u64, a: u16, b: u16) -> NftDoor {
+        NftDoor {
+            valid_from: (c - 1) * 30,
+            valid_until: (c + 2) * 30,
+            ..door(c, a, b)
+        }
+    }
+
+    /// Windows 10..=12's doors in the kernel at 331 s (window 11), as the engine records them.
+    fn in_kernel_at_331() -> Vec<NftDoor> {
+        let doors: Vec<NftDoor> = [(10, 1100, 2100), (11, 1200, 2200), (12, 1300, 2300)]
+            .map(|(c, a, b)| three_window_door(c, a, b))
+            .into();
+        live_doors(&params(), &doors, at(331))
+    }
+
+    /// At a boundary the next window's door is added and nothing is deleted: the ended door's
+    /// elements time out by themselves, at its end to the millisecond.
+    #[test]
+    fn a_boundary_adds_the_new_windows_door_alone() {
+        let p = params();
+        let next: Vec<NftDoor> = [(11, 1200, 2200), (12, 1300, 2300), (13, 1400, 2400)]
+            .map(|(c, a, b)| three_window_door(c, a, b))
+            .into();
+        let now = Duration::from_millis(360_004);
+        let tx = added_doors_transaction(&p, &in_kernel_at_331(), &next, now).expect("add-only");
+        for word in [
+            "flush",
+            "delete",
+            "add rule",
+            "add chain",
+            "1200",
+            "1300",
+            "1100",
+        ] {
+            assert!(!tx.contains(word), "{word}: {tx}");
+        }
+        let door13 = three_window_door(13, 1400, 2400);
+        assert_eq!(
+            tx,
+            format!(
+                "add element inet knock_totp_web starts {{ 1400 timeout 89996ms }}\n\
+                 add element inet knock_totp_web pairs {{ 1400 . 2400 timeout 89996ms : {id} }}\n\
+                 add element inet knock_totp_web door_grant {{ {id} timeout 89996ms comment \"{}\" : goto grant_30 }}\n\
+                 add element inet knock_totp_web state {{ 13 timeout 89996ms }}\n",
+                door13.comment(),
+                id = door13.id(),
+            )
+        );
+        // The same doors again (a repeated boundary): nothing to add.
+        let again = live_doors(&p, &next, now);
+        let tx = added_doors_transaction(&p, &again, &next, now).expect("add-only");
+        assert!(tx.is_empty(), "{tx}");
+    }
+
+    /// Whatever adding alone cannot make exact is left to the full rotation transaction.
+    #[test]
+    fn adding_alone_refuses_what_needs_a_deletion_or_a_longer_start() {
+        let p = params();
+        let kernel = in_kernel_at_331();
+        let next = |last: NftDoor| {
+            vec![
+                three_window_door(11, 1200, 2200),
+                three_window_door(12, 1300, 2300),
+                last,
+            ]
+        };
+        let now = at(361);
+        let ok = next(three_window_door(13, 1400, 2400));
+        assert!(added_doors_transaction(&p, &kernel, &ok, now).is_some());
+        // Window 12's door is gone (its user was revoked): it must be deleted.
+        let revoked = [
+            three_window_door(11, 1200, 2200),
+            three_window_door(13, 1400, 2400),
+        ];
+        assert_eq!(added_doors_transaction(&p, &kernel, &revoked, now), None);
+        // The new door starts with a live A port: that start's timeout would have to grow.
+        let same_a = next(three_window_door(13, 1300, 2400));
+        assert_eq!(added_doors_transaction(&p, &kernel, &same_a, now), None);
+        // A user the kernel does not have yet, and a grant length without its chain.
+        let alice = NftUser {
+            name: "alice".into(),
+            tag: "a1a1a1".into(),
+            open_seconds: 60,
+        };
+        let new_user = next(NftDoor {
+            user: Some(alice),
+            slot: 2,
+            ..three_window_door(13, 1400, 2400)
+        });
+        assert_eq!(added_doors_transaction(&p, &kernel, &new_user, now), None);
+        // The clock went back a window: the kernel holds a door not live any more.
+        assert_eq!(added_doors_transaction(&p, &kernel, &ok, at(299)), None);
+    }
+
     #[test]
     fn remove_doors_keeps_table() {
         let s = remove_doors_transaction(&params());
         assert!(!s.contains("delete table") && !s.contains("allowed"));
         assert!(s.contains("flush map inet knock_totp_web pairs"));
         assert!(s.contains("flush set inet knock_totp_web starts"));
-        assert!(s.ends_with("flush set inet knock_totp_web state\n"));
+        assert!(s.contains("flush set inet knock_totp_web state\n"));
     }
 
     #[test]

@@ -170,7 +170,7 @@ pub fn parse_status_value(v: &Value) -> Result<NftStatus, String> {
                 st.windows = s
                     .get("elem")
                     .and_then(Value::as_array)
-                    .map(|elems| elems.iter().filter_map(Value::as_u64).collect())
+                    .map(|elems| elems.iter().filter_map(number_elem).collect())
                     .unwrap_or_default();
                 continue;
             }
@@ -325,9 +325,14 @@ pub fn set_elements(value: &Value) -> SetListing {
             .get("comment")
             .and_then(Value::as_str)
             .map(str::to_owned),
-        numbers: elems.iter().filter_map(Value::as_u64).collect(),
+        numbers: elems.iter().filter_map(number_elem).collect(),
         len: elems.len(),
     }
+}
+
+/// A numeric element: `7` or, with a timeout, `{"elem": {"val": 7, "timeout": 90, ...}}`.
+fn number_elem(e: &Value) -> Option<u64> {
+    e.as_u64().or_else(|| e.get("elem")?.get("val")?.as_u64())
 }
 
 /// The (door id . address) elements of the first set of a `nft -j list set` answer.
