@@ -1089,6 +1089,97 @@ fn nft_knock_straddling_a_rotation_succeeds() {
     panic!("could not send a knock across a rotation in 3 attempts");
 }
 
+/// At a boundary the daemon adds the next window's door and deletes nothing (no flush, no
+/// delete: such a transaction does not wait for the kernel's RCU grace period); the door that
+/// ended leaves by its elements' timeouts, at its end: its pair, never knocked before, opens
+/// nothing 0.3 s later, while the door still live opens.
+#[test]
+fn nft_a_boundary_adds_the_next_door_and_the_ended_one_shuts_at_its_end() {
+    if !nft_lab_available(true) {
+        return;
+    }
+    const PERIOD: u64 = 5;
+    let mut rig = Rig::setup("nftadd", PERIOD, 30);
+    rig.install_base();
+    rig.lab.start_echo_server(PROTECTED);
+    let real_nft = stdout_of(
+        &Command::new("sh")
+            .args(["-c", "command -v nft"])
+            .output()
+            .unwrap(),
+    )
+    .trim()
+    .to_owned();
+    let bin = rig.lab.dir.path().join("bin");
+    let loads = rig.lab.dir.path().join("loads");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::create_dir(&loads).unwrap();
+    let wrapper = bin.join("nft");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ \"$*\" = \"-f -\" ]; then\n  tee \"{}/$(date +%s%N)\" | '{real_nft}' -f -\nelse\n  exec '{real_nft}' \"$@\"\nfi\n",
+            loads.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("PATH={}:/usr/sbin:/usr/bin:/sbin:/bin", bin.display());
+    rig.start_daemon_via(&["env", &path], 3);
+    let first = rig.rotations().into_iter().max().unwrap();
+    let last = rig.wait_rotation(first + 2, Duration::from_secs(3 * PERIOD + 2));
+
+    let reasserts = format!("flush chain inet {TABLE} input\n");
+    let mut boundary_loads = Vec::new();
+    for entry in std::fs::read_dir(&loads).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        if !text.contains(&reasserts) {
+            boundary_loads.push(text);
+        }
+    }
+    assert!(
+        !boundary_loads.is_empty(),
+        "every load re-asserted the chains: no boundary load\n{}",
+        rig.report()
+    );
+    for text in &boundary_loads {
+        assert!(
+            text.contains(&format!("add element inet {TABLE} pairs")),
+            "a boundary load without the next door:\n{text}"
+        );
+        for line in text.lines() {
+            assert!(
+                !line.starts_with("flush") && !line.starts_with("delete"),
+                "a boundary load deletes: {line}\n{text}"
+            );
+        }
+    }
+
+    // Window `last - 1`'s door ends at (last + 1) * PERIOD.
+    let end = ((last + 1) * PERIOD) as f64;
+    let wait = end + 0.3 - unix_now().as_secs_f64();
+    assert!(
+        wait > 0.5,
+        "too late for window {}'s end: {wait:.1} s",
+        last - 1
+    );
+    std::thread::sleep(Duration::from_secs_f64(wait));
+    let (late, live) = (rig.lab.add_client_ipv4(3), rig.lab.add_client_ipv4(4));
+    rig.send(v4(late), &rig.ports(last - 1), 100);
+    rig.send(v4(live), &rig.ports(last), 100);
+    assert!(
+        rig.can_connect(live),
+        "control: window {last}'s door did not open\n{}",
+        rig.report()
+    );
+    assert!(
+        !rig.can_connect(late),
+        "window {}'s door opened after its end\n{}",
+        last - 1,
+        rig.report()
+    );
+}
+
 #[test]
 fn nft_ipv6_knock_opens_the_port_for_that_address() {
     if !nft_lab_available(false) {
