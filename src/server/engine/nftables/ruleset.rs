@@ -1114,13 +1114,15 @@ pub fn rotation_transaction(p: &NftParams, doors: &[NftDoor], now: Duration) -> 
 }
 
 /// The transaction that takes the kernel from `in_kernel` (what the last transaction put
-/// there, as [`live_doors`] gave it) to `doors` by adding elements only, or None when that
-/// cannot be exact: a door in the kernel that `doors` no longer has (a revoked user, a clock
-/// that jumped), a new grant chain or user, or a new door whose A port is already live (the
-/// start's timeout would have to grow, which kernels before 6.10 ignore on an add). A
-/// transaction that deletes nothing is about four times as fast: every deletion makes the
-/// kernel wait for an RCU grace period before `nft` exits. Doors that end leave by their
-/// elements' timeouts.
+/// there, as [`live_doors`] gave it) to `doors` by adding elements, or None when that cannot
+/// be exact: a door in the kernel that `doors` no longer has (a revoked user, a clock that
+/// jumped), or a new grant chain or user. A transaction that deletes nothing is about four
+/// times as fast: every deletion makes the kernel wait for an RCU grace period before `nft`
+/// exits. Doors that end leave by their elements' timeouts. The one deletion it may make:
+/// a new door whose A port is already live outlives that start, whose timeout must grow, and
+/// kernels before 6.10 ignore a new timeout on an add; so that start is deleted and added
+/// again in the same transaction (first added, so that the delete cannot fail when its
+/// element has just timed out), and packets see the old element or the new one, never none.
 pub fn added_doors_transaction(
     p: &NftParams,
     in_kernel: &[NftDoor],
@@ -1138,23 +1140,42 @@ pub fn added_doors_transaction(
     }
     let opens: BTreeSet<u64> = kept.iter().map(|d| d.open_seconds(p)).collect();
     let slots: BTreeSet<u16> = kept.iter().map(|d| d.slot).collect();
-    let live_starts: BTreeSet<u16> = kept.iter().map(|d| d.ports[0]).collect();
     let new: Vec<NftDoor> = doors
         .iter()
         .filter(|d| !kept.contains(d))
         .cloned()
         .collect();
-    let serves = new.iter().all(|d| {
-        opens.contains(&d.open_seconds(p))
-            && slots.contains(&d.slot)
-            && !live_starts.contains(&d.ports[0])
-    });
+    let serves = new
+        .iter()
+        .all(|d| opens.contains(&d.open_seconds(p)) && slots.contains(&d.slot));
     if !serves {
         return None;
     }
+    let live_starts = start_ends(kept.iter().copied());
+    let grown: Vec<u16> = start_ends(doors.iter())
+        .into_iter()
+        .filter(|(a, until)| live_starts.get(a).is_some_and(|live| live < until))
+        .map(|(a, _)| a)
+        .collect();
     let mut s = String::new();
+    if !grown.is_empty() {
+        let t = &p.table;
+        let grown = nft_list(grown);
+        let _ = writeln!(s, "add element inet {t} {STARTS_SET} {grown}");
+        let _ = writeln!(s, "delete element inet {t} {STARTS_SET} {grown}");
+    }
     add_doors(&mut s, p, &new, &doors, now);
     Some(s)
+}
+
+/// Each A port of `doors` with the end of the last of its doors: how long its start lives.
+fn start_ends<'a>(doors: impl Iterator<Item = &'a NftDoor>) -> BTreeMap<u16, u64> {
+    let mut ends: BTreeMap<u16, u64> = BTreeMap::new();
+    for d in doors {
+        let until = ends.entry(d.ports[0]).or_default();
+        *until = (*until).max(d.valid_until);
+    }
+    ends
 }
 
 /// Adds the elements of `new`, whose users and windows are among `all`'s.
@@ -1169,11 +1190,10 @@ fn add_doors(s: &mut String, p: &NftParams, new: &[NftDoor], all: &[NftDoor], no
     for user in users.values() {
         let _ = writeln!(s, "add counter inet {t} {}", user.opened_counter());
     }
-    let mut starts: BTreeMap<u16, u64> = BTreeMap::new();
-    for d in new {
-        let until = starts.entry(d.ports[0]).or_default();
-        *until = (*until).max(d.valid_until);
-    }
+    // A start lives until the last door of `all` with its A port ends, not only the new ones.
+    let new_starts: BTreeSet<u16> = new.iter().map(|d| d.ports[0]).collect();
+    let mut starts = start_ends(all.iter());
+    starts.retain(|a, _| new_starts.contains(a));
     if !starts.is_empty() {
         let elements = starts
             .iter()
@@ -1834,7 +1854,7 @@ mod tests {
 
     /// Whatever adding alone cannot make exact is left to the full rotation transaction.
     #[test]
-    fn adding_alone_refuses_what_needs_a_deletion_or_a_longer_start() {
+    fn adding_alone_refuses_what_needs_a_deletion_of_a_door() {
         let p = params();
         let kernel = in_kernel_at_331();
         let next = |last: NftDoor| {
@@ -1853,9 +1873,6 @@ mod tests {
             three_window_door(13, 1400, 2400),
         ];
         assert_eq!(added_doors_transaction(&p, &kernel, &revoked, now), None);
-        // The new door starts with a live A port: that start's timeout would have to grow.
-        let same_a = next(three_window_door(13, 1300, 2400));
-        assert_eq!(added_doors_transaction(&p, &kernel, &same_a, now), None);
         // A user the kernel does not have yet, and a grant length without its chain.
         let alice = NftUser {
             name: "alice".into(),
@@ -1870,6 +1887,49 @@ mod tests {
         assert_eq!(added_doors_transaction(&p, &kernel, &new_user, now), None);
         // The clock went back a window: the kernel holds a door not live any more.
         assert_eq!(added_doors_transaction(&p, &kernel, &ok, at(299)), None);
+    }
+
+    /// A new door whose A port is live: that start is deleted and added again with the new
+    /// door's end (an add alone would keep the old end on older kernels); a start the new door
+    /// does not outlive keeps the end of its last door.
+    #[test]
+    fn a_new_door_on_a_live_start_makes_that_start_live_until_its_end() {
+        let p = params();
+        let now = Duration::from_millis(360_004);
+        let shares_a = |a: u16| {
+            vec![
+                three_window_door(11, 1200, 2200),
+                three_window_door(12, 1300, 2300),
+                three_window_door(13, a, 2400),
+            ]
+        };
+        let tx = added_doors_transaction(&p, &in_kernel_at_331(), &shares_a(1300), now)
+            .expect("add and grow the start");
+        let lines: Vec<&str> = tx.lines().collect();
+        assert_eq!(
+            lines[..3],
+            [
+                "add element inet knock_totp_web starts { 1300 }",
+                "delete element inet knock_totp_web starts { 1300 }",
+                "add element inet knock_totp_web starts { 1300 timeout 89996ms }",
+            ],
+            "{tx}"
+        );
+        assert!(!tx.contains("1200") && !tx.contains("flush"), "{tx}");
+
+        // An older door on the live start 1300 (window 12's, made to end at 480 s) outlives
+        // the new one (ending at 450 s): the start keeps 480 s and nothing is deleted.
+        let mut kernel = in_kernel_at_331();
+        kernel[2].valid_until = 480;
+        let mut next = shares_a(1300);
+        next[1].valid_until = 480;
+        let kernel = live_doors(&p, &kernel, at(331));
+        let tx = added_doors_transaction(&p, &kernel, &next, now).expect("add-only");
+        assert!(!tx.contains("delete"), "{tx}");
+        assert!(
+            tx.starts_with("add element inet knock_totp_web starts { 1300 timeout 119996ms }\n"),
+            "{tx}"
+        );
     }
 
     #[test]
