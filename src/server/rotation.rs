@@ -10,7 +10,7 @@ use crate::log::Log;
 use crate::server::doors::{holders_doors, DoorUser, Holder};
 use crate::server::engine::Engine;
 use crate::server::notify::Notifier;
-use crate::server::schedule::{clock_jump, next_step, ClockJump, Step};
+use crate::server::schedule::{clock_jump, next_step, repair_due, ClockJump, Step};
 use crate::server::signals::StopSignal;
 use crate::server::state::{hold_back, newest, starts_behind, ServedState, StateFileError};
 use crate::server::users::UserSource;
@@ -153,6 +153,7 @@ impl Rotation {
         if once {
             return Ok(());
         }
+        let mut last_repair = Instant::now();
         while stop.received().is_none() {
             let wall_before = wall_clock()?;
             let mono_before = Instant::now();
@@ -213,9 +214,11 @@ impl Rotation {
             if !stop.pause(self.notify.wake_within(sleep)) {
                 break;
             }
+            let rotates_now = matches!(next_step(window, wall_clock()? + lead), Step::Rotate(_));
             if self.dry_run {
                 self.notify.alive();
-            } else {
+            } else if repair_due(rotates_now, last_repair.elapsed()) {
+                last_repair = Instant::now();
                 match self.engine.repair() {
                     Ok(()) => self.notify.alive(),
                     Err(e) => self.log.alarm(format!("{e:#}")),
