@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::nft_e2e::{nft_lab_available, Rig, TABLE};
-use crate::support::{stdout_of, write_private, Env, SHORT_SECRET};
+use crate::support::{nft_wrapper, write_private, Env, SHORT_SECRET};
 
 /// What systemd's watchdog interval is for these daemons.
 const WATCHDOG: Duration = Duration::from_secs(2);
@@ -97,35 +97,16 @@ fn notify_ready_after_the_doors_then_pings_only_while_nft_works() {
     assert!(!rig.table_exists(), "a table before the daemon ran");
     let dir = rig.lab.dir.path().to_owned();
     let (socket, notify) = stand_in(&dir);
-    let real_nft = stdout_of(
-        &Command::new("sh")
-            .args(["-c", "command -v nft"])
-            .output()
-            .unwrap(),
-    )
-    .trim()
-    .to_owned();
-    let bin = dir.join("bin");
     let flag = dir.join("hang");
     let failing = dir.join("fail");
-    std::fs::create_dir(&bin).unwrap();
-    let wrapper = bin.join("nft");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\n[ -e '{}' ] && exec sleep 3600\n[ -e '{}' ] && exit 1\n\
-             exec '{real_nft}' \"$@\"\n",
+    let path = nft_wrapper(
+        &dir,
+        &format!(
+            "[ -e '{}' ] && exec sleep 3600\n[ -e '{}' ] && exit 1\nexec \"$NFT\" \"$@\"\n",
             flag.display(),
             failing.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let path = format!("PATH={}:/usr/sbin:/usr/bin:/sbin:/bin", bin.display());
+    );
     let socket_var = format!("NOTIFY_SOCKET={}", notify.display());
     rig.spawn_daemon_via(&["env", &path, &socket_var, WATCHDOG_USEC]);
 

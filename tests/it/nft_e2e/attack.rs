@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::{counter, nft_lab_available, sources, v4, Rig, TABLE};
 use crate::support::lab::{CLIENT_IF, SERVER_IF};
-use crate::support::{python3, stderr_of, stdout_of, unix_now, wait_until};
+use crate::support::{nft_wrapper, python3, stderr_of, stdout_of, unix_now, wait_until};
 
 const SPOOF_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/support/spoof.py");
 
@@ -384,32 +384,14 @@ fn nft_the_daemon_never_reads_the_meter_sets() {
     }
     let mut rig = Rig::setup("nftreads", 5, 30);
     rig.install_base();
-    let real_nft = stdout_of(
-        &std::process::Command::new("sh")
-            .args(["-c", "command -v nft"])
-            .output()
-            .unwrap(),
-    )
-    .trim()
-    .to_owned();
-    let bin = rig.lab.dir.path().join("bin");
     let calls = rig.lab.dir.path().join("nft-calls.log");
-    std::fs::create_dir(&bin).unwrap();
-    let wrapper = bin.join("nft");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{real_nft}' \"$@\"\n",
+    let path = nft_wrapper(
+        rig.lab.dir.path(),
+        &format!(
+            "echo \"$*\" >> '{}'\nexec \"$NFT\" \"$@\"\n",
             calls.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let path = format!("PATH={}:/usr/sbin:/usr/bin:/sbin:/bin", bin.display());
+    );
     // The metrics read the named counters at every repair check: cheap whatever the sets hold.
     let metrics = rig.lab.dir.path().join("knock-totp.prom");
     rig.with_daemon_args(&["--metrics-file", &metrics.to_string_lossy()]);

@@ -215,6 +215,28 @@ pub fn stdout_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Puts a stand-in `nft` in `dir/bin`, a shell script that runs `body` with `$NFT` the real
+/// nft, and returns the `PATH=...` setting under which a daemon (started through `env`)
+/// runs it.
+pub fn nft_wrapper(dir: &std::path::Path, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let real_nft = stdout_of(
+        &std::process::Command::new("sh")
+            .args(["-c", "command -v nft"])
+            .output()
+            .unwrap(),
+    )
+    .trim()
+    .to_owned();
+    assert!(!real_nft.is_empty(), "no nft on PATH");
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let wrapper = bin.join("nft");
+    std::fs::write(&wrapper, format!("#!/bin/sh\nNFT='{real_nft}'\n{body}")).unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!("PATH={}:/usr/sbin:/usr/bin:/sbin:/bin", bin.display())
+}
+
 /// Polls `ready` every `every` until it holds; fails with `what()` once `wait` has passed.
 pub fn wait_until(
     wait: Duration,
