@@ -136,9 +136,17 @@ fn doors(n: u64, last: u64) -> Vec<NftDoor> {
                 tag: format!("{u:06x}"),
                 open_seconds: 30,
             });
-            let c_u = c * 31 + u;
-            let a = 1000 + (c_u * 7919 % 9000) as u16;
-            let mut b = 1000 + (c_u * 104_729 % 9000) as u16;
+            // Ports as unrelated as TOTP codes' (splitmix64 of user and window): A ports
+            // collide as often as real ones, pairs rarely.
+            let mix = |mut z: u64| {
+                z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                z ^ (z >> 31)
+            };
+            let r = mix(c << 16 | u);
+            let a = 1000 + (r % 9000) as u16;
+            let mut b = 1000 + ((r >> 32) % 9000) as u16;
             if b == a {
                 b = if b == 9999 { 1000 } else { b + 1 };
             }
@@ -206,7 +214,7 @@ fn rotation(table: &str, runs: usize) -> Result<(), String> {
         nft_load(&doors_transaction(&p, &first, at))?;
         let mut in_kernel = live_doors(&p, &first, at);
         let (mut load_ms, mut full_ms, mut render_ms) = (Vec::new(), Vec::new(), Vec::new());
-        let mut refilled = 0;
+        let (mut refilled, mut grown) = (0, 0);
         for i in 0..runs + 1 {
             let at = next_boundary();
             let next = doors(n, at.as_secs() + 1);
@@ -225,6 +233,7 @@ fn rotation(table: &str, runs: usize) -> Result<(), String> {
                 load_ms.push(load);
                 full_ms.push(full);
                 refilled += usize::from(refill);
+                grown += usize::from(text.contains("delete element"));
             }
         }
         emit(&format!("rot-load-{n}"), &load_ms);
@@ -232,7 +241,7 @@ fn rotation(table: &str, runs: usize) -> Result<(), String> {
         emit(&format!("rot-render-{n}"), &render_ms);
         let text = rotation_transaction(&p, &doors(n, now() + 1), wall());
         eprintln!(
-            "engines: {n} doors: transaction of {} lines, {} KiB; refilled at {refilled} of {runs} boundaries",
+            "engines: {n} doors: transaction of {} lines, {} KiB; refilled at {refilled} of {runs} boundaries; a start grown at {grown}",
             text.lines().count(),
             text.len() / 1024
         );

@@ -195,7 +195,7 @@ EOF
     lines300=$(sed -n 's/.* 300 doors: transaction of \([0-9]*\) lines.*/\1/p' "$work/rotation.log")
     lines3000=$(sed -n 's/.* 3000 doors: transaction of \([0-9]*\) lines.*/\1/p' "$work/rotation.log")
     row rot-base "rotation: base ruleset load (nft -f -, whole table)" ms
-    refilled() { sed -n "s/.* $1 doors: .*refilled at \([0-9]* of [0-9]*\) boundaries.*/\1/p" "$work/rotation.log"; }
+    refilled() { sed -n "s/.* $1 doors: .*refilled at \([0-9]* of [0-9]*\) boundaries; a start grown at \([0-9]*\).*/\1, a start grown at \2/p" "$work/rotation.log"; }
     full3="rotation: 3 doors, flush and refill (nft -f -, ${lines3} lines)"
     row rot-load-3 "rotation: 3 doors shifted one window (what the daemon loads; refilled at $(refilled 3))" ms \
         "{\"ref\": \"$full3\", \"goal_max\": 5}"

@@ -1012,18 +1012,27 @@ pub fn base_ruleset(p: &NftParams) -> String {
     s
 }
 
-/// Doors actually rendered: renderable, first occurrence of each id and of each pair. Two
+/// Doors actually rendered: renderable, one door for each id and for each pair. Two
 /// holders' doors with the same pair (about 4 in a million pairs of doors, so a few at a time
-/// among 1,000 users') are one door in the kernel: the first holder's, and whoever knocks it
-/// first uses it; the other's client finds it used and knocks its next window's pair.
+/// among 1,000 users') are one door in the kernel: the one from the older window (then the
+/// lower slot, then the first listed), and whoever knocks it first uses it; the other's client
+/// finds it used and knocks its next window's pair. Oldest first, a door in the kernel stays
+/// the one chosen for as long as it lives, so a boundary adds the newer door's pair to nothing.
 pub fn effective_doors(p: &NftParams, doors: &[NftDoor]) -> Vec<NftDoor> {
-    let mut ids = BTreeSet::new();
-    let mut pairs = BTreeSet::new();
+    let mut order: Vec<usize> = (0..doors.len())
+        .filter(|&i| doors[i].is_renderable(p))
+        .collect();
+    order.sort_by_key(|&i| (doors[i].valid_from, doors[i].slot));
+    let (mut ids, mut pairs) = (BTreeSet::new(), BTreeSet::new());
+    let mut chosen = vec![false; doors.len()];
+    for i in order {
+        chosen[i] = ids.insert(doors[i].id()) && pairs.insert(doors[i].ports);
+    }
     doors
         .iter()
-        .filter(|d| d.is_renderable(p))
-        .filter(|d| ids.insert(d.id()) && pairs.insert(d.ports))
-        .cloned()
+        .zip(chosen)
+        .filter(|(_, chosen)| *chosen)
+        .map(|(d, _)| d.clone())
         .collect()
 }
 
@@ -1118,11 +1127,14 @@ pub fn rotation_transaction(p: &NftParams, doors: &[NftDoor], now: Duration) -> 
 /// be exact: a door in the kernel that `doors` no longer has (a revoked user, a clock that
 /// jumped), or a new grant chain or user. A transaction that deletes nothing is about four
 /// times as fast: every deletion makes the kernel wait for an RCU grace period before `nft`
-/// exits. Doors that end leave by their elements' timeouts. The one deletion it may make:
-/// a new door whose A port is already live outlives that start, whose timeout must grow, and
-/// kernels before 6.10 ignore a new timeout on an add; so that start is deleted and added
-/// again in the same transaction (first added, so that the delete cannot fail when its
-/// element has just timed out), and packets see the old element or the new one, never none.
+/// exits. Doors that end leave by their elements' timeouts.
+///
+/// Two small deletions replace an element that the new doors must change, in the same
+/// transaction (packets see the old element or the new one, never none): a start that a new
+/// door outlives (kernels before 6.10 ignore a new timeout on an add), and the pair of a door
+/// that just ended, now another holder's door (its element may outlive its end by the few ms
+/// of the load that put it there, and a map refuses a second value). Each is first added as
+/// it was, so that its delete cannot fail when the element has just timed out.
 pub fn added_doors_transaction(
     p: &NftParams,
     in_kernel: &[NftDoor],
@@ -1151,18 +1163,37 @@ pub fn added_doors_transaction(
     if !serves {
         return None;
     }
-    let live_starts = start_ends(kept.iter().copied());
+    let t = &p.table;
+    let mut s = String::new();
+    let kernel_starts = start_ends(in_kernel.iter());
     let grown: Vec<u16> = start_ends(doors.iter())
         .into_iter()
-        .filter(|(a, until)| live_starts.get(a).is_some_and(|live| live < until))
+        .filter(|(a, until)| kernel_starts.get(a).is_some_and(|end| end < until))
         .map(|(a, _)| a)
         .collect();
-    let mut s = String::new();
     if !grown.is_empty() {
-        let t = &p.table;
         let grown = nft_list(grown);
         let _ = writeln!(s, "add element inet {t} {STARTS_SET} {grown}");
         let _ = writeln!(s, "delete element inet {t} {STARTS_SET} {grown}");
+    }
+    let new_pairs: BTreeSet<[u16; 2]> = new.iter().map(|d| d.ports).collect();
+    let taken: Vec<&NftDoor> = in_kernel
+        .iter()
+        .filter(|d| new_pairs.contains(&d.ports) && !new.contains(d))
+        .collect();
+    if !taken.is_empty() {
+        let as_it_was = taken
+            .iter()
+            .map(|d| format!("{} . {} : {}", d.ports[0], d.ports[1], d.id()));
+        let keys = taken
+            .iter()
+            .map(|d| format!("{} . {}", d.ports[0], d.ports[1]));
+        let _ = writeln!(
+            s,
+            "add element inet {t} {PAIRS_MAP} {}",
+            nft_list(as_it_was)
+        );
+        let _ = writeln!(s, "delete element inet {t} {PAIRS_MAP} {}", nft_list(keys));
     }
     add_doors(&mut s, p, &new, &doors, now);
     Some(s)
@@ -1762,6 +1793,14 @@ mod tests {
         ];
         let eff = effective_doors(&p, &ds);
         assert_eq!(eff, vec![door(5, 1200, 1300), door(9, 1700, 1800)]);
+        // A shared pair goes to the older window's door, wherever it is listed.
+        let newer = door(6, 1200, 1300);
+        let older = door(5, 1200, 1300);
+        assert_eq!(
+            effective_doors(&p, &[newer.clone(), older.clone()]),
+            std::slice::from_ref(&older)
+        );
+        assert_eq!(effective_doors(&p, &[older.clone(), newer]), [older]);
         let s = doors_transaction(&p, &ds, at(155));
         assert!(s.contains("pairs { 1200 . 1300 timeout 25000ms "), "{s}");
         for port in ["1500", "1600", "1400", "1700"] {
@@ -1916,6 +1955,52 @@ mod tests {
             "{tx}"
         );
         assert!(!tx.contains("1200") && !tx.contains("flush"), "{tx}");
+
+        // The new door has the pair of window 10's door, which ended at 360 s: its pair and
+        // start may still be in the kernel (by the ms of the load that put them there), so
+        // both are replaced.
+        let ended_pair = shares_a(1100)
+            .into_iter()
+            .map(|d| NftDoor {
+                ports: if d.counter == 13 {
+                    [1100, 2100]
+                } else {
+                    d.ports
+                },
+                ..d
+            })
+            .collect::<Vec<_>>();
+        let tx = added_doors_transaction(&p, &in_kernel_at_331(), &ended_pair, now)
+            .expect("replace the ended door's elements");
+        let id10 = three_window_door(10, 1100, 2100).id();
+        let lines: Vec<&str> = tx.lines().collect();
+        assert_eq!(
+            lines[..5],
+            [
+                "add element inet knock_totp_web starts { 1100 }",
+                "delete element inet knock_totp_web starts { 1100 }",
+                &format!("add element inet knock_totp_web pairs {{ 1100 . 2100 : {id10} }}"),
+                "delete element inet knock_totp_web pairs { 1100 . 2100 }",
+                "add element inet knock_totp_web starts { 1100 timeout 89996ms }",
+            ],
+            "{tx}"
+        );
+
+        // Another holder's new door with a live door's pair is that door, even listed first
+        // (holders come in config order): nothing to add for it.
+        let shared_pair = vec![
+            NftDoor {
+                slot: 2,
+                ..three_window_door(13, 1200, 2200)
+            },
+            three_window_door(11, 1200, 2200),
+            three_window_door(12, 1300, 2300),
+            three_window_door(13, 1400, 2400),
+        ];
+        let tx =
+            added_doors_transaction(&p, &in_kernel_at_331(), &shared_pair, now).expect("add-only");
+        assert!(!tx.contains("1200") && !tx.contains("delete"), "{tx}");
+        assert!(tx.contains("1400 . 2400"), "{tx}");
 
         // An older door on the live start 1300 (window 12's, made to end at 480 s) outlives
         // the new one (ending at 450 s): the start keeps 480 s and nothing is deleted.
