@@ -217,9 +217,12 @@ impl Rotation {
             let rotates_now = matches!(next_step(window, wall_clock()? + lead), Step::Rotate(_));
             if self.dry_run {
                 self.notify.alive();
-            } else if repair_due(rotates_now, last_repair.elapsed()) {
-                last_repair = Instant::now();
-                match self.engine.repair() {
+            } else {
+                let restore = repair_due(rotates_now, last_repair.elapsed());
+                if restore {
+                    last_repair = Instant::now();
+                }
+                match self.engine.repair(restore) {
                     Ok(()) => self.notify.alive(),
                     Err(e) => self.log.alarm(format!("{e:#}")),
                 }

@@ -10,9 +10,9 @@ use crate::server::doors::door_windows;
 /// Longest single sleep: after a suspend or a clock change we notice within this much.
 pub const MAX_SLEEP_CHUNK: Duration = Duration::from_secs(5);
 
-/// Longest gap between two repairs: a repair is skipped at a wake where a rotation follows at
-/// once (its doors transaction would undo the rotation's add-only speed), unless the last one
-/// is this old.
+/// Longest gap between two restoring repairs: a wake where a rotation follows at once skips
+/// the restore (its doors transaction would undo the rotation's add-only speed), unless the
+/// last one is this old.
 pub const MAX_REPAIR_GAP: Duration = Duration::from_secs(2 * MAX_SLEEP_CHUNK.as_secs());
 
 /// Wake this long after a boundary so the wall clock is surely in the new window.
@@ -54,8 +54,8 @@ pub fn next_step(served: Window, now: Duration) -> Step {
     }
 }
 
-/// Whether a wake repairs: always, except where a rotation follows at once and the last
-/// repair is less than [`MAX_REPAIR_GAP`] old.
+/// Whether a wake's repair restores everything: always, except where a rotation follows at
+/// once and the last restore is less than [`MAX_REPAIR_GAP`] old.
 pub fn repair_due(rotates_now: bool, since_repair: Duration) -> bool {
     !rotates_now || since_repair >= MAX_REPAIR_GAP
 }
@@ -102,10 +102,10 @@ mod tests {
         assert_eq!(door_windows(Window::at(3, 30)).len(), 2);
     }
 
-    /// With 30 s windows the loop wakes every 5 s: it repairs at each wake but the boundary's,
-    /// and at a boundary too once the last repair is `MAX_REPAIR_GAP` old (short windows).
+    /// With 30 s windows the loop wakes every 5 s: it restores at each wake but the boundary's,
+    /// and at a boundary too once the last restore is `MAX_REPAIR_GAP` old (short windows).
     #[test]
-    fn a_wake_repairs_unless_a_rotation_follows_a_recent_repair() {
+    fn a_wake_restores_unless_a_rotation_follows_a_recent_restore() {
         assert!(repair_due(false, Duration::ZERO));
         assert!(!repair_due(true, MAX_SLEEP_CHUNK));
         assert!(!repair_due(true, MAX_REPAIR_GAP - Duration::from_millis(1)));

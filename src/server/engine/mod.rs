@@ -59,8 +59,9 @@ pub trait Engine {
     fn dry_run(&mut self, window: Window, doors: &[ActiveDoor]) -> anyhow::Result<()>;
 
     /// Between rotations (every few seconds): checks that what `apply` put in place is still
-    /// there and restores it if someone removed it.
-    fn repair(&mut self) -> anyhow::Result<()> {
+    /// there and restores it if someone removed it. Without `restore` (a rotation follows at
+    /// once and the last restore is recent) only the cheap checks run.
+    fn repair(&mut self, _restore: bool) -> anyhow::Result<()> {
         Ok(())
     }
 

@@ -396,7 +396,7 @@ impl Engine for KnockdEngine {
     }
 
     /// Tries a failed rotation again (knockd.conf only) while its window lasts.
-    fn repair(&mut self) -> anyhow::Result<()> {
+    fn repair(&mut self, _restore: bool) -> anyhow::Result<()> {
         let Some(doors) = self.retry.clone() else {
             return Ok(());
         };

@@ -715,12 +715,14 @@ impl Engine for NftEngine {
     }
 
     /// A deleted table or a flushed chain is restored within seconds, doors included, not at
-    /// the next boundary: the repair's doors transaction re-asserts every chain's rules.
-    /// Then writes the metrics file when anything in it changed (one read of the counters
-    /// serves both the openings' log and the metrics).
-    fn repair(&mut self) -> anyhow::Result<()> {
-        self.ensure_base(false)?;
-        self.load_doors(self.last_doors.clone(), true)?;
+    /// the next boundary: the repair's doors transaction re-asserts every chain's rules
+    /// (with `restore`). Then writes the metrics file when anything in it changed (one read
+    /// of the counters serves both the openings' log and the metrics).
+    fn repair(&mut self, restore: bool) -> anyhow::Result<()> {
+        if restore {
+            self.ensure_base(false)?;
+            self.load_doors(self.last_doors.clone(), true)?;
+        }
         self.watch_attack()?;
         if self.metrics.is_none() {
             return self.watch_openings();

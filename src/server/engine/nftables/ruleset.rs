@@ -1125,7 +1125,7 @@ pub fn rotation_transaction(p: &NftParams, doors: &[NftDoor], now: Duration) -> 
 /// The transaction that takes the kernel from `in_kernel` (what the last transaction put
 /// there, as [`live_doors`] gave it) to `doors` by adding elements, or None when that cannot
 /// be exact: a door in the kernel that `doors` no longer has (a revoked user, a clock that
-/// jumped), or a new grant chain or user. A transaction that deletes nothing is about four
+/// jumped), a user in the kernel with no door now (expired), or a new grant chain or user. A transaction that deletes nothing is about four
 /// times as fast: every deletion makes the kernel wait for an RCU grace period before `nft`
 /// exits. Doors that end leave by their elements' timeouts.
 ///
@@ -1144,9 +1144,13 @@ pub fn added_doors_transaction(
     let doors = live_doors(p, doors, now);
     let kept: Vec<&NftDoor> = in_kernel.iter().filter(|d| live_at(d, now)).collect();
     let ended = in_kernel.iter().filter(|d| !live_at(d, now));
-    // A door that ended by the wall clock but not by the kernel's: the clock jumped.
+    // A door that ended by the wall clock but not by the kernel's: the clock jumped. A user
+    // in the kernel without a door now (expired): the refill takes them out of the users maps,
+    // which hold their counter (revoked next).
+    let slots_now: BTreeSet<u16> = doors.iter().map(|d| d.slot).collect();
     if ended.clone().any(|d| d.valid_until > now.as_secs())
         || !kept.iter().all(|d| doors.contains(d))
+        || in_kernel.iter().any(|d| !slots_now.contains(&d.slot))
     {
         return None;
     }
@@ -1924,6 +1928,18 @@ mod tests {
             ..three_window_door(13, 1400, 2400)
         });
         assert_eq!(added_doors_transaction(&p, &kernel, &new_user, now), None);
+        // A user whose doors ended at their expiry, with no door now: their users-map
+        // elements (which hold their counter) go with a refill.
+        let expired = NftDoor {
+            slot: 2,
+            valid_until: 360,
+            ..three_window_door(12, 1700, 2700)
+        };
+        let kernel_with_expired: Vec<NftDoor> = kernel.iter().cloned().chain([expired]).collect();
+        assert_eq!(
+            added_doors_transaction(&p, &kernel_with_expired, &ok, now),
+            None
+        );
         // The clock went back a window: the kernel holds a door not live any more.
         assert_eq!(added_doors_transaction(&p, &kernel, &ok, at(299)), None);
     }
