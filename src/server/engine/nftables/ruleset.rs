@@ -1142,14 +1142,15 @@ pub fn added_doors_transaction(
     now: Duration,
 ) -> Option<String> {
     let doors = live_doors(p, doors, now);
-    let kept: Vec<&NftDoor> = in_kernel.iter().filter(|d| live_at(d, now)).collect();
+    let wanted: BTreeSet<&NftDoor> = doors.iter().collect();
+    let kept: BTreeSet<&NftDoor> = in_kernel.iter().filter(|d| live_at(d, now)).collect();
     let ended = in_kernel.iter().filter(|d| !live_at(d, now));
     // A door that ended by the wall clock but not by the kernel's: the clock jumped. A user
     // in the kernel without a door now (expired): the refill takes them out of the users maps,
     // which hold their counter (revoked next).
     let slots_now: BTreeSet<u16> = doors.iter().map(|d| d.slot).collect();
     if ended.clone().any(|d| d.valid_until > now.as_secs())
-        || !kept.iter().all(|d| doors.contains(d))
+        || !kept.is_subset(&wanted)
         || in_kernel.iter().any(|d| !slots_now.contains(&d.slot))
     {
         return None;
@@ -1161,6 +1162,7 @@ pub fn added_doors_transaction(
         .filter(|d| !kept.contains(d))
         .cloned()
         .collect();
+    let new_set: BTreeSet<&NftDoor> = new.iter().collect();
     let serves = new
         .iter()
         .all(|d| opens.contains(&d.open_seconds(p)) && slots.contains(&d.slot));
@@ -1183,7 +1185,7 @@ pub fn added_doors_transaction(
     let new_pairs: BTreeSet<[u16; 2]> = new.iter().map(|d| d.ports).collect();
     let taken: Vec<&NftDoor> = in_kernel
         .iter()
-        .filter(|d| new_pairs.contains(&d.ports) && !new.contains(d))
+        .filter(|d| new_pairs.contains(&d.ports) && !new_set.contains(d))
         .collect();
     if !taken.is_empty() {
         let as_it_was = taken
