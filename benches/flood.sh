@@ -93,7 +93,13 @@ sns nft list set inet "$table" wrong_4_24 >/dev/null 2>&1 &&
 # The doors transaction the daemon loads (every chain re-asserted, the doors of the current
 # window), and the base table, from --dry-run: timed with `nft -f` directly.
 dry() {
-    sns "$bin" server --config "$files/web.toml" --dry-run --once >"$work/dry.txt" 2>/dev/null
+    # Its own state directory: with the daemon's, the windows the daemon served (up to the
+    # next one) are held back and the transaction can have no door.
+    mkdir -p "$work/dry-state"
+    STATE_DIRECTORY="$work/dry-state" sns "$bin" server --config "$files/web.toml" --dry-run --once \
+        >"$work/dry.txt" 2>/dev/null
+    grep -q "add element inet .* pairs" "$work/dry.txt" ||
+        { echo "server --dry-run: no door in the transaction" >&2; exit 1; }
     sed -n '/^# would make sure table/,/^# would load in one transaction/p' "$work/dry.txt" | sed '1d;$d' >"$work/base.nft"
     sed -n '/^# would load in one transaction/,$p' "$work/dry.txt" | sed '1d' >"$work/doors.nft"
     [ -s "$work/base.nft" ] && [ -s "$work/doors.nft" ] || { echo "server --dry-run: no transaction" >&2; exit 1; }
