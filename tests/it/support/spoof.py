@@ -15,7 +15,8 @@ hosts, 64 for IPv6 /64s):
                                        PER random pairs from each of COUNT sources, source by
                                        source; pair number POSITION is REAL_A, REAL_B
 
---rate caps SYNs per second (default: as fast as it can), --seconds stops early (default 120).
+--rate caps SYNs per second (default: as fast as it can), --seconds stops early (default 120),
+--ports FILE draws the random knock ports from the ports listed in FILE (one per line).
 Prints one JSON line: {"sent": N, "seconds": T, "real_at": SYN index of the real pair or null}.
 """
 import ipaddress
@@ -57,7 +58,7 @@ def frame(src, dst, dport, dst_mac, src_mac):
 
 
 def main(argv):
-    seconds, rate = 120.0, None
+    seconds, rate, ports = 120.0, None, None
     args = []
     it = iter(argv)
     for a in it:
@@ -65,6 +66,8 @@ def main(argv):
             seconds = float(next(it))
         elif a == "--rate":
             rate = float(next(it))
+        elif a == "--ports":
+            ports = [int(line) for line in open(next(it)) if line.strip()]
         else:
             args.append(a)
     iface, dst_mac, dst, mode, rest = args[0], args[1], ipaddress.ip_address(args[2]), args[3], args[4:]
@@ -72,7 +75,7 @@ def main(argv):
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     sock.bind((iface, 0))
     src_mac = sock.getsockname()[4][:6]
-    knock = lambda: random.randint(1000, 9999)
+    knock = (lambda: random.choice(ports)) if ports else (lambda: random.randint(1000, 9999))
 
     def source(net, step, i):
         return ipaddress.ip_address(int(net.network_address) + (i << step))
