@@ -125,6 +125,7 @@ fn descriptions_name_the_nftables_engine() {
             "knockd rotation server",
             "knock sequences for knockd",
             "rotates knockd's sequence for the administrator",
+            "template unit for knockd-engine servers",
         ] {
             assert!(
                 !flat.contains(stale),
