@@ -153,7 +153,7 @@ impl Rotation {
         if once {
             return Ok(());
         }
-        let mut last_repair = Instant::now();
+        let mut last_restore = Instant::now();
         while stop.received().is_none() {
             let wall_before = wall_clock()?;
             let mono_before = Instant::now();
@@ -214,13 +214,14 @@ impl Rotation {
             if !stop.pause(self.notify.wake_within(sleep)) {
                 break;
             }
-            let rotates_now = matches!(next_step(window, wall_clock()? + lead), Step::Rotate(_));
             if self.dry_run {
                 self.notify.alive();
             } else {
-                let restore = repair_due(rotates_now, last_repair.elapsed());
+                let rotates_now =
+                    matches!(next_step(window, wall_clock()? + lead), Step::Rotate(_));
+                let restore = repair_due(rotates_now, last_restore.elapsed());
                 if restore {
-                    last_repair = Instant::now();
+                    last_restore = Instant::now();
                 }
                 match self.engine.repair(restore) {
                     Ok(()) => self.notify.alive(),

@@ -1125,9 +1125,10 @@ pub fn rotation_transaction(p: &NftParams, doors: &[NftDoor], now: Duration) -> 
 /// The transaction that takes the kernel from `in_kernel` (what the last transaction put
 /// there, as [`live_doors`] gave it) to `doors` by adding elements, or None when that cannot
 /// be exact: a door in the kernel that `doors` no longer has (a revoked user, a clock that
-/// jumped), a user in the kernel with no door now (expired), or a new grant chain or user. A transaction that deletes nothing is about four
-/// times as fast: every deletion makes the kernel wait for an RCU grace period before `nft`
-/// exits. Doors that end leave by their elements' timeouts.
+/// jumped), a user in the kernel with no door now (expired), or a new grant chain or user.
+/// A transaction that deletes nothing is about four times as fast: every deletion makes the
+/// kernel wait for an RCU grace period before `nft` exits. Doors that end leave by their
+/// elements' timeouts.
 ///
 /// Two small deletions replace an element that the new doors must change, in the same
 /// transaction (packets see the old element or the new one, never none): a start that a new
@@ -1162,7 +1163,6 @@ pub fn added_doors_transaction(
         .filter(|d| !kept.contains(d))
         .cloned()
         .collect();
-    let new_set: BTreeSet<&NftDoor> = new.iter().collect();
     let serves = new
         .iter()
         .all(|d| opens.contains(&d.open_seconds(p)) && slots.contains(&d.slot));
@@ -1182,10 +1182,12 @@ pub fn added_doors_transaction(
         let _ = writeln!(s, "add element inet {t} {STARTS_SET} {grown}");
         let _ = writeln!(s, "delete element inet {t} {STARTS_SET} {grown}");
     }
+    // Only an ended door can have a new door's pair: `doors` has one door per pair, kept ones
+    // among them.
     let new_pairs: BTreeSet<[u16; 2]> = new.iter().map(|d| d.ports).collect();
     let taken: Vec<&NftDoor> = in_kernel
         .iter()
-        .filter(|d| new_pairs.contains(&d.ports) && !new_set.contains(d))
+        .filter(|d| new_pairs.contains(&d.ports))
         .collect();
     if !taken.is_empty() {
         let as_it_was = taken
